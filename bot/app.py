@@ -1,0 +1,128 @@
+"""create_app(settings): wires database, Slack clients, listeners, publisher and HTTP surface."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import checklists, db
+from bot.blocks import check_template_limits
+from bot.config import Settings
+from bot.listeners import register_listeners
+from bot.publisher import Publisher
+from bot.services import Services, utcnow
+from bot.web import Metrics, WebApp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Deploybot:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    bolt: App
+    publisher: Publisher
+    metrics: Metrics = field(default_factory=Metrics)
+    slack_ok: bool = False
+
+    @cached_property
+    def web(self) -> WebApp:
+        return WebApp(
+            self.bolt,
+            self.settings.slack_signing_secret,
+            readiness=self.readiness,
+            gauges=lambda: {"render_backlog": self.publisher.pending()},
+            metrics=self.metrics,
+        )
+
+    def check_slack(self) -> bool:
+        """Call auth.test once; /readyz reports the outcome."""
+        try:
+            self.bolt.client.auth_test()
+            self.slack_ok = True
+        except SlackApiError as exc:
+            log.error("Slack auth.test failed: %s (check SLACK_BOT_TOKEN)", exc.response.get("error"))
+        except OSError as exc:
+            log.error("Slack is unreachable at %s: %s", self.settings.slack_api_url, type(exc).__name__)
+        return self.slack_ok
+
+    def readiness(self) -> list[str]:
+        """What stops this process from serving, if anything."""
+        problems = []
+        try:
+            if not db.is_current(self.engine):
+                problems.append("database schema is not at the latest migration (run `deploybot db upgrade`)")
+        except Exception as exc:
+            problems.append(f"database unreachable: {type(exc).__name__}")
+        if not self.slack_ok:
+            problems.append("Slack auth.test has not passed")
+        return problems
+
+
+def load_checklists(settings: Settings) -> dict[str, checklists.Template]:
+    """Load the checklist folder and refuse any template that cannot render within Slack's limits."""
+    templates = checklists.load_folder(settings.checklists_path)
+    errors = [
+        f"{settings.checklists_path}/{template.id}: {problem}"
+        for template in templates.values()
+        for problem in check_template_limits(template)
+    ]
+    if errors:
+        raise checklists.ChecklistError(errors)
+    return templates
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    templates: dict[str, checklists.Template] | None = None,
+) -> Deploybot:
+    """Build a deploybot from settings; no network I/O happens here."""
+    engine = db.make_engine(settings.database_url)
+    sessions = db.make_sessions(engine)
+    token = settings.slack_bot_token.reveal()
+    client = WebClient(
+        token=token,
+        base_url=settings.slack_api_url,
+        timeout=10,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            ServerErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=1),
+        ],
+    )
+    # The publisher keeps its own retry schedule in the database, so its client never sleeps.
+    publisher_client = WebClient(token=token, base_url=settings.slack_api_url, timeout=10, retry_handlers=[])
+    publisher = Publisher(sessions, publisher_client, clock, min_interval=settings.render_interval)
+    bolt = App(
+        token=token,
+        client=client,
+        process_before_response=True,  # the change is committed before Slack hears the ack
+        request_verification_enabled=False,  # WebApp verifies signatures before Bolt sees a byte
+        token_verification_enabled=False,
+        ignoring_self_events_enabled=False,
+    )
+    services = Services(
+        sessions=sessions,
+        templates=templates if templates is not None else load_checklists(settings),
+        wake_publisher=publisher.wake,
+        clock=clock,
+    )
+    register_listeners(bolt, services)
+    return Deploybot(settings, engine, sessions, bolt, publisher)

@@ -1,0 +1,375 @@
+"""Block Kit renderers: pure functions from database state to Slack blocks."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bot import ids, limits
+from bot.checklists import Group, Item, Template
+from bot.models import ItemState, ItemStatus, Run, RunStatus
+from bot.runs import MAX_NOTE, MAX_REASON
+
+Block = dict[str, Any]
+
+# Each checklist part keeps two blocks for its header and its action buttons.
+ITEM_BLOCKS_PER_PART = limits.BLOCKS_PER_MESSAGE - 2
+BAR_WIDTH = 20
+# Escaping can quintuple a reason or note ("&" becomes "&amp;"); clip what is shown.
+USER_TEXT = 700
+_ICONS = {ItemStatus.OPEN: "⬜", ItemStatus.DONE: "✅", ItemStatus.NA: "➖"}
+_KIND_TITLES = {"deploy": "Deployment", "maintenance": "Maintenance", "rollback": "Rollback"}
+
+
+@dataclass
+class Part:
+    """One threaded message of a run: a slice of one phase, whole groups where they fit."""
+
+    title: str
+    groups: list[tuple[Group, list[Item]]] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(1 + len(items) for _, items in self.groups)
+
+    @property
+    def items(self) -> list[Item]:
+        return [item for _, items in self.groups for item in items]
+
+
+def layout(template: Template) -> list[Part]:
+    """Split a template into message-sized parts; depends on the template only, never on state."""
+    parts: list[Part] = []
+    for phase in template.phases:
+        phase_parts = [Part(phase.title)]
+        for group in phase.groups:
+            items = list(group.items)
+            while items:
+                room = ITEM_BLOCKS_PER_PART - phase_parts[-1].size - 1  # one block for the group title
+                if room < 1 or (room < len(items) and phase_parts[-1].groups and len(items) <= 20):
+                    # Start a new message rather than strand a short group's head in the old one.
+                    phase_parts.append(Part(phase.title))
+                    continue
+                phase_parts[-1].groups.append((group, items[:room]))
+                items = items[room:]
+        if len(phase_parts) > 1:
+            for n, part in enumerate(phase_parts, 1):
+                part.title = f"{phase.title} ({n}/{len(phase_parts)})"
+        parts += phase_parts
+    return parts
+
+
+def escape(text: str) -> str:
+    """Escape user-written text for mrkdwn, so it cannot ping @channel or fake a mention."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def quote(text: str, limit: int = USER_TEXT) -> str:
+    """Escape a person's text and clip it, never cutting an entity in half."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    return re.sub(r"&[a-z]*$", "", escaped[: limit - 1]) + "…"
+
+
+def when(at: datetime) -> str:
+    """A timestamp every reader sees in their own time zone."""
+    fallback = at.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def duration(start: datetime, end: datetime) -> str:
+    minutes = int((end - start).total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def button(text: str, action_id: str, value: dict[str, Any], style: str | None = None) -> Block:
+    element: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "action_id": action_id,
+        "value": json.dumps(value, separators=(",", ":")),
+    }
+    if style:
+        element["style"] = style
+    return element
+
+
+def _mrkdwn(text: str) -> Block:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _section(text: str, **extra: Any) -> Block:
+    return {"type": "section", "text": _mrkdwn(text), **extra}
+
+
+def _context(text: str) -> Block:
+    return {"type": "context", "elements": [_mrkdwn(text)]}
+
+
+# --- the parent message ----------------------------------------------------------------------------
+
+
+def progress(run: Run) -> tuple[int, int, int]:
+    """(done, not applicable, total) over all items."""
+    done = sum(s.status == ItemStatus.DONE for s in run.items)
+    na = sum(s.status == ItemStatus.NA for s in run.items)
+    return done, na, len(run.items)
+
+
+def progress_bar(run: Run) -> str:
+    done, na, total = progress(run)
+    filled = round(BAR_WIDTH * (done + na) / total) if total else BAR_WIDTH
+    return "`" + "█" * filled + "░" * (BAR_WIDTH - filled) + "`"
+
+
+def status_line(run: Run) -> str:
+    """One line of text saying where a run stands, for summaries and notifications."""
+    done, na, total = progress(run)
+    label = _KIND_TITLES.get(run.kind, run.kind.title())
+    na_text = f", {na} N/A" if na else ""
+    return f"{label} {run.version} → {run.environment}: {run.status}, {done}/{total} done{na_text}"
+
+
+def parent_blocks(run: Run) -> list[Block]:
+    """The run's summary message: who, what, where, how far, and how it ended."""
+    done, na, total = progress(run)
+    label = _KIND_TITLES.get(run.kind, run.kind.title())
+    status = {
+        RunStatus.ACTIVE: ":large_blue_circle: In progress",
+        RunStatus.COMPLETE: ":white_check_mark: Complete",
+        RunStatus.ABORTED: ":octagonal_sign: Aborted",
+    }.get(run.status, run.status)
+    header = f"{label} {run.version} → {run.environment}"[: limits.HEADER_TEXT]
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
+        {
+            "type": "section",
+            "fields": [
+                _mrkdwn(f"*Version*\n{escape(run.version)}"),
+                _mrkdwn(f"*Environment*\n{escape(run.environment)}"),
+                _mrkdwn(f"*Started by*\n<@{run.started_by}> {when(run.started_at)}"),
+                _mrkdwn(f"*Status*\n{status}"),
+            ],
+        },
+        _section(
+            f"{progress_bar(run)}  *{done} / {total}* done" + (f" · {na} N/A" if na else "")
+            + _open_required_text(run)
+        ),
+    ]
+    blocks += _outcome_blocks(run, label)
+    if run.is_active:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "run",
+                "elements": [
+                    {
+                        **button("Complete anyway…", ids.COMPLETE_ANYWAY, {"run": run.id}, "danger"),
+                        "confirm": {
+                            "title": {"type": "plain_text", "text": "Complete anyway?"},
+                            "text": _mrkdwn(
+                                "Required items are still open. Completing records you as the person "
+                                "who overrode them, and lists them in the run."
+                            ),
+                            "confirm": {"type": "plain_text", "text": "Complete anyway"},
+                            "deny": {"type": "plain_text", "text": "Keep going"},
+                            "style": "danger",
+                        },
+                    }
+                ],
+            }
+        )
+    blocks.append(_context(f"Run #{run.id} · the checklist is in the thread below"))
+    return blocks
+
+
+def _open_required_text(run: Run) -> str:
+    if not run.is_active:
+        return ""
+    open_required = sum(s.required and s.status == ItemStatus.OPEN for s in run.items)
+    return f"\n{open_required} required item{'s' if open_required != 1 else ''} still open"
+
+
+def _outcome_blocks(run: Run, label: str) -> list[Block]:
+    if run.is_active or run.finished_at is None:
+        return []
+    took = duration(run.started_at, run.finished_at)
+    if run.status == RunStatus.ABORTED:
+        text = f":octagonal_sign: *Aborted* by <@{run.finished_by}> after {took}: _{quote(run.finish_reason or '')}_"
+    elif run.overridden_items:
+        texts = {i.id: i.text for i in run.template.items}
+        shown = [texts.get(i, i) for i in run.overridden_items[:10]]
+        more = len(run.overridden_items) - len(shown)
+        listing = "\n".join(f"• {t}" for t in shown) + (f"\n• …and {more} more" if more > 0 else "")
+        text = (
+            f":warning: *{label} completed anyway* by <@{run.finished_by}> in {took}, with "
+            f"{len(run.overridden_items)} required item(s) open:\n{listing}"
+        )
+    else:
+        text = f":tada: *{label} complete* in {took}."
+    footer = (
+        f"*Last Updated*: {when(run.finished_at)}  ·  *Deployed By*: <@{run.started_by}>  ·  "
+        f"*Version*: {escape(run.version)}"
+    )
+    return [_section(text[: limits.SECTION_TEXT]), _context(footer)]
+
+
+# --- the checklist parts ---------------------------------------------------------------------------
+
+
+def part_blocks(run: Run, part: Part, number: int) -> list[Block]:
+    """One threaded checklist message: a header, its groups and items, and its action buttons."""
+    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": part.title[:150]}}]
+    for group, items in part.groups:
+        blocks.append(_section(f"*{group.title}*"))
+        for item in items:
+            state = run.state_of(item.id)
+            assert state is not None, f"run {run.id} lacks item {item.id}"
+            blocks.append(_item_block(run, item, state))
+    if run.is_active:
+        value = {"run": run.id, "part": number}
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"part.{number}",
+                "elements": [
+                    button("Mark N/A…", ids.NA_DIALOG, value),
+                    button("Add note…", ids.NOTE_DIALOG, value),
+                ],
+            }
+        )
+    return blocks
+
+
+def _item_block(run: Run, item: Item, state: ItemState) -> Block:
+    lines = [_item_line(item, state)]
+    if item.command:
+        lines.append(f"`{item.command}`")
+    if item.help and state.status == ItemStatus.OPEN:
+        lines.append(f"_{item.help}_")
+    if state.note and state.note_by and state.note_at:
+        earlier = f" _(+{state.note_count - 1} earlier)_" if state.note_count > 1 else ""
+        lines.append(f":memo: <@{state.note_by}> {when(state.note_at)}: {quote(state.note)}{earlier}")
+    block = _section("\n".join(lines), block_id=f"item.{item.id}")
+    if run.is_active:
+        value = {"run": run.id, "item": item.id}
+        if state.status == ItemStatus.OPEN:
+            block["accessory"] = button("Done", ids.ITEM_DONE, value, "primary")
+        else:
+            block["accessory"] = button("Undo" if state.status == ItemStatus.DONE else "Reopen", ids.ITEM_REOPEN, value)
+    return block
+
+
+def _item_line(item: Item, state: ItemState) -> str:
+    icon = _ICONS[state.status]
+    optional = "" if item.required else " _(optional)_"
+    if state.status == ItemStatus.OPEN or not state.changed_at:
+        return f"{icon} {item.text}{optional}"
+    who = f"<@{state.changed_by}> {when(state.changed_at)}"
+    if state.status == ItemStatus.NA:
+        return f"{icon} ~{item.text}~{optional}  ·  N/A by {who}: _{quote(state.na_reason or '')}_"
+    return f"{icon} {item.text}{optional}  ·  {who}"
+
+
+def message_text(run: Run, part: Part | None = None) -> str:
+    """The plain-text fallback Slack shows in notifications."""
+    return status_line(run) if part is None else f"{part.title} — {status_line(run)}"
+
+
+# --- modals ----------------------------------------------------------------------------------------
+
+
+def item_modal(run: Run, part: Part, callback_id: str, *, na: bool) -> Block:
+    """A modal asking which item of a part, and why (N/A) or what (note)."""
+    groups = []
+    for group, items in part.groups:
+        options = [
+            {"text": {"type": "plain_text", "text": _clip(item.text, limits.OPTION_TEXT)}, "value": item.id}
+            for item in items
+            if not (na and (s := run.state_of(item.id)) is not None and s.status == ItemStatus.NA)
+        ]
+        if options:
+            groups.append({"label": {"type": "plain_text", "text": _clip(group.title, 75)}, "options": options})
+    field = ids.REASON_FIELD if na else ids.NOTE_FIELD
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": json.dumps({"run": run.id}),
+        "title": {"type": "plain_text", "text": "Mark item N/A" if na else "Add a note"},
+        "submit": {"type": "plain_text", "text": "Mark N/A" if na else "Add note"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _context(f"Run #{run.id} · {escape(run.version)} → {escape(run.environment)} · {escape(part.title)}"),
+            {
+                "type": "input",
+                "block_id": ids.ITEM_FIELD,
+                "label": {"type": "plain_text", "text": "Item"},
+                "element": {
+                    "type": "static_select",
+                    "action_id": ids.ITEM_FIELD,
+                    "placeholder": {"type": "plain_text", "text": "Choose an item"},
+                    "option_groups": groups,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": field,
+                "label": {"type": "plain_text", "text": "Why does it not apply?" if na else "Note"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": field,
+                    "multiline": True,
+                    "max_length": 500,
+                },
+            },
+        ],
+    }
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- limits of a whole template --------------------------------------------------------------------
+
+
+def check_template_limits(template: Template) -> list[str]:
+    """Render a template in its bulkiest states and report every Slack limit it would break."""
+    parts = layout(template)
+    errors: list[str] = []
+    for status in (ItemStatus.OPEN, ItemStatus.DONE, ItemStatus.NA):
+        run = _bulkiest_run(template, status)
+        errors += [f"parent message: {e}" for e in limits.check_blocks(parent_blocks(run))]
+        for number, part in enumerate(parts, 1):
+            errors += [f"{part.title}: {e}" for e in limits.check_blocks(part_blocks(run, part, number))]
+            for na in (True, False):
+                errors += [f"{part.title} modal: {e}" for e in limits.check_view(item_modal(run, part, "x", na=na))]
+        run.status, run.finished_at, run.finished_by = RunStatus.COMPLETE, run.started_at, run.started_by
+        run.overridden_items = [item.id for item in template.items]
+        errors += [f"parent message when complete: {e}" for e in limits.check_blocks(parent_blocks(run))]
+    return sorted(set(errors))
+
+
+def _bulkiest_run(template: Template, status: str) -> Run:
+    """An unsaved run whose every item shows as much text as the schema allows."""
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    long_user = "U" + "0" * 20
+    run = Run(
+        id=10**9, kind=template.kind, template_snapshot=template.model_dump(mode="json"), version="v" * 64,
+        environment="e" * 64, channel_id="C0", started_by=long_user, started_at=now,
+        status=RunStatus.ACTIVE, rev=1, overridden_items=None,
+    )
+    run.items = [
+        ItemState(
+            item_id=item.id, position=n, required=item.required, status=status, changed_by=long_user,
+            changed_at=now, na_reason="&" * MAX_REASON, note="<" * MAX_NOTE, note_by=long_user, note_at=now, note_count=99,
+        )
+        for n, item in enumerate(template.items)
+    ]
+    return run

@@ -1,0 +1,234 @@
+"""Checklist templates: schema, YAML loader with file:line errors, and Markdown import."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+
+# Keep every rendered line far below Slack's 3000-character section limit.
+MAX_ITEM_TEXT = 300
+MAX_HELP_TEXT = 500
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Item(_Strict):
+    id: Slug
+    text: Annotated[str, Field(min_length=1, max_length=MAX_ITEM_TEXT)]
+    required: bool = True
+    help: Annotated[str, Field(max_length=MAX_HELP_TEXT)] | None = None
+    command: Annotated[str, Field(max_length=MAX_HELP_TEXT)] | None = None
+
+
+class Group(_Strict):
+    id: Slug
+    title: Annotated[str, Field(min_length=1, max_length=150)]
+    items: Annotated[list[Item], Field(min_length=1)]
+
+
+class Phase(_Strict):
+    id: Slug
+    title: Annotated[str, Field(min_length=1, max_length=150)]
+    groups: Annotated[list[Group], Field(min_length=1)]
+
+    @property
+    def items(self) -> list[Item]:
+        return [item for group in self.groups for item in group.items]
+
+
+class Template(_Strict):
+    id: Slug
+    title: Annotated[str, Field(min_length=1, max_length=150)]
+    kind: Literal["deploy", "maintenance", "rollback"] = "deploy"
+    description: Annotated[str, Field(max_length=MAX_HELP_TEXT)] | None = None
+    phases: Annotated[list[Phase], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _ids_are_unique(self) -> Template:
+        _reject_duplicates("phases", [p.id for p in self.phases])
+        for phase in self.phases:
+            _reject_duplicates(f"groups of phase '{phase.id}'", [g.id for g in phase.groups])
+        _reject_duplicates("items", [i.id for i in self.items])
+        return self
+
+    @property
+    def items(self) -> list[Item]:
+        return [item for phase in self.phases for item in phase.items]
+
+    def item(self, item_id: str) -> Item | None:
+        return next((i for i in self.items if i.id == item_id), None)
+
+
+def _reject_duplicates(what: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for ident in ids:
+        if ident in seen:
+            raise ValueError(f"duplicate id '{ident}' among {what}: ids must be unique")
+        seen.add(ident)
+
+
+class ChecklistError(Exception):
+    """One or more checklist files are invalid; `errors` has one 'file:line › path: problem' per fault."""
+
+    def __init__(self, errors: Sequence[str]):
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+def load_template(path: Path) -> Template:
+    """Load and validate one checklist YAML file."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ChecklistError([f"{path}:{line}: not valid YAML: {exc.problem}"]) from None
+    if not isinstance(data, dict):
+        raise ChecklistError([f"{path}:1: expected a mapping with id, title and phases at the top"])
+    try:
+        return Template.model_validate(data)
+    except ValidationError as exc:
+        raise ChecklistError([_describe(path, root, err) for err in exc.errors()]) from None
+
+
+def load_folder(folder: Path) -> dict[str, Template]:
+    """Load every *.yml in `folder`, keyed by template id; report all faults at once."""
+    if not folder.is_dir():
+        raise ChecklistError([f"{folder}: checklist folder not found (set DEPLOYBOT_CHECKLISTS)"])
+    templates: dict[str, Template] = {}
+    errors: list[str] = []
+    paths = sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")])
+    for path in paths:
+        try:
+            template = load_template(path)
+        except ChecklistError as exc:
+            errors.extend(exc.errors)
+            continue
+        if template.id in templates:
+            errors.append(f"{path}:1 › id: template id '{template.id}' is used by another file")
+        templates[template.id] = template
+    if not paths:
+        errors.append(f"{folder}: no checklist files (*.yml) found")
+    if errors:
+        raise ChecklistError(errors)
+    return templates
+
+
+def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
+    loc = tuple(err["loc"])
+    node = _node_at(root, loc)
+    line = node.start_mark.line + 1 if node is not None else 1
+    trail = " › ".join(
+        f"{'[' + str(p) + ']' if isinstance(p, int) else p}" for p in loc
+    ).replace(" › [", "[")
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling; allowed fields are listed in the README)"
+    elif err["type"] == "string_pattern_mismatch":
+        message = "must be a slug: lowercase letters, digits and dashes, at most 64 characters"
+    return f"{path}:{line} › {trail or '(top)'}: {message}"
+
+
+def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
+    """Walk the YAML node tree along a pydantic error location, as deep as it goes."""
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = next((v for k, v in node.value if k.value == part), None)
+            if match is None:
+                return node
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return node
+    return node
+
+
+# --- Markdown import -------------------------------------------------------------------------------
+
+_TASK = re.compile(r"^\s*[-*]\s+\[[ xX]\]\s+(?P<text>.+?)\s*$")
+_STEP = re.compile(r"^\s*\d+[.)]\s+(?P<text>.+?)\s*$")
+_STEP_COMMAND = re.compile(r"^(?P<text>[^`]+?):\s*`(?P<command>[^`]+)`\s*$")
+
+
+def slugify(text: str, limit: int = 48) -> str:
+    """Turn free text into a stable slug id."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower().replace("'", "")).strip("-")
+    if len(slug) > limit:
+        slug = slug[:limit].rsplit("-", 1)[0]
+    return slug or "item"
+
+
+def import_markdown(markdown: str, *, kind: str = "deploy", phases: Sequence[str] = ()) -> dict[str, Any]:
+    """Convert a Markdown task-list checklist (## phase, ### group, - [ ] item) into template data."""
+    title = "Checklist"
+    found: list[dict[str, Any]] = []
+    group: dict[str, Any] | None = None
+    for line in markdown.splitlines():
+        if line.startswith("# "):
+            title = line[2:].strip()
+        elif line.startswith("## "):
+            found.append({"title": line[3:].strip(), "groups": []})
+            group = None
+        elif line.startswith("### ") and found:
+            group = {"title": line[4:].strip(), "items": []}
+            found[-1]["groups"].append(group)
+        elif (match := _TASK.match(line) or _STEP.match(line)) and found:
+            if group is None:
+                group = {"title": found[-1]["title"], "items": []}
+                found[-1]["groups"].append(group)
+            group["items"].append(_import_item(match["text"], numbered=_TASK.match(line) is None))
+    wanted = {p.lower() for p in phases}
+    chosen = [p for p in found if (not wanted or p["title"].lower() in wanted)]
+    missing = wanted - {p["title"].lower() for p in chosen}
+    if missing:
+        raise ChecklistError([f"no section named {sorted(missing)} in the Markdown (## headings)"])
+    return _assign_ids(title, kind, chosen)
+
+
+def _import_item(text: str, *, numbered: bool) -> dict[str, Any]:
+    if numbered and (step := _STEP_COMMAND.match(text)):
+        return {"text": step["text"].strip(), "command": step["command"].strip()}
+    return {"text": text}
+
+
+def _assign_ids(title: str, kind: str, phases: list[dict[str, Any]]) -> dict[str, Any]:
+    used: set[str] = set()
+    out_phases = []
+    for phase in phases:
+        groups = []
+        for group in phase["groups"]:
+            if not group["items"]:
+                continue
+            items = []
+            for item in group["items"]:
+                slug = slugify(item["text"])
+                if slug in used:  # the same wording in two groups, e.g. "Redis password is set"
+                    slug = slugify(f"{group['title']} {item['text']}", limit=64)
+                while slug in used:
+                    slug = f"{slug}-2"
+                used.add(slug)
+                items.append({"id": slug, **item})
+            groups.append({"id": slugify(group["title"]), "title": group["title"], "items": items})
+        if groups:
+            out_phases.append({"id": slugify(phase["title"]), "title": phase["title"], "groups": groups})
+    return {"id": slugify(title), "title": title, "kind": kind, "phases": out_phases}
+
+
+def iter_items(template: Template) -> Iterator[tuple[Phase, Group, Item]]:
+    """Yield every item with its phase and group, in checklist order."""
+    for phase in template.phases:
+        for group in phase.groups:
+            for item in group.items:
+                yield phase, group, item

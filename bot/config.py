@@ -1,0 +1,104 @@
+"""Settings: every environment variable read once, typed, with secrets masked."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+
+class Secret:
+    """A secret value that never shows itself in logs, reprs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+_WHERE = {
+    "SLACK_BOT_TOKEN": "api.slack.com/apps › your app › OAuth & Permissions › Bot User OAuth Token (xoxb-…)",
+    "SLACK_SIGNING_SECRET": "api.slack.com/apps › your app › Basic Information › App Credentials › Signing Secret",
+}
+
+
+class ConfigError(Exception):
+    """The environment cannot run deploybot; the message says what to set and where to find it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: Secret
+    slack_signing_secret: Secret
+    slack_app_token: Secret
+    slack_api_url: str
+    database_url: str
+    config_path: Path
+    checklists_path: Path
+    host: str
+    port: int
+    log_format: str
+    render_interval: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment once; nothing else in deploybot reads os.environ."""
+        env = os.environ if env is None else env
+        api_url = env.get("SLACK_API_URL", "https://slack.com/api/")
+        try:
+            port = int(env.get("PORT", "3000"))
+            render_interval = float(env.get("DEPLOYBOT_RENDER_INTERVAL", "1.0"))
+        except ValueError as exc:
+            raise ConfigError(f"PORT and DEPLOYBOT_RENDER_INTERVAL must be numbers ({exc})") from None
+        return cls(
+            slack_bot_token=Secret(env.get("SLACK_BOT_TOKEN", "")),
+            slack_signing_secret=Secret(env.get("SLACK_SIGNING_SECRET", "")),
+            slack_app_token=Secret(env.get("SLACK_APP_TOKEN", "")),
+            slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
+            database_url=env.get("DATABASE_URL", "sqlite:///deploybot.db"),
+            config_path=Path(env.get("DEPLOYBOT_CONFIG", "./deploybot.yml")),
+            checklists_path=Path(env.get("DEPLOYBOT_CHECKLISTS", "./checklists")),
+            host=env.get("HOST", "0.0.0.0"),
+            port=port,
+            log_format=env.get("LOG_FORMAT", "text"),
+            render_interval=render_interval,
+        )
+
+    def require_slack(self) -> None:
+        """Fail with one message naming every missing Slack variable and where to get it."""
+        missing = [
+            name
+            for name, value in (
+                ("SLACK_BOT_TOKEN", self.slack_bot_token),
+                ("SLACK_SIGNING_SECRET", self.slack_signing_secret),
+            )
+            if not value
+        ]
+        if missing:
+            lines = [f"  {name}: {_WHERE[name]}" for name in missing]
+            raise ConfigError(
+                "deploybot cannot start: missing environment variable(s):\n"
+                + "\n".join(lines)
+                + "\nNo Slack app yet? Create one from manifest.yml at https://api.slack.com/apps "
+                "(Create New App › From an app manifest), install it, then copy the values above.\n"
+                "Optional: SLACK_APP_TOKEN (xapp-…, Basic Information › App-Level Tokens, scope "
+                "connections:write) switches to Socket Mode."
+            )
+
+    @property
+    def database_url_masked(self) -> str:
+        return make_url(self.database_url).render_as_string(hide_password=True)

@@ -1,0 +1,74 @@
+"""The route table: which listener answers which command, action and view."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import ids
+from bot.listeners.actions import Actions, clicker, tell
+from bot.listeners.commands import Commands
+from bot.listeners.views import Views
+from bot.runs import RunError
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def register_listeners(app: App, services: Services) -> None:
+    commands, actions, views = Commands(services), Actions(services), Views(services)
+    app.command("/deploy")(commands.deploy)
+
+    app.action(ids.ITEM_DONE)(actions.item_done)
+    app.action(ids.ITEM_REOPEN)(actions.item_reopen)
+    app.action(ids.NA_DIALOG)(actions.na_dialog)
+    app.action(ids.NOTE_DIALOG)(actions.note_dialog)
+    app.action(ids.COMPLETE_ANYWAY)(actions.complete_anyway)
+    app.action(re.compile(".*"))(actions.unknown)  # must stay last: Bolt runs the first match
+
+    app.view(ids.NA_VIEW)(views.na_submitted)
+    app.view(ids.NOTE_VIEW)(views.note_submitted)
+    app.view(re.compile(".*"))(views.unknown)
+
+    app.error(_make_error_handler(services))
+
+
+def _make_error_handler(services: Services) -> Any:
+    def handle_error(error: Exception, body: dict[str, Any], client: WebClient) -> BoltResponse:
+        """Turn a refusal into a plain answer for the person; log anything else under an id they can quote."""
+        if isinstance(error, RunError):
+            text = str(error)
+        else:
+            error_id = uuid.uuid4().hex[:8]
+            log.error("error %s in %s: %s", error_id, _kind(body), type(error).__name__, exc_info=error)
+            text = (
+                f"Something went wrong on deploybot's side (error id `{error_id}`); nothing was changed. "
+                "Try again, and quote the id to whoever runs deploybot if it keeps happening."
+            )
+        if "command" in body:
+            return _json({"response_type": "ephemeral", "text": text})
+        if body.get("type") == "view_submission":
+            return _json({"response_action": "errors", "errors": {ids.ITEM_FIELD: text[:1000]}})
+        if body.get("type") == "block_actions" and (body.get("user") or {}).get("id"):
+            try:
+                tell(client, clicker(body, services.clock()), text)
+            except SlackApiError as exc:
+                log.warning("could not tell the user about a refused click: %s", exc.response.get("error"))
+        return BoltResponse(status=200, body="")
+
+    return handle_error
+
+
+def _json(payload: dict[str, Any]) -> BoltResponse:
+    return BoltResponse(status=200, body=json.dumps(payload), headers={"content-type": "application/json"})
+
+
+def _kind(body: dict[str, Any]) -> str:
+    return str(body.get("command") or body.get("type") or "request")

@@ -1,0 +1,120 @@
+"""Button clicks: each carries one explicit intent for one item, never a copy of the client's view."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from slack_bolt import Ack
+from slack_sdk import WebClient
+
+from bot import blocks, ids, runs
+from bot.runs import Actor, RunError
+from bot.services import Services
+
+
+@dataclass(frozen=True)
+class Click:
+    """What a block_actions payload says: who clicked which action, with what value, where."""
+
+    action_id: str
+    value: dict[str, Any]
+    actor: Actor
+    trigger_id: str | None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any], at: datetime) -> Click:
+        action = (body.get("actions") or [{}])[0]
+        try:
+            value = json.loads(action.get("value") or "")
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise RunError(
+                f"This button's data is malformed ({action.get('action_id')!r}); nothing changed. "
+                "Use `/deploy status` to find the current run."
+            )
+        return cls(
+            action_id=action.get("action_id", ""),
+            value=value,
+            actor=clicker(body, at),
+            trigger_id=body.get("trigger_id"),
+        )
+
+    def field(self, name: str, kind: type) -> Any:
+        value = self.value.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise RunError(f"This button's data lacks a valid '{name}'; nothing changed. Try `/deploy status`.")
+        return value
+
+
+class Actions:
+    def __init__(self, services: Services):
+        self.services = services
+
+    def _click(self, body: dict[str, Any]) -> Click:
+        return Click.parse(body, self.services.clock())
+
+    def item_done(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        click = self._click(body)
+        with self.services.change() as session:
+            note = runs.mark_done(session, click.field("run", int), click.field("item", str), click.actor)
+        ack()
+        if note:
+            tell(client, click.actor, note)
+
+    def item_reopen(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        click = self._click(body)
+        with self.services.change() as session:
+            note = runs.reopen(session, click.field("run", int), click.field("item", str), click.actor)
+        ack()
+        if note:
+            tell(client, click.actor, note)
+
+    def complete_anyway(self, ack: Ack, body: dict[str, Any]) -> None:
+        click = self._click(body)
+        with self.services.change() as session:
+            runs.complete_anyway(session, click.field("run", int), click.actor)
+        ack()
+
+    def na_dialog(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        self._open_item_modal(ack, body, client, na=True)
+
+    def note_dialog(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        self._open_item_modal(ack, body, client, na=False)
+
+    def _open_item_modal(self, ack: Ack, body: dict[str, Any], client: WebClient, *, na: bool) -> None:
+        click = self._click(body)
+        number = click.field("part", int)
+        with self.services.read() as session:
+            run = runs.ensure_active(runs.get_run(session, click.field("run", int)))
+            parts = blocks.layout(run.template)
+            if not 1 <= number <= len(parts):
+                raise RunError(f"Run #{run.id} has no part {number}; nothing changed. Try `/deploy status`.")
+            view = blocks.item_modal(run, parts[number - 1], ids.NA_VIEW if na else ids.NOTE_VIEW, na=na)
+        if not view["blocks"][1]["element"]["option_groups"]:
+            raise RunError("Every item in this part is already N/A.")
+        ack()
+        client.views_open(trigger_id=click.trigger_id, view=view)
+
+    def unknown(self, ack: Ack, body: dict[str, Any]) -> None:
+        action_id = ((body.get("actions") or [{}])[0]).get("action_id")
+        raise RunError(
+            f"deploybot does not know the action {action_id!r}; nothing changed. This message may come "
+            "from an older version of deploybot: `/deploy status` shows the current run."
+        )
+
+
+def clicker(body: dict[str, Any], at: datetime) -> Actor:
+    """Who clicked, when, and on which message."""
+    container = body.get("container") or {}
+    channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+    return Actor(body["user"]["id"], at, channel, container.get("message_ts"), container.get("thread_ts"))
+
+
+def tell(client: WebClient, actor: Actor, text: str) -> None:
+    """Answer the clicker only, in the thread they clicked in."""
+    if actor.channel_id:
+        client.chat_postEphemeral(channel=actor.channel_id, user=actor.user_id, text=text, thread_ts=actor.thread_ts)

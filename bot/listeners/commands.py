@@ -1,0 +1,128 @@
+"""The /deploy slash command: parse, apply, answer (ephemeral unless said otherwise)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack
+
+from bot import blocks, runs
+from bot.models import ItemStatus, Run
+from bot.runs import Actor, RunError
+from bot.services import Services
+
+HELP = """*deploybot* — your deployment checklist, live in this channel.
+• `/deploy start <version> [environment]` — post a new run of the checklist (environment defaults to `production`)
+• `/deploy status` — where the run in this channel stands (or every active run)
+• `/deploy list` — the recent runs in this channel, with status and duration
+• `/deploy abort <reason>` — stop the active run in this channel
+• `/deploy help` — this message
+Tick items with *Done*; *Mark N/A…* and *Add note…* are under each part of the checklist."""
+
+_VERSION = re.compile(r"^[\w.+\-/]{1,64}$")
+_ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class Commands:
+    def __init__(self, services: Services):
+        self.services = services
+        self.subcommands: dict[str, Callable[[dict[str, Any], str], str]] = {
+            "start": self.start,
+            "status": self.status,
+            "list": self.list,
+            "abort": self.abort,
+            "help": lambda _command, _args: HELP,
+        }
+
+    def deploy(self, ack: Ack, command: dict[str, Any]) -> None:
+        name, _, args = (command.get("text") or "").strip().partition(" ")
+        handler = self.subcommands.get(name.lower())
+        if handler is None:
+            prefix = f"I don't know `/deploy {name}`.\n\n" if name else ""
+            ack(response_type="ephemeral", text=prefix + HELP)
+            return
+        ack(response_type="ephemeral", text=handler(command, args.strip()))
+
+    def _actor(self, command: dict[str, Any]) -> Actor:
+        return Actor(user_id=command["user_id"], at=self.services.clock(), channel_id=command["channel_id"])
+
+    def start(self, command: dict[str, Any], args: str) -> str:
+        version, _, environment = args.partition(" ")
+        environment = environment.strip() or "production"
+        if not _VERSION.match(version):
+            raise RunError(
+                "Say which version to deploy: `/deploy start <version> [environment]`, "
+                "e.g. `/deploy start v1.4.2 production` (letters, digits, `.`, `-`, `+`, `/`; up to 64)."
+            )
+        if not _ENVIRONMENT.match(environment):
+            raise RunError(
+                f"`{blocks.escape(environment)}` is not an environment name: use one lowercase word "
+                "such as `production` or `staging`."
+            )
+        template = self.services.deploy_template()
+        with self.services.change() as session:
+            run = runs.start(
+                session,
+                template,
+                version=version,
+                environment=environment,
+                channel_id=command["channel_id"],
+                parts=len(blocks.layout(template)),
+                actor=self._actor(command),
+            )
+            run_id = run.id
+        return f"Run #{run_id} started: {version} → {environment}. The checklist is on its way to this channel."
+
+    def status(self, command: dict[str, Any], _args: str) -> str:
+        with self.services.read() as session:
+            run = runs.active_run(session, command["channel_id"])
+            if run is not None:
+                return _describe(run, detail=True)
+            active = runs.active_runs(session)
+            if not active:
+                return "No deployment is running. Start one with `/deploy start <version> [environment]`."
+            return "No run in this channel. Active runs:\n" + "\n".join(
+                f"• <#{r.channel_id}> {_describe(r)}" for r in active
+            )
+
+    def list(self, command: dict[str, Any], _args: str) -> str:
+        with self.services.read() as session:
+            recent = runs.recent_runs(session, 10, channel_id=command["channel_id"])
+        if not recent:
+            return "No runs in this channel yet. Start one with `/deploy start <version> [environment]`."
+        now = self.services.clock()
+        lines = []
+        for run in recent:
+            took = blocks.duration(run.started_at, run.finished_at or now)
+            state = run.status + (" (overridden)" if run.overridden_items else "")
+            lines.append(
+                f"• *#{run.id}* {blocks.escape(run.version)} → {run.environment} · {state} · "
+                f"{took}{' so far' if run.is_active else ''} · <@{run.started_by}> {blocks.when(run.started_at)}"
+            )
+        return "*Recent runs in this channel*\n" + "\n".join(lines)
+
+    def abort(self, command: dict[str, Any], args: str) -> str:
+        with self.services.change() as session:
+            run = runs.active_run(session, command["channel_id"])
+            if run is None:
+                raise RunError("No active run in this channel to abort. `/deploy status` lists active runs.")
+            runs.abort(session, run.id, args, self._actor(command))
+            return f"Run #{run.id} ({blocks.escape(run.version)}) aborted."
+
+
+def _describe(run: Run, *, detail: bool = False) -> str:
+    text = f"*Run #{run.id}* {blocks.escape(blocks.status_line(run))} · started by <@{run.started_by}> {blocks.when(run.started_at)}"
+    if not detail:
+        return text
+    template = run.template
+    open_required = [
+        item.text for item in template.items
+        if (s := run.state_of(item.id)) is not None and s.required and s.status == ItemStatus.OPEN
+    ]
+    if open_required:
+        shown = "\n".join(f"  ⬜ {t}" for t in open_required[:8])
+        more = f"\n  …and {len(open_required) - 8} more" if len(open_required) > 8 else ""
+        text += f"\n{len(open_required)} required item(s) open, next:\n{shown}{more}"
+    return text

@@ -1,0 +1,151 @@
+"""Database models: the single source of truth that Slack messages render."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from bot.checklists import Template
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite drops the zone otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; deploybot stores UTC-aware timestamps only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class RunStatus:
+    ACTIVE = "active"
+    COMPLETE = "complete"
+    ABORTED = "aborted"
+
+    FINISHED = (COMPLETE, ABORTED)
+
+
+class ItemStatus:
+    OPEN = "open"
+    DONE = "done"
+    NA = "na"
+
+
+class Run(Base):
+    """One execution of a checklist template, with a frozen snapshot of that template."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_channel_started", "channel_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    template_snapshot: Mapped[dict[str, Any]]
+    version: Mapped[str] = mapped_column(String(64))
+    environment: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    # Set to "<channel>:<kind>" while active, NULL afterwards: a unique index then allows one
+    # active run of a kind per channel without a partial index (NULLs never collide).
+    active_slot: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.ACTIVE, index=True)
+    started_by: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    finished_at: Mapped[datetime | None]
+    finished_by: Mapped[str | None] = mapped_column(String(32))
+    finish_reason: Mapped[str | None] = mapped_column(Text)
+    # Required items still open when someone completed the run anyway.
+    overridden_items: Mapped[list[Any] | None]
+    # Bumped by every change; renders record the revision they showed.
+    rev: Mapped[int] = mapped_column(Integer, default=1)
+
+    items: Mapped[list[ItemState]] = relationship(
+        back_populates="run", order_by="ItemState.position", lazy="selectin"
+    )
+
+    @property
+    def template(self) -> Template:
+        return Template.model_validate(self.template_snapshot)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == RunStatus.ACTIVE
+
+    def state_of(self, item_id: str) -> ItemState | None:
+        return next((s for s in self.items if s.item_id == item_id), None)
+
+
+class ItemState(Base):
+    """The current state of one item of one run; its history lives in `events`."""
+
+    __tablename__ = "item_states"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int]
+    required: Mapped[bool]
+    status: Mapped[str] = mapped_column(String(8), default=ItemStatus.OPEN)
+    changed_by: Mapped[str | None] = mapped_column(String(32))
+    changed_at: Mapped[datetime | None]
+    na_reason: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    note_by: Mapped[str | None] = mapped_column(String(32))
+    note_at: Mapped[datetime | None]
+    note_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    run: Mapped[Run] = relationship(back_populates="items")
+
+
+class Event(Base):
+    """Append-only audit log: who did what to which run or item, when, and from which message."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    message_ts: Mapped[str | None] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Message(Base):
+    """One Slack message that renders part of a run, and how far its rendering has caught up."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("run_id", "part"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    part: Mapped[int]  # 0 is the parent message; 1.. are the checklist parts in its thread
+    channel_id: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32), index=True)
+    wanted_rev: Mapped[int] = mapped_column(Integer, default=1)
+    rendered_rev: Mapped[int] = mapped_column(Integer, default=0)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    # Earliest time the next render may go out: spacing between updates and 429/5xx back-off.
+    not_before: Mapped[datetime | None] = mapped_column(index=True)
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

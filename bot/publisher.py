@@ -1,0 +1,258 @@
+"""Render runs into Slack messages: coalesced, one render per message at a time, retried until delivered."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import blocks as render
+from bot.models import Message, Run
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+# Slack errors that waiting will not fix; retried slowly so an operator can repair the cause.
+MAX_BACKOFF = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Rendering:
+    message_id: int
+    channel_id: str
+    ts: str | None
+    thread_ts: str | None
+    rev: int
+    blocks: list[dict[str, Any]]
+    text: str
+    content_hash: str
+    unchanged: bool
+
+
+class Publisher:
+    """Keeps every run message in step with the database, from a background thread."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        client: WebClient,
+        clock: Clock,
+        *,
+        min_interval: float = 1.0,
+        poll_interval: float = 1.0,
+        lease: float = 60.0,
+    ):
+        self._sessions = sessions
+        self._client = client
+        self._clock = clock
+        # Spacing between two updates of one message: it is what turns a burst of clicks
+        # into a few chat.update calls (Tier 3) while the last one still shows everything.
+        self._min_interval = timedelta(seconds=min_interval)
+        self._poll_interval = poll_interval
+        self._lease = timedelta(seconds=lease)
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._paused_until: datetime | None = None
+
+    def wake(self) -> None:
+        """Tell the publisher that something changed; it renders without waiting for the next poll."""
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish what is due now, then stop."""
+        self._stopping.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                delay = self.publish_due()
+            except Exception:
+                log.exception("publisher pass failed; retrying")
+                delay = self._poll_interval
+            if self._stopping.is_set():
+                return
+            self._wakeup.wait(delay)
+            self._wakeup.clear()
+
+    def publish_due(self) -> float:
+        """Render every message that is behind and allowed to go now; return seconds until the next look."""
+        now = self._clock()
+        if self._paused_until and now < self._paused_until:
+            return (self._paused_until - now).total_seconds()
+        handled = 0
+        for message_id in self._due(now):
+            if self._claim(message_id, now):
+                self._publish(message_id)
+                handled += 1
+        if handled:
+            return 0.0
+        # Other replicas' changes show up at the next poll; our own deferred renders at their time.
+        next_due = self._next_due(now)
+        if next_due is None:
+            return self._poll_interval
+        return max(0.01, min(self._poll_interval, (next_due - now).total_seconds()))
+
+    def pending(self) -> int:
+        """How many messages are behind the database (posted or not), whatever their schedule."""
+        with self._sessions() as session:
+            return len(session.scalars(select(Message.id).where(_behind())).all())
+
+    def _due(self, now: datetime) -> list[int]:
+        with self._sessions() as session:
+            query = (
+                select(Message.id)
+                .where(
+                    _behind(),
+                    or_(Message.not_before.is_(None), Message.not_before <= now),
+                    or_(Message.lease_until.is_(None), Message.lease_until < now),
+                )
+                .order_by(Message.run_id, Message.part)
+                .limit(50)
+            )
+            return list(session.scalars(query))
+
+    def _next_due(self, now: datetime) -> datetime | None:
+        with self._sessions() as session:
+            return session.scalar(
+                select(Message.not_before).where(_behind(), Message.not_before > now).order_by(Message.not_before).limit(1)
+            )
+
+    def _claim(self, message_id: int, now: datetime) -> bool:
+        """Take the lease on one message, so no other thread or replica renders it meanwhile."""
+        with self._sessions.begin() as session:
+            claimed = session.execute(
+                update(Message)
+                .where(Message.id == message_id)
+                .where(or_(Message.lease_until.is_(None), Message.lease_until < now))
+                .values(lease_until=now + self._lease)
+            )
+            return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
+    def _publish(self, message_id: int) -> None:
+        rendering = self._render(message_id)
+        if rendering is None:
+            return
+        if rendering.unchanged:
+            self._done(rendering, rendering.ts, sent=False)
+            return
+        try:
+            if rendering.ts is None:
+                response = self._client.chat_postMessage(
+                    channel=rendering.channel_id,
+                    thread_ts=rendering.thread_ts,
+                    blocks=rendering.blocks,
+                    text=rendering.text,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+                ts = response["ts"]
+            else:
+                self._client.chat_update(
+                    channel=rendering.channel_id, ts=rendering.ts, blocks=rendering.blocks, text=rendering.text
+                )
+                ts = rendering.ts
+        except SlackApiError as exc:
+            self._failed(rendering, exc.response.status_code, exc.response.headers, exc.response.get("error"))
+            return
+        except OSError as exc:  # connection refused, reset, timed out
+            self._failed(rendering, 0, {}, type(exc).__name__)
+            return
+        self._done(rendering, ts, sent=True)
+
+    def _render(self, message_id: int) -> Rendering | None:
+        with self._sessions.begin() as session:
+            message = session.get(Message, message_id)
+            if message is None:
+                return None
+            run = session.get(Run, message.run_id)
+            assert run is not None
+            thread_ts = None
+            if message.part == 0:
+                blocks, text = render.parent_blocks(run), render.message_text(run)
+            else:
+                earlier = session.scalars(
+                    select(Message).where(Message.run_id == run.id, Message.part < message.part)
+                ).all()
+                if any(m.ts is None for m in earlier):
+                    # Thread replies go out in order, after their parent.
+                    message.lease_until = None
+                    return None
+                thread_ts = next(m.ts for m in earlier if m.part == 0)
+                part = render.layout(run.template)[message.part - 1]
+                blocks, text = render.part_blocks(run, part, message.part), render.message_text(run, part)
+            digest = hashlib.sha256(json.dumps([blocks, text], sort_keys=True).encode()).hexdigest()
+            return Rendering(
+                message_id=message.id,
+                channel_id=message.channel_id,
+                ts=message.ts,
+                thread_ts=thread_ts,
+                rev=run.rev,
+                blocks=blocks,
+                text=text,
+                content_hash=digest,
+                unchanged=message.ts is not None and digest == message.content_hash,
+            )
+
+    def _done(self, rendering: Rendering, ts: str | None, *, sent: bool) -> None:
+        now = self._clock()
+        with self._sessions.begin() as session:
+            message = session.get(Message, rendering.message_id)
+            assert message is not None
+            message.ts = ts
+            message.rendered_rev = max(message.rendered_rev, rendering.rev)
+            message.content_hash = rendering.content_hash
+            message.lease_until = None
+            message.attempts = 0
+            message.last_error = None
+            if sent:
+                message.not_before = now + self._min_interval
+
+    def _failed(self, rendering: Rendering, status: int, headers: Any, error: str | None) -> None:
+        now = self._clock()
+        with self._sessions.begin() as session:
+            message = session.get(Message, rendering.message_id)
+            assert message is not None
+            message.attempts += 1
+            if status == 429:
+                wait = timedelta(seconds=float(_header(headers, "Retry-After") or 1))
+                # Rate limits apply to the method, not the message: hold every render back.
+                self._paused_until = now + wait
+            else:
+                wait = min(timedelta(seconds=2 ** min(message.attempts, 10)), MAX_BACKOFF)
+            message.not_before = now + wait
+            message.lease_until = None
+            message.last_error = f"{status or 'network'}: {error}"
+        log.warning(
+            "render of message %s failed (%s: %s); retrying in %.1f s",
+            rendering.message_id, status or "network", error, wait.total_seconds(),
+        )
+
+
+def _behind() -> Any:
+    return or_(Message.ts.is_(None), and_(Message.rendered_rev < Message.wanted_rev))
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in dict(headers or {}).items():
+        if key.lower() == name.lower():
+            return str(value[0] if isinstance(value, list) else value)
+    return None

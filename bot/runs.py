@@ -1,0 +1,271 @@
+"""Run lifecycle rules. Every function takes a session, never commits, never calls Slack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.checklists import Template
+from bot.models import Event, ItemState, ItemStatus, Message, Run, RunStatus
+
+MAX_REASON = 500
+MAX_NOTE = 500
+
+
+class RunError(Exception):
+    """A request the rules refuse; the text is safe and meant for the person who asked."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, when, and from which message (the audit trail's 'from where')."""
+
+    user_id: str
+    at: datetime
+    channel_id: str | None = None
+    message_ts: str | None = None
+    thread_ts: str | None = None
+
+
+def start(
+    session: Session,
+    template: Template,
+    *,
+    version: str,
+    environment: str,
+    channel_id: str,
+    parts: int,
+    actor: Actor,
+) -> Run:
+    """Start a run of `template` in a channel, rendered as a parent message plus `parts` replies."""
+    run = Run(
+        template_id=template.id,
+        kind=template.kind,
+        template_snapshot=template.model_dump(mode="json"),
+        version=version,
+        environment=environment,
+        channel_id=channel_id,
+        active_slot=f"{channel_id}:{template.kind}",
+        status=RunStatus.ACTIVE,
+        started_by=actor.user_id,
+        started_at=actor.at,
+        rev=1,
+    )
+    session.add(run)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        current = active_run(session, channel_id, template.kind)
+        label = f"#{current.id} ({current.version} → {current.environment})" if current else "another run"
+        raise RunError(
+            f"Run {label} is still active in this channel. "
+            "Finish it, or stop it with `/deploy abort <reason>`, before starting another."
+        ) from None
+    session.add_all(
+        ItemState(run_id=run.id, item_id=item.id, position=n, required=item.required, status=ItemStatus.OPEN)
+        for n, item in enumerate(template.items)
+    )
+    session.add_all(Message(run_id=run.id, part=p, channel_id=channel_id) for p in range(parts + 1))
+    _record(session, run, actor, "run.started", data={"version": version, "environment": environment})
+    return run
+
+
+def get_run(session: Session, run_id: int, *, lock: bool = False) -> Run:
+    """Load a run or explain that it does not exist."""
+    query = select(Run).where(Run.id == run_id)
+    run = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    if run is None:
+        raise RunError(f"Run #{run_id} does not exist. `/deploy list` shows the recent runs.")
+    return run
+
+
+def active_run(session: Session, channel_id: str, kind: str = "deploy") -> Run | None:
+    """The active run of `kind` in a channel, if any."""
+    return session.scalars(select(Run).where(Run.active_slot == f"{channel_id}:{kind}")).one_or_none()
+
+
+def active_runs(session: Session) -> list[Run]:
+    """Every active run, oldest first."""
+    return list(session.scalars(select(Run).where(Run.status == RunStatus.ACTIVE).order_by(Run.id)))
+
+
+def recent_runs(session: Session, limit: int = 10, channel_id: str | None = None) -> list[Run]:
+    """The most recently started runs, newest first."""
+    query = select(Run).order_by(Run.started_at.desc(), Run.id.desc()).limit(limit)
+    if channel_id is not None:
+        query = query.where(Run.channel_id == channel_id)
+    return list(session.scalars(query))
+
+
+def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> str | None:
+    """Tick an item. Returns a note for the clicker when nothing changed, else None."""
+    run, state = _lock_item(session, run_id, item_id)
+    if state.status == ItemStatus.DONE:
+        return f"Already done by <@{state.changed_by}>; nothing changed."
+    _set(state, ItemStatus.DONE, actor)
+    _changed(session, run, actor, "item.done", item_id)
+    return None
+
+
+def reopen(session: Session, run_id: int, item_id: str, actor: Actor) -> str | None:
+    """Untick an item (from done or N/A). Returns a note for the clicker when nothing changed."""
+    run, state = _lock_item(session, run_id, item_id)
+    if state.status == ItemStatus.OPEN:
+        return "That item is already open; nothing changed."
+    previous = state.status
+    _set(state, ItemStatus.OPEN, actor)
+    _changed(session, run, actor, "item.reopened", item_id, {"was": previous})
+    return None
+
+
+def mark_na(session: Session, run_id: int, item_id: str, reason: str, actor: Actor) -> None:
+    """Mark an item not applicable; a reason is required."""
+    reason = reason.strip()
+    if not reason:
+        raise RunError("Say why this item does not apply: a reason is required for N/A.")
+    if len(reason) > MAX_REASON:
+        raise RunError(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
+    run, state = _lock_item(session, run_id, item_id)
+    _set(state, ItemStatus.NA, actor)
+    state.na_reason = reason
+    _changed(session, run, actor, "item.na", item_id, {"reason": reason})
+
+
+def add_note(session: Session, run_id: int, item_id: str, text: str, actor: Actor) -> None:
+    """Attach a note to an item; the latest note is shown, all are kept in the audit log."""
+    text = text.strip()
+    if not text:
+        raise RunError("The note is empty; write something to add.")
+    if len(text) > MAX_NOTE:
+        raise RunError(f"Keep notes under {MAX_NOTE} characters (this one has {len(text)}).")
+    run, state = _lock_item(session, run_id, item_id)
+    state.note, state.note_by, state.note_at = text, actor.user_id, actor.at
+    state.note_count += 1
+    _changed(session, run, actor, "item.note", item_id, {"text": text}, completes=False)
+
+
+def complete_anyway(session: Session, run_id: int, actor: Actor) -> list[str]:
+    """Complete a run with required items open, recording who overrode which items."""
+    run = _lock_active(session, run_id)
+    open_items = _open_required(run)
+    run.overridden_items = open_items
+    _finish(run, RunStatus.COMPLETE, actor)
+    _changed(session, run, actor, "run.completed_anyway", None, {"open_items": open_items}, completes=False)
+    return open_items
+
+
+def abort(session: Session, run_id: int, reason: str, actor: Actor) -> Run:
+    """Stop a run for good, with a reason."""
+    reason = reason.strip()
+    if not reason:
+        raise RunError("Say why: `/deploy abort <reason>`, e.g. `/deploy abort failed smoke tests`.")
+    run = _lock_active(session, run_id)
+    run.finish_reason = reason[:MAX_REASON]
+    _finish(run, RunStatus.ABORTED, actor)
+    _changed(session, run, actor, "run.aborted", None, {"reason": run.finish_reason}, completes=False)
+    return run
+
+
+def events_of(session: Session, run_id: int) -> list[Event]:
+    """The audit trail of a run, oldest first."""
+    return list(session.scalars(select(Event).where(Event.run_id == run_id).order_by(Event.id)))
+
+
+# --- internals -------------------------------------------------------------------------------------
+
+
+def _lock_active(session: Session, run_id: int) -> Run:
+    # The row lock serializes concurrent changes of one run on PostgreSQL; SQLite's
+    # BEGIN IMMEDIATE already serializes every writer.
+    return ensure_active(get_run(session, run_id, lock=True))
+
+
+def ensure_active(run: Run) -> Run:
+    """Refuse any change to a finished run, saying how and by whom it ended."""
+    if not run.is_active:
+        raise RunError(_finished_message(run))
+    return run
+
+
+def _lock_item(session: Session, run_id: int, item_id: str) -> tuple[Run, ItemState]:
+    run = _lock_active(session, run_id)
+    state = run.state_of(item_id)
+    if state is None:
+        raise RunError(
+            f"Run #{run.id} has no item '{item_id}'. The message may be out of date: "
+            "`/deploy status` shows the current checklist."
+        )
+    return run, state
+
+
+def _finished_message(run: Run) -> str:
+    who = f" by <@{run.finished_by}>" if run.finished_by else ""
+    if run.status == RunStatus.ABORTED:
+        return f"Run #{run.id} ({run.version}) was aborted{who}: {run.finish_reason}. Nothing changed."
+    return f"Run #{run.id} ({run.version}) is already {run.status}{who}. Nothing changed."
+
+
+def _set(state: ItemState, status: str, actor: Actor) -> None:
+    state.status = status
+    state.changed_by = actor.user_id if status != ItemStatus.OPEN else None
+    state.changed_at = actor.at if status != ItemStatus.OPEN else None
+    state.na_reason = None
+
+
+def _open_required(run: Run) -> list[str]:
+    return [s.item_id for s in run.items if s.required and s.status == ItemStatus.OPEN]
+
+
+def _finish(run: Run, status: str, actor: Actor) -> None:
+    run.status = status
+    run.active_slot = None
+    run.finished_at = actor.at
+    run.finished_by = actor.user_id
+
+
+def _changed(
+    session: Session,
+    run: Run,
+    actor: Actor,
+    kind: str,
+    item_id: str | None,
+    data: dict[str, Any] | None = None,
+    *,
+    completes: bool = True,
+) -> None:
+    """Record the event, complete the run if nothing required is open, and ask for a render."""
+    _record(session, run, actor, kind, item_id, data)
+    if completes and run.is_active and not _open_required(run):
+        _finish(run, RunStatus.COMPLETE, actor)
+        _record(session, run, actor, "run.completed")
+    run.rev += 1
+    session.flush()
+    session.execute(update(Message).where(Message.run_id == run.id).values(wanted_rev=run.rev))
+
+
+def _record(
+    session: Session,
+    run: Run,
+    actor: Actor,
+    kind: str,
+    item_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        Event(
+            run_id=run.id,
+            item_id=item_id,
+            kind=kind,
+            user_id=actor.user_id,
+            at=actor.at,
+            channel_id=actor.channel_id,
+            message_ts=actor.message_ts,
+            data=data or {},
+        )
+    )

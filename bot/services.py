@@ -1,0 +1,49 @@
+"""What listeners and surfaces share: sessions, templates, the publisher, the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.checklists import Template
+from bot.runs import RunError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    sessions: sessionmaker[Session]
+    templates: dict[str, Template]
+    wake_publisher: Callable[[], None]
+    clock: Callable[[], datetime] = utcnow
+
+    @contextmanager
+    def change(self) -> Iterator[Session]:
+        """One transaction for a change; committed before the caller acknowledges, then rendered."""
+        with self.sessions.begin() as session:
+            yield session
+        self.wake_publisher()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self.sessions() as session:
+            yield session
+
+    def deploy_template(self) -> Template:
+        """The checklist `/deploy start` runs: `production-deploy`, else the only deploy checklist."""
+        if "production-deploy" in self.templates:
+            return self.templates["production-deploy"]
+        deploys = [t for t in self.templates.values() if t.kind == "deploy"]
+        if len(deploys) != 1:
+            raise RunError(
+                "No deployment checklist to start: add checklists/production-deploy.yml "
+                "(`deploybot import checklist.md` makes one from a Markdown checklist)."
+            )
+        return deploys[0]
