@@ -191,9 +191,11 @@ def import_markdown(markdown: str, *, kind: str = "deploy", phases: Sequence[str
             group["items"].append(_import_item(match["text"], numbered=_TASK.match(line) is None))
     wanted = {p.lower() for p in phases}
     chosen = [p for p in found if (not wanted or p["title"].lower() in wanted)]
-    missing = wanted - {p["title"].lower() for p in chosen}
+    titles = {p["title"].lower() for p in chosen}
+    missing = [p for p in phases if p.lower() not in titles]
     if missing:
-        raise ChecklistError([f"no section named {sorted(missing)} in the Markdown (## headings)"])
+        known = ", ".join(p["title"] for p in found)
+        raise ChecklistError([f"no section named {', '.join(missing)} in the Markdown; its ## sections: {known}"])
     return _assign_ids(title, kind, chosen)
 
 

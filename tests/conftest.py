@@ -1,0 +1,137 @@
+"""Shared fixtures: SQLite and the real PostgreSQL, the fake Slack, a running deploybot on loopback."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from waitress import create_server
+
+from bot import db
+from bot.app import Deploybot, create_app
+from bot.config import Settings
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import SlackUser
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("DEPLOYBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
+
+
+def _postgres_schema_url() -> Iterator[str]:
+    """A fresh schema on the real PostgreSQL, dropped afterwards; skip (or fail in CI) without it."""
+    try:
+        admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        if os.environ.get("DEPLOYBOT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required but unreachable at {POSTGRES_URL}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}); set "
+                    "DEPLOYBOT_TEST_POSTGRES_URL to run these tests against it")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every test using this runs twice: on SQLite and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'deploybot.db'}"
+    else:
+        yield from _postgres_schema_url()
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
+
+
+def settings_for(database_url: str, fake: FakeSlack, **extra: str) -> Settings:
+    return Settings.from_env({
+        "SLACK_BOT_TOKEN": fake.token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake.url,
+        "DATABASE_URL": database_url,
+        "DEPLOYBOT_CHECKLISTS": str(ROOT / "checklists"),
+        "DEPLOYBOT_RENDER_INTERVAL": "0.3",
+        **extra,
+    })
+
+
+@dataclass
+class Running:
+    """A deploybot serving HTTP on loopback, with its fake Slack and a signed-request client."""
+
+    app: Deploybot
+    fake: FakeSlack
+    url: str
+    slack: SlackUser
+
+    def wait_for(self, condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+        """Poll until `condition()` is truthy; fail with `what` if it never is."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = condition()
+            if result:
+                return result
+            time.sleep(0.02)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def settled(self, timeout: float = 15.0) -> None:
+        """Wait until every message shows the database state (nothing behind, nothing leased)."""
+        self.wait_for(lambda: self.app.publisher.pending() == 0, timeout, "every message to show the database state")
+
+
+class Server:
+    """Waitress on a loopback port, in a thread, stopped from inside its own loop."""
+
+    def __init__(self, app: Deploybot):
+        self._server: Any = create_server(app.web, host="127.0.0.1", port=0, threads=16, channel_timeout=5)
+        self.url = f"http://127.0.0.1:{self._server.effective_port}"
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        def close_everything() -> None:
+            for channel in list(self._server._map.values()):
+                if channel is not self._server.trigger:
+                    channel.close()
+            self._server.close()
+
+        self._server.trigger.pull_trigger(close_everything)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def running(database_url: str, fake_slack: FakeSlack) -> Iterator[Running]:
+    app = create_app(settings_for(database_url, fake_slack))
+    db.upgrade(app.engine)
+    app.check_slack()
+    app.publisher.start()
+    server = Server(app)
+    user = SlackUser(server.url, SIGNING_SECRET)
+    yield Running(app, fake_slack, server.url, user)
+    user.http.close()
+    server.stop()
+    app.publisher.stop()
+    app.engine.dispose()

@@ -1,0 +1,183 @@
+"""A local stand-in for Slack's Web API: Slack's wire format, its limits, its 429s."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl
+
+from bot.limits import MESSAGE_TEXT, check_blocks, check_view
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    at: float
+    status: int
+
+
+@dataclass
+class Fault:
+    status: int
+    retry_after: int | None
+    error: str
+
+
+@dataclass
+class FakeSlack:
+    """Records every call, keeps posted messages, validates blocks, and answers faults on demand."""
+
+    token: str = "xoxb-test-token-000000000000"
+    latency: float = 0.0
+    calls: list[Call] = field(default_factory=list)
+    messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    faults: dict[str, list[Fault]] = field(default_factory=lambda: defaultdict(list))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _next_ts: int = 0
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+
+    def start(self) -> FakeSlack:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def fail(self, method: str, times: int = 1, *, status: int = 429, retry_after: int | None = 1,
+             error: str = "ratelimited") -> None:
+        """Answer the next `times` calls of `method` with an error (429 + Retry-After by default)."""
+        with self.lock:
+            self.faults[method] += [Fault(status, retry_after, error)] * times
+
+    def calls_of(self, method: str) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.method == method and c.status == 200]
+
+    def thread(self, channel: str, parent_ts: str) -> list[dict[str, Any]]:
+        """The parent message and its replies, in posting order."""
+        with self.lock:
+            found = [m for (ch, ts), m in self.messages.items()
+                     if ch == channel and (ts == parent_ts or m.get("thread_ts") == parent_ts)]
+        return sorted(found, key=lambda m: float(m["ts"]))
+
+    # --- the wire ----------------------------------------------------------------------------------
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        method = request.path.rsplit("/", 1)[-1]
+        length = int(request.headers.get("Content-Length") or 0)
+        raw = request.rfile.read(length).decode() if length else ""
+        if (request.headers.get("Content-Type") or "").startswith("application/json"):
+            args = json.loads(raw) if raw else {}
+        else:
+            args = dict(parse_qsl(raw, keep_blank_values=True))
+            for key in ("blocks", "view", "attachments"):
+                if isinstance(args.get(key), str):
+                    args[key] = json.loads(args[key])
+        if self.latency:
+            time.sleep(self.latency)
+        with self.lock:
+            fault = self.faults[method].pop(0) if self.faults.get(method) else None
+            status = fault.status if fault else 200
+            self.calls.append(Call(method, args, time.monotonic(), status))
+        if fault:
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            self._reply(request, fault.status, {"ok": False, "error": fault.error}, headers)
+            return
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            self._reply(request, 200, {"ok": False, "error": "invalid_auth"})
+            return
+        answer = getattr(self, "_" + method.replace(".", "_"), None)
+        if answer is None:
+            self._reply(request, 200, {"ok": False, "error": "unknown_method"})
+            return
+        self._reply(request, 200, answer(args))
+
+    def _reply(self, request: BaseHTTPRequestHandler, status: int, body: dict[str, Any],
+               headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json; charset=utf-8")
+        request.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            request.send_header(key, value)
+        request.end_headers()
+        request.wfile.write(data)
+
+    # --- methods -----------------------------------------------------------------------------------
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": "https://example.slack.com/", "team": "Example", "user": "deploybot",
+                "team_id": "T111", "user_id": "UBOT", "bot_id": "BBOT"}
+
+    def _invalid(self, args: dict[str, Any]) -> dict[str, Any] | None:
+        if not args.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        if not args.get("text") and not args.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        if len(args.get("text") or "") > MESSAGE_TEXT:
+            return {"ok": False, "error": "msg_too_long"}
+        errors = check_blocks(args.get("blocks") or [])
+        if errors:
+            return {"ok": False, "error": "invalid_blocks", "errors": errors}
+        return None
+
+    def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        if problem := self._invalid(args):
+            return problem
+        with self.lock:
+            self._next_ts += 1
+            ts = f"1700000000.{self._next_ts:06d}"
+            message = {"ts": ts, "channel": args["channel"], "text": args.get("text"),
+                       "blocks": args.get("blocks") or [], "thread_ts": args.get("thread_ts")}
+            self.messages[(args["channel"], ts)] = message
+        return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        if problem := self._invalid(args):
+            return problem
+        with self.lock:
+            message = self.messages.get((args["channel"], args.get("ts", "")))
+            if message is None:
+                return {"ok": False, "error": "message_not_found"}
+            message.update(text=args.get("text"), blocks=args.get("blocks") or [])
+        return {"ok": True, "channel": args["channel"], "ts": args["ts"], "text": args.get("text")}
+
+    def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("user"):
+            return {"ok": False, "error": "user_not_in_channel"}
+        if problem := self._invalid(args):
+            return problem
+        return {"ok": True, "message_ts": "1700000000.999999"}
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("trigger_id"):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        view = args.get("view") or {}
+        errors = check_view(view)
+        if errors:
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": errors}}
+        return {"ok": True, "view": {**view, "id": "V111", "state": {"values": {}}}}

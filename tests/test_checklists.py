@@ -1,0 +1,152 @@
+"""The shipped checklists hold every seed item in its place; bad YAML is named by file, line and field."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.checklists import ChecklistError, import_markdown, load_folder, load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = Path(__file__).parent / "fixtures" / "production-deployment-checklist.md"
+
+
+def seed_sections() -> dict[str, dict[str, list[str]]]:
+    """Read the seed by hand: {## section: {### group: [item text, ...]}}, independent of the importer."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    section = group = None
+    for line in SEED.read_text().splitlines():
+        if line.startswith("## "):
+            section, group = line[3:], None
+            sections[section] = {}
+        elif line.startswith("### "):
+            group = line[4:]
+            sections[section][group] = []
+        elif group and (m := re.match(r"- \[ \] (.+)$", line) or re.match(r"\d+\. (.+)$", line)):
+            sections[section][group].append(m[1])
+    return sections
+
+
+def shipped(name: str) -> dict[str, list[str]]:
+    """{group title: [item text (+ ': `command`' when it has one)]} of a shipped checklist file."""
+    template = load_template(ROOT / "checklists" / name)
+    return {
+        group.title: [f"{i.text}: `{i.command}`" if i.command else i.text for i in group.items]
+        for phase in template.phases
+        for group in phase.groups
+    }
+
+
+def test_deploy_checklist_has_every_seed_item_in_its_group_and_wording() -> None:
+    seed = seed_sections()
+    template = load_template(ROOT / "checklists" / "production-deploy.yml")
+    assert [p.title for p in template.phases] == ["Pre-Deployment", "Deployment", "Post-Deployment"]
+    for phase in template.phases:
+        assert {g.title: [i.text for i in g.items] for g in phase.groups} == seed[phase.title]
+    assert len(template.items) == 89
+
+
+def test_maintenance_and_rollback_checklists_match_the_seed() -> None:
+    seed = seed_sections()
+    assert shipped("maintenance.yml") == seed["Ongoing Maintenance"]
+    assert shipped("rollback.yml") == seed["Rollback Plan"]
+    steps = load_template(ROOT / "checklists" / "rollback.yml").phases[0].groups[1].items
+    assert [s.command for s in steps][0] == "docker compose -f docker-compose.prod.yml down"
+
+
+def test_the_shipped_folder_loads_and_ids_are_unique() -> None:
+    templates = load_folder(ROOT / "checklists")
+    assert set(templates) == {"production-deploy", "maintenance", "rollback"}
+    ids = [i.id for i in templates["production-deploy"].items]
+    assert len(ids) == len(set(ids))
+    # The seed lists "Redis password is set" twice; both keep distinct, stable ids.
+    assert {"redis-password-is-set", "redis-redis-password-is-set"} <= set(ids)
+
+
+def test_import_keeps_structure_and_gives_stable_slugs() -> None:
+    data = import_markdown(SEED.read_text(), phases=["Deployment"])
+    assert [p["title"] for p in data["phases"]] == ["Deployment"]
+    first = data["phases"][0]["groups"][0]["items"][0]
+    assert first == {"id": "docker-and-docker-compose-are-installed", "text": "Docker and Docker Compose are installed"}
+    assert import_markdown(SEED.read_text()) == import_markdown(SEED.read_text())
+
+
+def test_import_refuses_a_missing_section() -> None:
+    with pytest.raises(ChecklistError, match="Nope"):
+        import_markdown(SEED.read_text(), phases=["Nope"])
+
+
+BAD_FILES = {
+    "unknown field": ("""id: t
+title: T
+phases:
+  - id: p
+    title: P
+    groups:
+      - id: g
+        title: G
+        items:
+          - id: a
+            text: A
+            requird: false
+""", r"bad\.yml:12 › phases\[0\] › groups\[0\] › items\[0\] › requird: unknown field"),
+    "bad slug": ("""id: t
+title: T
+phases:
+  - id: Not A Slug
+    title: P
+    groups: [{id: g, title: G, items: [{id: a, text: A}]}]
+""", r"bad\.yml:4 › phases\[0\] › id: must be a slug"),
+    "duplicate item ids": ("""id: t
+title: T
+phases:
+  - id: p
+    title: P
+    groups: [{id: g, title: G, items: [{id: a, text: A}, {id: a, text: B}]}]
+""", r"bad\.yml:\d+ › .*duplicate id 'a' among items"),
+    "broken YAML": ("id: t\ntitle: [unclosed\n", r"bad\.yml:\d+: not valid YAML"),
+    "missing items": ("""id: t
+title: T
+phases:
+  - id: p
+    title: P
+    groups: [{id: g, title: G}]
+""", r"bad\.yml:6 › phases\[0\] › groups\[0\] › items: Field required"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_invalid_files_are_named_by_file_line_and_field(case: str, tmp_path: Path) -> None:
+    text, expected = BAD_FILES[case]
+    (tmp_path / "bad.yml").write_text(text)
+    with pytest.raises(ChecklistError) as caught:
+        load_folder(tmp_path)
+    assert re.search(expected, str(caught.value)), str(caught.value)
+
+
+def test_deploybot_check_command(tmp_path: Path) -> None:
+    ok = subprocess.run([sys.executable, "-m", "bot", "check", str(ROOT / "checklists")],
+                        capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0, ok.stderr
+    assert "production-deploy: 3 phase(s), 89 item(s)" in ok.stdout
+    (tmp_path / "bad.yml").write_text(BAD_FILES["unknown field"][0])
+    bad = subprocess.run([sys.executable, "-m", "bot", "check", str(tmp_path)], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "bad.yml:12 › phases[0] › groups[0] › items[0] › requird: unknown field" in bad.stderr
+
+
+def test_deploybot_import_command_round_trips(tmp_path: Path) -> None:
+    out = tmp_path / "imported.yml"
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "import", str(SEED), "-o", str(out), "--section", "Pre-Deployment"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    template = load_template(out)
+    assert [g.title for g in template.phases[0].groups] == list(seed_sections()["Pre-Deployment"])
+    assert yaml.safe_load(out.read_text())["kind"] == "deploy"
