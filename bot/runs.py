@@ -56,17 +56,17 @@ def start(
         started_at=actor.at,
         rev=1,
     )
-    session.add(run)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        current = active_run(session, channel_id, template.kind)
-        label = f"#{current.id} ({current.version} → {current.environment})" if current else "another run"
+    current = active_run(session, channel_id, template.kind)
+    if current is not None:
         raise RunError(
-            f"Run {label} is still active in this channel. "
+            f"Run #{current.id} ({current.version} → {current.environment}) is still active in this channel. "
             "Finish it, or stop it with `/deploy abort <reason>`, before starting another."
-        ) from None
+        )
+    try:
+        with session.begin_nested():  # the unique active_slot settles two simultaneous starts
+            session.add(run)
+    except IntegrityError:
+        raise RunError("Another run was started in this channel at the same moment; see `/deploy status`.") from None
     session.add_all(
         ItemState(run_id=run.id, item_id=item.id, position=n, required=item.required, status=ItemStatus.OPEN)
         for n, item in enumerate(template.items)
