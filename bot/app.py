@@ -111,7 +111,6 @@ def create_app(
     publisher_client = WebClient(token=token, base_url=settings.slack_api_url, timeout=10, retry_handlers=[])
     publisher = Publisher(sessions, publisher_client, clock, min_interval=settings.render_interval)
     bolt = App(
-        token=token,
         client=client,
         process_before_response=True,  # the change is committed before Slack hears the ack
         request_verification_enabled=False,  # WebApp verifies signatures before Bolt sees a byte

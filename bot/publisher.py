@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-# Slack errors that waiting will not fix; retried slowly so an operator can repair the cause.
+# Failed renders are retried with doubling waits up to this; the row keeps the last error meanwhile.
 MAX_BACKOFF = timedelta(minutes=10)
 
 
@@ -100,6 +100,8 @@ class Publisher:
             return (self._paused_until - now).total_seconds()
         handled = 0
         for message_id in self._due(now):
+            if self._paused_until and self._clock() < self._paused_until:
+                break  # a 429 in this pass holds back the rest of it too
             if self._claim(message_id, now):
                 self._publish(message_id)
                 handled += 1
@@ -237,7 +239,7 @@ class Publisher:
                 # Rate limits apply to the method, not the message: hold every render back.
                 self._paused_until = now + wait
             else:
-                wait = min(timedelta(seconds=2 ** min(message.attempts, 10)), MAX_BACKOFF)
+                wait = min(timedelta(seconds=0.5 * 2 ** min(message.attempts - 1, 12)), MAX_BACKOFF)
             message.not_before = now + wait
             message.lease_until = None
             message.last_error = f"{status or 'network'}: {error}"

@@ -122,6 +122,9 @@ def malformed(body: str, content_type: str) -> tuple[str | None, str]:
     if not isinstance(payload, dict) or not isinstance(payload.get("user"), dict) or not payload["user"].get("id"):
         return "the payload has no user.id", "invalid"
     kind = str(payload.get("type"))
+    for key in ("container", "channel", "team", "message", "view"):
+        if key in payload and payload[key] is not None and not isinstance(payload[key], dict):
+            return f"the payload's {key} is not an object", kind
     if kind == "block_actions":
         actions = payload.get("actions")
         if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):

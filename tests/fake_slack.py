@@ -39,6 +39,9 @@ class FakeSlack:
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     faults: dict[str, list[Fault]] = field(default_factory=lambda: defaultdict(list))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Updates of one message that were in flight at the same time: must stay empty.
+    overlaps: list[str] = field(default_factory=list)
+    _in_flight: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     _next_ts: int = 0
     _server: ThreadingHTTPServer | None = None
 
@@ -97,8 +100,20 @@ class FakeSlack:
             for key in ("blocks", "view", "attachments"):
                 if isinstance(args.get(key), str):
                     args[key] = json.loads(args[key])
-        if self.latency:
-            time.sleep(self.latency)
+        key = f"{args.get('channel')}/{args.get('ts')}" if method == "chat.update" else ""
+        with self.lock:
+            self._in_flight[key] += 1
+            if key and self._in_flight[key] > 1:
+                self.overlaps.append(key)
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            self._answer(request, method, args)
+        finally:
+            with self.lock:
+                self._in_flight[key] -= 1
+
+    def _answer(self, request: BaseHTTPRequestHandler, method: str, args: dict[str, Any]) -> None:
         with self.lock:
             fault = self.faults[method].pop(0) if self.faults.get(method) else None
             status = fault.status if fault else 200
