@@ -74,7 +74,7 @@ def _import(markdown: Path, output: Path | None, kind: str, sections: list[str])
 
 
 def _run(settings: Settings) -> int:
-    from waitress import create_server
+    from waitress.server import create_server
 
     from bot.app import create_app
 
@@ -89,10 +89,12 @@ def _run(settings: Settings) -> int:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         socket_mode = SocketModeHandler(deploybot.bolt, settings.slack_app_token.reveal())
-        socket_mode.connect()
+        socket_mode.connect()  # type: ignore[no-untyped-call]
         log.info("connected to Slack in Socket Mode")
     server: Any = create_server(deploybot.web, host=settings.host, port=settings.port, threads=16)
-    log.info("serving on http://%s:%s (POST /slack/events, GET /healthz /readyz /metrics)", settings.host, settings.port)
+    log.info(
+        "serving on http://%s:%s (POST /slack/events, GET /healthz /readyz /metrics)", settings.host, settings.port
+    )
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         raise SystemExit(0)
@@ -105,7 +107,7 @@ def _run(settings: Settings) -> int:
     finally:
         server.close()
         if socket_mode is not None:
-            socket_mode.close()
+            socket_mode.close()  # type: ignore[no-untyped-call]
         deploybot.publisher.stop()
         log.info("stopped")
     return 0
@@ -113,8 +115,12 @@ def _run(settings: Settings) -> int:
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                 "message": record.getMessage()}
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)

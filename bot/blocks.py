@@ -158,8 +158,7 @@ def parent_blocks(run: Run) -> list[Block]:
             ],
         },
         _section(
-            f"{progress_bar(run)}  *{done} / {total}* done" + (f" · {na} N/A" if na else "")
-            + _open_required_text(run)
+            f"{progress_bar(run)}  *{done} / {total}* done" + (f" · {na} N/A" if na else "") + _open_required_text(run)
         ),
     ]
     blocks += _outcome_blocks(run, label)
@@ -361,14 +360,31 @@ def _bulkiest_run(template: Template, status: str) -> Run:
     now = datetime(2030, 1, 1, tzinfo=UTC)
     long_user = "U" + "0" * 20
     run = Run(
-        id=10**9, kind=template.kind, template_snapshot=template.model_dump(mode="json"), version="v" * 64,
-        environment="e" * 64, channel_id="C0", started_by=long_user, started_at=now,
-        status=RunStatus.ACTIVE, rev=1, overridden_items=None,
+        id=10**9,
+        kind=template.kind,
+        template_snapshot=template.model_dump(mode="json"),
+        version="v" * 64,
+        environment="e" * 64,
+        channel_id="C0",
+        started_by=long_user,
+        started_at=now,
+        status=RunStatus.ACTIVE,
+        rev=1,
+        overridden_items=None,
     )
     run.items = [
         ItemState(
-            item_id=item.id, position=n, required=item.required, status=status, changed_by=long_user,
-            changed_at=now, na_reason="&" * MAX_REASON, note="<" * MAX_NOTE, note_by=long_user, note_at=now, note_count=99,
+            item_id=item.id,
+            position=n,
+            required=item.required,
+            status=status,
+            changed_by=long_user,
+            changed_at=now,
+            na_reason="&" * MAX_REASON,
+            note="<" * MAX_NOTE,
+            note_by=long_user,
+            note_at=now,
+            note_count=99,
         )
         for n, item in enumerate(template.items)
     ]

@@ -129,9 +129,7 @@ def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
     loc = tuple(err["loc"])
     node = _node_at(root, loc)
     line = node.start_mark.line + 1 if node is not None else 1
-    trail = " › ".join(
-        f"{'[' + str(p) + ']' if isinstance(p, int) else p}" for p in loc
-    ).replace(" › [", "[")
+    trail = " › ".join(f"{'[' + str(p) + ']' if isinstance(p, int) else p}" for p in loc).replace(" › [", "[")
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         message = "unknown field (check the spelling; allowed fields are listed in the README)"

@@ -77,9 +77,7 @@ class Run(Base):
     # Bumped by every change; renders record the revision they showed.
     rev: Mapped[int] = mapped_column(Integer, default=1)
 
-    items: Mapped[list[ItemState]] = relationship(
-        back_populates="run", order_by="ItemState.position", lazy="selectin"
-    )
+    items: Mapped[list[ItemState]] = relationship(back_populates="run", order_by="ItemState.position", lazy="selectin")
 
     @property
     def template(self) -> Template:

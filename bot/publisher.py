@@ -135,7 +135,10 @@ class Publisher:
     def _next_due(self, now: datetime) -> datetime | None:
         with self._sessions() as session:
             return session.scalar(
-                select(Message.not_before).where(_behind(), Message.not_before > now).order_by(Message.not_before).limit(1)
+                select(Message.not_before)
+                .where(_behind(), Message.not_before > now)
+                .order_by(Message.not_before)
+                .limit(1)
             )
 
     def _claim(self, message_id: int, now: datetime) -> bool:
@@ -245,7 +248,10 @@ class Publisher:
             message.last_error = f"{status or 'network'}: {error}"
         log.warning(
             "render of message %s failed (%s: %s); retrying in %.1f s",
-            rendering.message_id, status or "network", error, wait.total_seconds(),
+            rendering.message_id,
+            status or "network",
+            error,
+            wait.total_seconds(),
         )
 
 

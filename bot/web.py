@@ -35,7 +35,9 @@ class Metrics:
 
     def render(self, gauges: dict[str, float]) -> str:
         with self._lock:
-            lines = [f'deploybot_{name}_total{{kind="{label}"}} {n}' for (name, label), n in sorted(self._counts.items())]
+            lines = [
+                f'deploybot_{name}_total{{kind="{label}"}} {n}' for (name, label), n in sorted(self._counts.items())
+            ]
         lines += [f"deploybot_{name} {value}" for name, value in gauges.items()]
         return "\n".join(lines) + "\n"
 
@@ -67,9 +69,17 @@ class WebApp:
             problems = self._readiness()
             status, headers, body = (503, _text, "\n".join(problems) + "\n") if problems else (200, _text, "ready\n")
         elif route == ("GET", "/metrics"):
-            status, headers, body = 200, [("Content-Type", "text/plain; version=0.0.4")], self.metrics.render(self._gauges())
+            status, headers, body = (
+                200,
+                [("Content-Type", "text/plain; version=0.0.4")],
+                self.metrics.render(self._gauges()),
+            )
         else:
-            status, headers, body = 404, _text, "not found: deploybot serves POST /slack/events, GET /healthz, /readyz, /metrics\n"
+            status, headers, body = (
+                404,
+                _text,
+                "not found: deploybot serves POST /slack/events, GET /healthz, /readyz, /metrics\n",
+            )
         start_response(f"{status} {_REASONS.get(status, 'OK')}", headers)
         return [body.encode()]
 
@@ -137,5 +147,12 @@ def malformed(body: str, content_type: str) -> tuple[str | None, str]:
 
 
 _text = [("Content-Type", "text/plain; charset=utf-8")]
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large",
-            500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}

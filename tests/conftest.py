@@ -36,8 +36,10 @@ def _postgres_schema_url() -> Iterator[str]:
     except Exception as exc:
         if os.environ.get("DEPLOYBOT_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL required but unreachable at {POSTGRES_URL}: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}); set "
-                    "DEPLOYBOT_TEST_POSTGRES_URL to run these tests against it")
+        pytest.skip(
+            f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}); set "
+            "DEPLOYBOT_TEST_POSTGRES_URL to run these tests against it"
+        )
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
@@ -67,15 +69,17 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 
 def settings_for(database_url: str, fake: FakeSlack, **extra: str) -> Settings:
-    return Settings.from_env({
-        "SLACK_BOT_TOKEN": fake.token,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": fake.url,
-        "DATABASE_URL": database_url,
-        "DEPLOYBOT_CHECKLISTS": str(ROOT / "checklists"),
-        "DEPLOYBOT_RENDER_INTERVAL": "0.3",
-        **extra,
-    })
+    return Settings.from_env(
+        {
+            "SLACK_BOT_TOKEN": fake.token,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": fake.url,
+            "DATABASE_URL": database_url,
+            "DEPLOYBOT_CHECKLISTS": str(ROOT / "checklists"),
+            "DEPLOYBOT_RENDER_INTERVAL": "0.3",
+            **extra,
+        }
+    )
 
 
 @dataclass

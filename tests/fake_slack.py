@@ -70,8 +70,9 @@ class FakeSlack:
             self._server.shutdown()
             self._server.server_close()
 
-    def fail(self, method: str, times: int = 1, *, status: int = 429, retry_after: int | None = 1,
-             error: str = "ratelimited") -> None:
+    def fail(
+        self, method: str, times: int = 1, *, status: int = 429, retry_after: int | None = 1, error: str = "ratelimited"
+    ) -> None:
         """Answer the next `times` calls of `method` with an error (429 + Retry-After by default)."""
         with self.lock:
             self.faults[method] += [Fault(status, retry_after, error)] * times
@@ -83,8 +84,11 @@ class FakeSlack:
     def thread(self, channel: str, parent_ts: str) -> list[dict[str, Any]]:
         """The parent message and its replies, in posting order."""
         with self.lock:
-            found = [m for (ch, ts), m in self.messages.items()
-                     if ch == channel and (ts == parent_ts or m.get("thread_ts") == parent_ts)]
+            found = [
+                m
+                for (ch, ts), m in self.messages.items()
+                if ch == channel and (ts == parent_ts or m.get("thread_ts") == parent_ts)
+            ]
         return sorted(found, key=lambda m: float(m["ts"]))
 
     # --- the wire ----------------------------------------------------------------------------------
@@ -131,8 +135,9 @@ class FakeSlack:
             return
         self._reply(request, 200, answer(args))
 
-    def _reply(self, request: BaseHTTPRequestHandler, status: int, body: dict[str, Any],
-               headers: dict[str, str] | None = None) -> None:
+    def _reply(
+        self, request: BaseHTTPRequestHandler, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json; charset=utf-8")
@@ -145,8 +150,15 @@ class FakeSlack:
     # --- methods -----------------------------------------------------------------------------------
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "url": "https://example.slack.com/", "team": "Example", "user": "deploybot",
-                "team_id": "T111", "user_id": "UBOT", "bot_id": "BBOT"}
+        return {
+            "ok": True,
+            "url": "https://example.slack.com/",
+            "team": "Example",
+            "user": "deploybot",
+            "team_id": "T111",
+            "user_id": "UBOT",
+            "bot_id": "BBOT",
+        }
 
     def _invalid(self, args: dict[str, Any]) -> dict[str, Any] | None:
         if not args.get("channel"):
@@ -166,8 +178,13 @@ class FakeSlack:
         with self.lock:
             self._next_ts += 1
             ts = f"1700000000.{self._next_ts:06d}"
-            message = {"ts": ts, "channel": args["channel"], "text": args.get("text"),
-                       "blocks": args.get("blocks") or [], "thread_ts": args.get("thread_ts")}
+            message = {
+                "ts": ts,
+                "channel": args["channel"],
+                "text": args.get("text"),
+                "blocks": args.get("blocks") or [],
+                "thread_ts": args.get("thread_ts"),
+            }
             self.messages[(args["channel"], ts)] = message
         return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
 

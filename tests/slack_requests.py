@@ -34,10 +34,12 @@ class SlackUser:
         self.secret = secret
         self.http = client or httpx.Client(timeout=30)
 
-    def post(self, body: str, content_type: str = "application/x-www-form-urlencoded",
-             headers: dict[str, str] | None = None) -> httpx.Response:
+    def post(
+        self, body: str, content_type: str = "application/x-www-form-urlencoded", headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         return self.http.post(
-            self.url, content=body.encode(),
+            self.url,
+            content=body.encode(),
             headers={"Content-Type": content_type, **sign(self.secret, body), **(headers or {})},
         )
 
@@ -45,25 +47,41 @@ class SlackUser:
         form = {**SLASH_COMMAND, "command": "/deploy", "text": text, "user_id": user, "channel_id": channel}
         return self.post(urlencode(form))
 
-    def click(self, action_id: str, value: dict[str, Any] | str, *, user: str = "U100", channel: str = "C100",
-              message_ts: str = "1700000000.000001", thread_ts: str | None = None) -> httpx.Response:
-        return self.payload(click_payload(action_id, value, user=user, channel=channel,
-                                          message_ts=message_ts, thread_ts=thread_ts))
+    def click(
+        self,
+        action_id: str,
+        value: dict[str, Any] | str,
+        *,
+        user: str = "U100",
+        channel: str = "C100",
+        message_ts: str = "1700000000.000001",
+        thread_ts: str | None = None,
+    ) -> httpx.Response:
+        return self.payload(
+            click_payload(action_id, value, user=user, channel=channel, message_ts=message_ts, thread_ts=thread_ts)
+        )
 
-    def submit(self, callback_id: str, private_metadata: str, values: dict[str, Any], *,
-               user: str = "U100") -> httpx.Response:
+    def submit(
+        self, callback_id: str, private_metadata: str, values: dict[str, Any], *, user: str = "U100"
+    ) -> httpx.Response:
         payload = copy.deepcopy(VIEW_SUBMISSION)
         payload["user"]["id"] = user
-        payload["view"].update(callback_id=callback_id, private_metadata=private_metadata,
-                               state={"values": values})
+        payload["view"].update(callback_id=callback_id, private_metadata=private_metadata, state={"values": values})
         return self.payload(payload)
 
     def payload(self, payload: dict[str, Any]) -> httpx.Response:
         return self.post(urlencode({"payload": json.dumps(payload)}))
 
 
-def click_payload(action_id: str, value: dict[str, Any] | str, *, user: str, channel: str,
-                  message_ts: str, thread_ts: str | None = None) -> dict[str, Any]:
+def click_payload(
+    action_id: str,
+    value: dict[str, Any] | str,
+    *,
+    user: str,
+    channel: str,
+    message_ts: str,
+    thread_ts: str | None = None,
+) -> dict[str, Any]:
     payload = copy.deepcopy(BLOCK_ACTIONS)
     payload["user"]["id"] = user
     payload["channel"]["id"] = channel
@@ -71,7 +89,8 @@ def click_payload(action_id: str, value: dict[str, Any] | str, *, user: str, cha
     if thread_ts:
         payload["container"]["thread_ts"] = thread_ts
     payload["actions"][0].update(
-        action_id=action_id, block_id="b",
+        action_id=action_id,
+        block_id="b",
         value=value if isinstance(value, str) else json.dumps(value),
     )
     return payload
@@ -80,6 +99,11 @@ def click_payload(action_id: str, value: dict[str, Any] | str, *, user: str, cha
 def select_values(item_id: str, field: str, text: str) -> dict[str, Any]:
     """A modal's state.values after choosing an item and typing into the text field."""
     return {
-        "item": {"item": {"type": "static_select", "selected_option": {"value": item_id, "text": {"type": "plain_text", "text": item_id}}}},
+        "item": {
+            "item": {
+                "type": "static_select",
+                "selected_option": {"value": item_id, "text": {"type": "plain_text", "text": item_id}},
+            }
+        },
         field: {field: {"type": "plain_text_input", "value": text}},
     }

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from bot import ids
 from bot.models import Event, ItemState, Run
 from tests.conftest import Running
-from tests.slack_requests import SLASH_COMMAND, click_payload, sign
+from tests.slack_requests import SLASH_COMMAND, sign
 from tests.test_slack_flow import CHANNEL, click_item, start
 
 
@@ -33,8 +33,9 @@ def last_ephemeral(running: Running) -> dict:
 def test_forged_signature_is_refused_and_writes_nothing(running: Running) -> None:
     body = urlencode({**SLASH_COMMAND, "command": "/deploy", "text": "start v9 production", "channel_id": CHANNEL})
     headers = sign("not-the-secret", body)
-    response = running.slack.http.post(running.slack.url, content=body,
-                                       headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
+    response = running.slack.http.post(
+        running.slack.url, content=body, headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert response.status_code == 401
     assert snapshot(running) == (0, 0, [])
 
@@ -42,8 +43,9 @@ def test_forged_signature_is_refused_and_writes_nothing(running: Running) -> Non
 def test_stale_timestamp_is_refused(running: Running) -> None:
     body = urlencode({**SLASH_COMMAND, "command": "/deploy", "text": "start v9 production"})
     stale = sign(running.slack.secret, body, timestamp=int(time.time()) - 6 * 60)
-    response = running.slack.http.post(running.slack.url, content=body,
-                                       headers={**stale, "Content-Type": "application/x-www-form-urlencoded"})
+    response = running.slack.http.post(
+        running.slack.url, content=body, headers={**stale, "Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert response.status_code == 401
     assert snapshot(running) == (0, 0, [])
 
@@ -51,22 +53,41 @@ def test_stale_timestamp_is_refused(running: Running) -> None:
 def test_a_tampered_body_fails_the_signature(running: Running) -> None:
     body = urlencode({**SLASH_COMMAND, "command": "/deploy", "text": "start v9 production"})
     headers = sign(running.slack.secret, body)
-    response = running.slack.http.post(running.slack.url, content=body.replace("v9", "v8"),
-                                       headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
+    response = running.slack.http.post(
+        running.slack.url,
+        content=body.replace("v9", "v8"),
+        headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize(("body", "problem"), [
-    ("payload=%7Bnot-json", "the payload field is not JSON"),
-    ("payload=" + json.dumps({"type": "block_actions", "user": {"id": "U1"}, "actions": []}), "has no actions"),
-    ("payload=" + json.dumps({"type": "block_actions", "actions": [{"action_id": "x"}]}), "no user.id"),
-    ("payload=" + json.dumps({"type": "block_actions", "user": {"id": "U1"}, "actions": [{"value": "1"}]}), "no action_id"),
-    ("payload=" + json.dumps({"type": "view_submission", "user": {"id": "U1"}}), "has no view"),
-    ("payload=" + json.dumps({"type": "block_actions", "user": {"id": "U1"}, "container": "x",
-                              "actions": [{"action_id": "item.done"}]}), "container is not an object"),
-    ("command=%2Fdeploy&text=status", "slash command lacks user_id, channel_id"),
-    ("{\"type\": ", "the JSON body does not parse"),
-])
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("payload=%7Bnot-json", "the payload field is not JSON"),
+        ("payload=" + json.dumps({"type": "block_actions", "user": {"id": "U1"}, "actions": []}), "has no actions"),
+        ("payload=" + json.dumps({"type": "block_actions", "actions": [{"action_id": "x"}]}), "no user.id"),
+        (
+            "payload=" + json.dumps({"type": "block_actions", "user": {"id": "U1"}, "actions": [{"value": "1"}]}),
+            "no action_id",
+        ),
+        ("payload=" + json.dumps({"type": "view_submission", "user": {"id": "U1"}}), "has no view"),
+        (
+            "payload="
+            + json.dumps(
+                {
+                    "type": "block_actions",
+                    "user": {"id": "U1"},
+                    "container": "x",
+                    "actions": [{"action_id": "item.done"}],
+                }
+            ),
+            "container is not an object",
+        ),
+        ("command=%2Fdeploy&text=status", "slash command lacks user_id, channel_id"),
+        ('{"type": ', "the JSON body does not parse"),
+    ],
+)
 def test_malformed_payloads_get_a_400_that_says_what_is_wrong(running: Running, body: str, problem: str) -> None:
     content_type = "application/json" if body.startswith("{") else "application/x-www-form-urlencoded"
     response = running.slack.post(body, content_type)
@@ -78,21 +99,30 @@ def test_malformed_payloads_get_a_400_that_says_what_is_wrong(running: Running, 
 def test_unknown_action_gets_an_ephemeral_answer(running: Running) -> None:
     messages = start(running)
     before = snapshot(running)
-    response = running.slack.click("item.explode", {"run": 1, "item": "x"}, user="U5", channel=CHANNEL,
-                                   message_ts=messages[1]["ts"], thread_ts=messages[0]["ts"])
+    response = running.slack.click(
+        "item.explode",
+        {"run": 1, "item": "x"},
+        user="U5",
+        channel=CHANNEL,
+        message_ts=messages[1]["ts"],
+        thread_ts=messages[0]["ts"],
+    )
     assert response.status_code == 200
     told = last_ephemeral(running)
     assert told["user"] == "U5" and "does not know the action 'item.explode'" in told["text"]
     assert snapshot(running) == before
 
 
-@pytest.mark.parametrize(("value", "says"), [
-    ("not json at all", "malformed"),
-    ({"run": "1", "item": "all-tests-are-passing"}, "lacks a valid 'run'"),
-    ({"run": 1}, "lacks a valid 'item'"),
-    ({"run": 999, "item": "all-tests-are-passing"}, "Run #999 does not exist"),
-    ({"run": 1, "item": "no-such-item"}, "has no item 'no-such-item'"),
-])
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("not json at all", "malformed"),
+        ({"run": "1", "item": "all-tests-are-passing"}, "lacks a valid 'run'"),
+        ({"run": 1}, "lacks a valid 'item'"),
+        ({"run": 999, "item": "all-tests-are-passing"}, "Run #999 does not exist"),
+        ({"run": 1, "item": "no-such-item"}, "has no item 'no-such-item'"),
+    ],
+)
 def test_bad_button_values_change_nothing(running: Running, value: object, says: str) -> None:
     start(running)
     before = snapshot(running)
@@ -125,8 +155,13 @@ def test_a_form_submitted_after_the_run_ended_shows_the_reason_in_the_form(runni
     running.slack.command("abort rollback", channel=CHANNEL)
     before = snapshot(running)
     from tests.slack_requests import select_values
-    answer = running.slack.submit(view["callback_id"], view["private_metadata"],
-                                  select_values("all-tests-are-passing", ids.REASON_FIELD, "n/a"), user="U8").json()
+
+    answer = running.slack.submit(
+        view["callback_id"],
+        view["private_metadata"],
+        select_values("all-tests-are-passing", ids.REASON_FIELD, "n/a"),
+        user="U8",
+    ).json()
     assert answer["response_action"] == "errors" and "was aborted" in answer["errors"]["item"]
     assert snapshot(running) == before
 
@@ -136,7 +171,7 @@ def test_unknown_form_and_broken_form_state(running: Running) -> None:
     before = snapshot(running)
     unknown = running.slack.submit("no.such.form", "{}", {}).json()
     assert "does not know the form 'no.such.form'" in unknown["errors"]["item"]
-    broken = running.slack.submit(ids.NA_VIEW, "{\"run\": 1}", {"item": {}}).json()
+    broken = running.slack.submit(ids.NA_VIEW, '{"run": 1}', {"item": {}}).json()
     assert "malformed or out of date" in broken["errors"]["item"]
     assert snapshot(running) == before
 

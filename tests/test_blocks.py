@@ -21,28 +21,56 @@ T0 = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
 def synthetic(items: int, per_group: int = 37) -> Template:
     """A big checklist: `items` items with long texts, in groups of `per_group`, over three phases."""
     groups = [
-        {"id": f"g{g}", "title": f"Group {g} " + "x" * 100,
-         "items": [{"id": f"i{g}-{n}", "text": f"Item {g}.{n} " + "w" * 280, "help": "h" * 500, "command": "c" * 500}
-                   for n in range(min(per_group, items - g * per_group))]}
+        {
+            "id": f"g{g}",
+            "title": f"Group {g} " + "x" * 100,
+            "items": [
+                {"id": f"i{g}-{n}", "text": f"Item {g}.{n} " + "w" * 280, "help": "h" * 500, "command": "c" * 500}
+                for n in range(min(per_group, items - g * per_group))
+            ],
+        }
         for g in range(-(-items // per_group))
     ]
     thirds = [groups[i::3] for i in range(3)]
-    return Template.model_validate({
-        "id": "big", "title": "Big", "phases": [{"id": f"p{n}", "title": f"Phase {n}", "groups": gs}
-                                                for n, gs in enumerate(thirds) if gs]})
+    return Template.model_validate(
+        {
+            "id": "big",
+            "title": "Big",
+            "phases": [{"id": f"p{n}", "title": f"Phase {n}", "groups": gs} for n, gs in enumerate(thirds) if gs],
+        }
+    )
 
 
-def make_run(template: Template, status: str = ItemStatus.OPEN, *, note: str | None = None,
-             run_status: str = RunStatus.ACTIVE) -> Run:
-    run = Run(id=7, kind=template.kind, template_snapshot=template.model_dump(mode="json"), version="v1.4.2",
-              environment="production", channel_id="C1", started_by="U1", started_at=T0, status=run_status,
-              rev=1, overridden_items=None)
+def make_run(
+    template: Template, status: str = ItemStatus.OPEN, *, note: str | None = None, run_status: str = RunStatus.ACTIVE
+) -> Run:
+    run = Run(
+        id=7,
+        kind=template.kind,
+        template_snapshot=template.model_dump(mode="json"),
+        version="v1.4.2",
+        environment="production",
+        channel_id="C1",
+        started_by="U1",
+        started_at=T0,
+        status=run_status,
+        rev=1,
+        overridden_items=None,
+    )
     run.items = [
-        ItemState(item_id=i.id, position=n, required=i.required, status=status,
-                  changed_by="U2" if status != ItemStatus.OPEN else None,
-                  changed_at=T0 + timedelta(minutes=5) if status != ItemStatus.OPEN else None,
-                  na_reason="not used here" if status == ItemStatus.NA else None,
-                  note=note, note_by="U3" if note else None, note_at=T0 if note else None, note_count=1 if note else 0)
+        ItemState(
+            item_id=i.id,
+            position=n,
+            required=i.required,
+            status=status,
+            changed_by="U2" if status != ItemStatus.OPEN else None,
+            changed_at=T0 + timedelta(minutes=5) if status != ItemStatus.OPEN else None,
+            na_reason="not used here" if status == ItemStatus.NA else None,
+            note=note,
+            note_by="U3" if note else None,
+            note_at=T0 if note else None,
+            note_count=1 if note else 0,
+        )
         for n, i in enumerate(template.items)
     ]
     return run
@@ -79,7 +107,7 @@ def test_every_message_fits_slacks_limits(template: Template, status: str) -> No
                 assert len(block["text"]["text"]) <= 3000
             if block["type"] == "header":
                 assert len(block["text"]["text"]) <= 150
-            for element in block.get("elements", []) + [block.get("accessory", {})]:
+            for element in [*block.get("elements", []), block.get("accessory", {})]:
                 if element.get("type") == "button":
                     assert len(element["text"]["text"]) <= 75
                     assert len(element["value"]) <= 2000
@@ -91,8 +119,9 @@ def test_every_message_fits_slacks_limits(template: Template, status: str) -> No
         assert all(len(o["text"]["text"]) <= 75 for o in options)
 
 
-@pytest.mark.parametrize("template", [SEED, synthetic(300), synthetic(300, per_group=120)],
-                         ids=["seed", "synthetic-300", "groups-of-120"])
+@pytest.mark.parametrize(
+    "template", [SEED, synthetic(300), synthetic(300, per_group=120)], ids=["seed", "synthetic-300", "groups-of-120"]
+)
 def test_layout_shows_every_item_once_in_checklist_order(template: Template) -> None:
     parts = blocks.layout(template)
     assert [i.id for p in parts for i in p.items] == [i.id for i in template.items]
@@ -107,13 +136,20 @@ def test_the_seed_renders_as_a_parent_and_one_message_per_phase() -> None:
 def test_a_ticked_item_shows_who_and_when_next_to_its_text() -> None:
     run = make_run(SEED, ItemStatus.DONE)
     part = blocks.layout(SEED)[0]
-    item_block = next(b for b in blocks.part_blocks(run, part, 1) if b.get("block_id") == "item.production-server-cloud-account-is-ready")
+    item_block = next(
+        b
+        for b in blocks.part_blocks(run, part, 1)
+        if b.get("block_id") == "item.production-server-cloud-account-is-ready"
+    )
     text = item_block["text"]["text"]
     assert text.startswith("✅ Production server/cloud account is ready")
     assert "<@U2>" in text
     assert f"<!date^{int((T0 + timedelta(minutes=5)).timestamp())}^" in text
     assert item_block["accessory"]["action_id"] == ids.ITEM_REOPEN
-    assert json.loads(item_block["accessory"]["value"]) == {"run": 7, "item": "production-server-cloud-account-is-ready"}
+    assert json.loads(item_block["accessory"]["value"]) == {
+        "run": 7,
+        "item": "production-server-cloud-account-is-ready",
+    }
 
 
 def test_open_items_offer_done_and_finished_runs_offer_nothing() -> None:
@@ -164,16 +200,33 @@ def test_override_lists_the_open_items() -> None:
 def test_limits_checker_reports_each_breach() -> None:
     too_many = [{"type": "divider"}] * 51
     assert check_blocks(too_many) == ["51 blocks, more than the 50 a message may have"]
-    long_button = {"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": "b" * 76},
-                                                    "action_id": "a"}]}
+    long_button = {
+        "type": "actions",
+        "elements": [{"type": "button", "text": {"type": "plain_text", "text": "b" * 76}, "action_id": "a"}],
+    }
     assert "button text has 76 characters" in check_blocks([long_button])[0]
-    boxes = {"type": "actions", "elements": [{"type": "checkboxes", "action_id": "c", "options": [
-        {"text": {"type": "mrkdwn", "text": str(n)}, "value": str(n)} for n in range(11)]}]}
+    boxes = {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "checkboxes",
+                "action_id": "c",
+                "options": [{"text": {"type": "mrkdwn", "text": str(n)}, "value": str(n)} for n in range(11)],
+            }
+        ],
+    }
     assert "11 checkbox options" in check_blocks([boxes])[0]
     long_section = {"type": "section", "text": {"type": "mrkdwn", "text": "s" * 3001}}
     assert "3001 characters" in check_blocks([long_section])[0]
-    overflow = {"type": "section", "text": {"type": "mrkdwn", "text": "x"}, "accessory": {
-        "type": "overflow", "action_id": "o", "options": [{"text": {"type": "plain_text", "text": "1"}, "value": "1"}]}}
+    overflow = {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": "x"},
+        "accessory": {
+            "type": "overflow",
+            "action_id": "o",
+            "options": [{"text": {"type": "plain_text", "text": "1"}, "value": "1"}],
+        },
+    }
     assert "overflow needs 2 to 5 options" in check_blocks([overflow])[0]
 
 

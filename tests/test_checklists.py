@@ -56,7 +56,7 @@ def test_maintenance_and_rollback_checklists_match_the_seed() -> None:
     assert shipped("maintenance.yml") == seed["Ongoing Maintenance"]
     assert shipped("rollback.yml") == seed["Rollback Plan"]
     steps = load_template(ROOT / "checklists" / "rollback.yml").phases[0].groups[1].items
-    assert [s.command for s in steps][0] == "docker compose -f docker-compose.prod.yml down"
+    assert steps[0].command == "docker compose -f docker-compose.prod.yml down"
 
 
 def test_the_shipped_folder_loads_and_ids_are_unique() -> None:
@@ -82,7 +82,8 @@ def test_import_refuses_a_missing_section() -> None:
 
 
 BAD_FILES = {
-    "unknown field": ("""id: t
+    "unknown field": (
+        """id: t
 title: T
 phases:
   - id: p
@@ -94,29 +95,40 @@ phases:
           - id: a
             text: A
             requird: false
-""", r"bad\.yml:12 › phases\[0\] › groups\[0\] › items\[0\] › requird: unknown field"),
-    "bad slug": ("""id: t
+""",
+        r"bad\.yml:12 › phases\[0\] › groups\[0\] › items\[0\] › requird: unknown field",
+    ),
+    "bad slug": (
+        """id: t
 title: T
 phases:
   - id: Not A Slug
     title: P
     groups: [{id: g, title: G, items: [{id: a, text: A}]}]
-""", r"bad\.yml:4 › phases\[0\] › id: must be a slug"),
-    "duplicate item ids": ("""id: t
+""",
+        r"bad\.yml:4 › phases\[0\] › id: must be a slug",
+    ),
+    "duplicate item ids": (
+        """id: t
 title: T
 phases:
   - id: p
     title: P
     groups: [{id: g, title: G, items: [{id: a, text: A}, {id: a, text: B}]}]
-""", r"bad\.yml:\d+ › .*duplicate id 'a' among items"),
+""",
+        r"bad\.yml:\d+ › .*duplicate id 'a' among items",
+    ),
     "broken YAML": ("id: t\ntitle: [unclosed\n", r"bad\.yml:\d+: not valid YAML"),
-    "missing items": ("""id: t
+    "missing items": (
+        """id: t
 title: T
 phases:
   - id: p
     title: P
     groups: [{id: g, title: G}]
-""", r"bad\.yml:6 › phases\[0\] › groups\[0\] › items: Field required"),
+""",
+        r"bad\.yml:6 › phases\[0\] › groups\[0\] › items: Field required",
+    ),
 }
 
 
@@ -130,8 +142,9 @@ def test_invalid_files_are_named_by_file_line_and_field(case: str, tmp_path: Pat
 
 
 def test_deploybot_check_command(tmp_path: Path) -> None:
-    ok = subprocess.run([sys.executable, "-m", "bot", "check", str(ROOT / "checklists")],
-                        capture_output=True, text=True, cwd=ROOT)
+    ok = subprocess.run(
+        [sys.executable, "-m", "bot", "check", str(ROOT / "checklists")], capture_output=True, text=True, cwd=ROOT
+    )
     assert ok.returncode == 0, ok.stderr
     assert "production-deploy: 3 phase(s), 89 item(s)" in ok.stdout
     (tmp_path / "bad.yml").write_text(BAD_FILES["unknown field"][0])
@@ -144,7 +157,9 @@ def test_deploybot_import_command_round_trips(tmp_path: Path) -> None:
     out = tmp_path / "imported.yml"
     result = subprocess.run(
         [sys.executable, "-m", "bot", "import", str(SEED), "-o", str(out), "--section", "Pre-Deployment"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     template = load_template(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import select
@@ -42,14 +43,25 @@ def burst(users: list[SlackUser], clicks: list[tuple[str, dict[str, Any], dict[s
         return list(pool.map(fire, range(len(clicks))))
 
 
-def stale_clicks(messages: list[dict[str, Any]], item_ids: list[str]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+def stale_clicks(
+    messages: list[dict[str, Any]], item_ids: list[str]
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """One 'Done' click per item by its own user, every one from the messages as first posted."""
     out = []
     for n, item_id in enumerate(item_ids):
         message, block = item_block(messages, item_id)
-        out.append((block["accessory"]["action_id"], block["accessory"]["value"],
-                    {"user": f"U{500 + n}", "channel": CHANNEL, "message_ts": message["ts"],
-                     "thread_ts": message["thread_ts"]}))
+        out.append(
+            (
+                block["accessory"]["action_id"],
+                block["accessory"]["value"],
+                {
+                    "user": f"U{500 + n}",
+                    "channel": CHANNEL,
+                    "message_ts": message["ts"],
+                    "thread_ts": message["thread_ts"],
+                },
+            )
+        )
     return out
 
 
@@ -89,7 +101,7 @@ def test_a_burst_is_coalesced_into_a_few_spaced_updates(running: Running) -> Non
         by_message[call.args["ts"]].append(call.at)
     interval = running.app.settings.render_interval
     for times in by_message.values():
-        assert all(b - a >= interval * 0.95 for a, b in zip(times, times[1:], strict=False)), times
+        assert all(b - a >= interval * 0.95 for a, b in pairwise(times)), times
     assert running.fake.overlaps == []
     converged(running, messages[0]["ts"])
 
@@ -103,7 +115,7 @@ def test_429_retry_after_is_honoured_and_the_message_still_converges(running: Ru
     assert [c.status for c in attempts[:2]] == [429, 429]
     for n, refused in enumerate(attempts[:2]):
         # Nothing goes to chat.update until Retry-After has passed, for this message or any other.
-        assert all(later.at - refused.at >= 2.0 for later in attempts[n + 1:])
+        assert all(later.at - refused.at >= 2.0 for later in attempts[n + 1 :])
     assert attempts[-1].status == 200
     converged(running, messages[0]["ts"])
 
@@ -115,8 +127,11 @@ def test_slack_outage_delays_messages_but_loses_none(running: Running) -> None:
     posts = running.fake.calls_of("chat.postMessage")
     assert len(posts) == 4  # parent + three parts, each posted once despite the failures
     running.fake.fail("chat.update", 3, status=500, retry_after=None, error="internal_error")
-    messages = current(running, running.fake.calls_of("chat.postMessage")[0].args.get("ts") or
-                       next(ts for (_, ts), m in running.fake.messages.items() if not m["thread_ts"]))
+    messages = current(
+        running,
+        running.fake.calls_of("chat.postMessage")[0].args.get("ts")
+        or next(ts for (_, ts), m in running.fake.messages.items() if not m["thread_ts"]),
+    )
     click_item(running, messages, "all-tests-are-passing", user="U43")
     running.settled(timeout=30)
     converged(running, messages[0]["ts"])

@@ -37,10 +37,13 @@ def test_manifest_declares_what_deploybot_uses() -> None:
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "chat:write.public"}
 
 
-@pytest.mark.parametrize("broken", [
-    {"display_information": {}},  # the app needs a name
-    {"settings": {"socket_mode_enabled": "yes"}},  # a string where a boolean belongs
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"display_information": {}},  # the app needs a name
+        {"settings": {"socket_mode_enabled": "yes"}},  # a string where a boolean belongs
+    ],
+)
 def test_schema_rejects_broken_manifests(broken: dict) -> None:
     manifest = yaml.safe_load(MANIFEST.read_text())
     manifest.update(broken)

@@ -26,7 +26,9 @@ def start(running: Running, text: str = "start v1.4.2 production", user: str = "
 
 
 def _ts_of(running: Running, args: dict[str, Any]) -> str:
-    return next(ts for (ch, ts), m in running.fake.messages.items() if m["blocks"] == args["blocks"] and not m["thread_ts"])
+    return next(
+        ts for (ch, ts), m in running.fake.messages.items() if m["blocks"] == args["blocks"] and not m["thread_ts"]
+    )
 
 
 def item_block(messages: list[dict[str, Any]], item_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -41,8 +43,14 @@ def item_block(messages: list[dict[str, Any]], item_id: str) -> tuple[dict[str, 
 def click_item(running: Running, messages: list[dict[str, Any]], item_id: str, user: str = "U200") -> Any:
     message, block = item_block(messages, item_id)
     accessory = block["accessory"]
-    return running.slack.click(accessory["action_id"], accessory["value"], user=user, channel=CHANNEL,
-                               message_ts=message["ts"], thread_ts=message["thread_ts"])
+    return running.slack.click(
+        accessory["action_id"],
+        accessory["value"],
+        user=user,
+        channel=CHANNEL,
+        message_ts=message["ts"],
+        thread_ts=message["thread_ts"],
+    )
 
 
 def current(running: Running, parent_ts: str) -> list[dict[str, Any]]:
@@ -73,7 +81,9 @@ def test_start_posts_parent_and_every_seed_item_in_its_phase_and_group(running: 
                 group = block["text"]["text"].strip("*")
                 shown[group] = []
             else:
-                shown[group].append(block["text"]["text"].split("\n")[0].removeprefix("⬜ ").removesuffix(" _(optional)_"))
+                shown[group].append(
+                    block["text"]["text"].split("\n")[0].removeprefix("⬜ ").removesuffix(" _(optional)_")
+                )
         assert shown == seed[phase]
 
 
@@ -88,7 +98,9 @@ def test_tick_untick_na_and_note_are_shown_and_audited(running: Running) -> None
     assert "*1 / 89* done" in all_text(current(running, parent_ts)[0])
 
     # Untick, from the (now current) message.
-    assert click_item(running, current(running, parent_ts), "database-migrations-are-run", user="U202").status_code == 200
+    assert (
+        click_item(running, current(running, parent_ts), "database-migrations-are-run", user="U202").status_code == 200
+    )
     running.settled()
     _, block = item_block(current(running, parent_ts), "database-migrations-are-run")
     assert block["text"]["text"].startswith("⬜ Database migrations are run") and "<@U201>" not in block["text"]["text"]
@@ -97,33 +109,58 @@ def test_tick_untick_na_and_note_are_shown_and_audited(running: Running) -> None
     deployment = current(running, parent_ts)[2]
     na_button = deployment["blocks"][-1]["elements"][0]
     assert na_button["action_id"] == ids.NA_DIALOG
-    running.slack.click(na_button["action_id"], na_button["value"], user="U203", channel=CHANNEL,
-                        message_ts=deployment["ts"], thread_ts=parent_ts)
+    running.slack.click(
+        na_button["action_id"],
+        na_button["value"],
+        user="U203",
+        channel=CHANNEL,
+        message_ts=deployment["ts"],
+        thread_ts=parent_ts,
+    )
     view = running.fake.calls_of("views.open")[-1].args["view"]
     options = [o["value"] for g in view["blocks"][1]["element"]["option_groups"] for o in g["options"]]
     assert "redis-persistence-is-configured" in options and len(options) == 24
-    empty = running.slack.submit(view["callback_id"], view["private_metadata"],
-                                 select_values("redis-persistence-is-configured", ids.REASON_FIELD, "  "), user="U203")
+    empty = running.slack.submit(
+        view["callback_id"],
+        view["private_metadata"],
+        select_values("redis-persistence-is-configured", ids.REASON_FIELD, "  "),
+        user="U203",
+    )
     assert empty.json() == {"response_action": "errors", "errors": {"reason": "Say why this item does not apply."}}
-    done = running.slack.submit(view["callback_id"], view["private_metadata"],
-                                select_values("redis-persistence-is-configured", ids.REASON_FIELD, "cache only, no persistence"),
-                                user="U203")
+    done = running.slack.submit(
+        view["callback_id"],
+        view["private_metadata"],
+        select_values("redis-persistence-is-configured", ids.REASON_FIELD, "cache only, no persistence"),
+        user="U203",
+    )
     assert done.status_code == 200 and done.text == ""
 
     # Note, through the other modal.
     note_button = deployment["blocks"][-1]["elements"][1]
-    running.slack.click(note_button["action_id"], note_button["value"], user="U204", channel=CHANNEL,
-                        message_ts=deployment["ts"], thread_ts=parent_ts)
+    running.slack.click(
+        note_button["action_id"],
+        note_button["value"],
+        user="U204",
+        channel=CHANNEL,
+        message_ts=deployment["ts"],
+        thread_ts=parent_ts,
+    )
     view = running.fake.calls_of("views.open")[-1].args["view"]
-    running.slack.submit(view["callback_id"], view["private_metadata"],
-                         select_values("database-backups-are-configured", ids.NOTE_FIELD, "nightly <!channel> at 02:00"),
-                         user="U204")
+    running.slack.submit(
+        view["callback_id"],
+        view["private_metadata"],
+        select_values("database-backups-are-configured", ids.NOTE_FIELD, "nightly <!channel> at 02:00"),
+        user="U204",
+    )
     running.settled()
     messages = current(running, parent_ts)
     _, na_block = item_block(messages, "redis-persistence-is-configured")
     assert "N/A by <@U203>" in na_block["text"]["text"] and "_cache only, no persistence_" in na_block["text"]["text"]
     _, note_block = item_block(messages, "database-backups-are-configured")
-    assert ":memo: <@U204>" in note_block["text"]["text"] and "nightly &lt;!channel&gt; at 02:00" in note_block["text"]["text"]
+    assert (
+        ":memo: <@U204>" in note_block["text"]["text"]
+        and "nightly &lt;!channel&gt; at 02:00" in note_block["text"]["text"]
+    )
 
     with running.app.sessions() as session:
         events = session.scalars(select(Event).order_by(Event.id)).all()
@@ -149,10 +186,14 @@ def test_a_second_click_on_a_done_item_changes_nothing_and_says_who(running: Run
         assert state is not None and state.changed_by == "U201"
         assert session.scalar(select(func.count()).select_from(Event).where(Event.kind == "item.done")) == 1
     told = running.fake.calls_of("chat.postEphemeral")[-1].args
-    assert told["user"] == "U202" and "Already done by <@U201>" in told["text"] and told["thread_ts"] == messages[0]["ts"]
+    assert (
+        told["user"] == "U202" and "Already done by <@U201>" in told["text"] and told["thread_ts"] == messages[0]["ts"]
+    )
 
 
-def test_completion_when_every_required_item_is_resolved(running: Running, ) -> None:
+def test_completion_when_every_required_item_is_resolved(
+    running: Running,
+) -> None:
     messages = start(running)
     template = running.app.bolt  # noqa: F841 - the app is running; drive it only through Slack
     with running.app.sessions() as session:
@@ -177,8 +218,12 @@ def test_complete_anyway_records_who_and_which_items_were_open(running: Running)
     click_item(running, messages, "all-tests-are-passing", user="U201")
     button = messages[0]["blocks"][3]["elements"][0]
     assert button["action_id"] == ids.COMPLETE_ANYWAY and "confirm" in button
-    assert running.slack.click(button["action_id"], button["value"], user="U900", channel=CHANNEL,
-                               message_ts=messages[0]["ts"]).status_code == 200
+    assert (
+        running.slack.click(
+            button["action_id"], button["value"], user="U900", channel=CHANNEL, message_ts=messages[0]["ts"]
+        ).status_code
+        == 200
+    )
     running.settled()
     with running.app.sessions() as session:
         run = session.get(Run, 1)
@@ -196,7 +241,9 @@ def test_status_list_abort_and_help(running: Running) -> None:
     click_item(running, messages, "code-is-reviewed-and-approved")
     status = running.slack.command("status", channel=CHANNEL).json()
     assert status["response_type"] == "ephemeral"
-    assert "*Run #1*" in status["text"] and "1/89 done" in status["text"] and "87 required item(s) open" in status["text"]
+    assert (
+        "*Run #1*" in status["text"] and "1/89 done" in status["text"] and "87 required item(s) open" in status["text"]
+    )
     elsewhere = running.slack.command("status", channel="C999").json()["text"]
     assert "No run in this channel" in elsewhere and "<#C100>" in elsewhere
 
@@ -204,7 +251,9 @@ def test_status_list_abort_and_help(running: Running) -> None:
     assert "Run #1 (v1.4.2 → production) is still active" in again
 
     assert "Say why" in running.slack.command("abort", channel=CHANNEL).json()["text"]
-    assert running.slack.command("abort smoke tests failed", channel=CHANNEL).json()["text"] == "Run #1 (v1.4.2) aborted."
+    assert (
+        running.slack.command("abort smoke tests failed", channel=CHANNEL).json()["text"] == "Run #1 (v1.4.2) aborted."
+    )
     running.settled()
     parent = current(running, messages[0]["ts"])[0]
     assert ":octagonal_sign: *Aborted* by <@U100>" in all_text(parent) and "_smoke tests failed_" in all_text(parent)
@@ -215,7 +264,9 @@ def test_status_list_abort_and_help(running: Running) -> None:
     help_text = running.slack.command("help").json()
     assert help_text["response_type"] == "ephemeral" and "/deploy start <version> [environment]" in help_text["text"]
     unknown = running.slack.command("deploy-everything now").json()
-    assert unknown["text"].startswith("I don't know `/deploy deploy-everything`") and "/deploy status" in unknown["text"]
+    assert (
+        unknown["text"].startswith("I don't know `/deploy deploy-everything`") and "/deploy status" in unknown["text"]
+    )
     assert running.slack.command("").json()["text"].startswith("*deploybot*")
 
 

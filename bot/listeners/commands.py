@@ -113,12 +113,14 @@ class Commands:
 
 
 def _describe(run: Run, *, detail: bool = False) -> str:
-    text = f"*Run #{run.id}* {blocks.escape(blocks.status_line(run))} · started by <@{run.started_by}> {blocks.when(run.started_at)}"
+    started = f"started by <@{run.started_by}> {blocks.when(run.started_at)}"
+    text = f"*Run #{run.id}* {blocks.escape(blocks.status_line(run))} · {started}"
     if not detail:
         return text
     template = run.template
     open_required = [
-        item.text for item in template.items
+        item.text
+        for item in template.items
         if (s := run.state_of(item.id)) is not None and s.required and s.status == ItemStatus.OPEN
     ]
     if open_required:

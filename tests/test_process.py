@@ -1,0 +1,148 @@
+"""The real `deploybot run` process: refuses to start without tokens, serves, survives kill -9, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, select
+
+from bot.models import ItemState
+from tests.conftest import ROOT, SIGNING_SECRET
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import SlackUser
+from tests.test_slack_flow import CHANNEL, item_block
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bot_env(database_url: str, fake: FakeSlack, port: int, **extra: str) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DEPLOYBOT_", "DATABASE_URL"))},
+        "SLACK_BOT_TOKEN": fake.token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake.url,
+        "DATABASE_URL": database_url,
+        "DEPLOYBOT_CHECKLISTS": str(ROOT / "checklists"),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        **extra,
+    }
+
+
+@contextmanager
+def deploybot(env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[0]
+            try:
+                if httpx.get(f"http://127.0.0.1:{env['PORT']}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        else:
+            raise AssertionError("deploybot did not become ready")
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def test_run_without_tokens_names_what_is_missing_and_where(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN: api.slack.com/apps › your app › OAuth & Permissions" in result.stderr
+    assert "SLACK_SIGNING_SECRET: api.slack.com/apps › your app › Basic Information" in result.stderr
+    assert "manifest.yml" in result.stderr
+    assert not (tmp_path / "deploybot.db").exists()
+
+
+def test_run_refuses_an_invalid_checklist_folder(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    (tmp_path / "broken.yml").write_text("id: x\ntitle: X\nphases: []\n")
+    env = bot_env(f"sqlite:///{tmp_path}/d.db", fake_slack, free_port(), DEPLOYBOT_CHECKLISTS=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "broken.yml:3 › phases: List should have at least 1 item" in result.stderr
+
+
+def test_an_acknowledged_click_survives_kill_9(tmp_path: Path, fake_slack: FakeSlack, database_url: str) -> None:
+    port = free_port()
+    # A long render interval keeps the click's update pending when the process dies.
+    env = bot_env(database_url, fake_slack, port, DEPLOYBOT_RENDER_INTERVAL="4")
+    user = SlackUser(f"http://127.0.0.1:{port}", SIGNING_SECRET)
+    with deploybot(env, tmp_path) as process:
+        assert user.command("start v1.4.2 production", channel=CHANNEL).status_code == 200
+        deadline = time.monotonic() + 20
+        while len(fake_slack.calls_of("chat.postMessage")) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        messages = sorted(fake_slack.messages.values(), key=lambda m: m["ts"])
+        message, block = item_block(messages, "all-tests-are-passing")
+        response = user.click(
+            block["accessory"]["action_id"],
+            block["accessory"]["value"],
+            user="U77",
+            channel=CHANNEL,
+            message_ts=message["ts"],
+            thread_ts=message["thread_ts"],
+        )
+        assert response.status_code == 200
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        state = conn.execute(
+            select(ItemState.status, ItemState.changed_by).where(ItemState.item_id == "all-tests-are-passing")
+        ).one()
+    engine.dispose()
+    assert tuple(state) == ("done", "U77")
+    # After a restart the pending render goes out: Slack shows the tick too.
+    with deploybot(env, tmp_path):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            _, shown = item_block(list(fake_slack.messages.values()), "all-tests-are-passing")
+            if "<@U77>" in shown["text"]["text"]:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the restarted bot never rendered the tick")
+    user.http.close()
+
+
+def test_sigterm_stops_cleanly(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    env = bot_env(f"sqlite:///{tmp_path}/d.db", fake_slack, free_port())
+    with deploybot(env, tmp_path) as process:
+        health = httpx.get(f"http://127.0.0.1:{env['PORT']}/healthz")
+        assert health.status_code == 200 and health.text == "ok\n"
+        metrics = httpx.get(f"http://127.0.0.1:{env['PORT']}/metrics").text
+        assert "deploybot_render_backlog 0" in metrics
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        output = process.stdout.read() if process.stdout else ""
+    assert "stopped" in output
+    assert fake_slack.token not in output and SIGNING_SECRET not in output
