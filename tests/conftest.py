@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,16 +127,25 @@ class Server:
         self._thread.join(10)
 
 
-@pytest.fixture
-def running(database_url: str, fake_slack: FakeSlack) -> Iterator[Running]:
-    app = create_app(settings_for(database_url, fake_slack))
+@contextmanager
+def launched(database_url: str, fake: FakeSlack, **extra: str) -> Iterator[Running]:
+    """A deploybot serving on loopback like `deploybot run` does, stopped afterwards."""
+    app = create_app(settings_for(database_url, fake, **extra))
     db.upgrade(app.engine)
     app.check_slack()
     app.publisher.start()
     server = Server(app)
     user = SlackUser(server.url, SIGNING_SECRET)
-    yield Running(app, fake_slack, server.url, user)
-    user.http.close()
-    server.stop()
-    app.publisher.stop()
-    app.engine.dispose()
+    try:
+        yield Running(app, fake, server.url, user)
+    finally:
+        user.http.close()
+        server.stop()
+        app.publisher.stop()
+        app.engine.dispose()
+
+
+@pytest.fixture
+def running(database_url: str, fake_slack: FakeSlack) -> Iterator[Running]:
+    with launched(database_url, fake_slack) as bot:
+        yield bot

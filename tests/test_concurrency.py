@@ -10,10 +10,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import blocks, db
-from bot.app import create_app
+from bot import blocks
 from bot.models import Event, ItemState, Message, Run
-from tests.conftest import SIGNING_SECRET, Running, Server, settings_for
+from tests.conftest import Running, launched
 from tests.slack_requests import SlackUser
 from tests.test_slack_flow import CHANNEL, click_item, current, item_block, start
 
@@ -143,26 +142,17 @@ def test_two_replicas_share_the_database_and_never_update_one_message_at_once(
     running: Running, database_url: str
 ) -> None:
     running.fake.latency = 0.05  # make overlapping updates likely, were they possible
-    other = create_app(settings_for(database_url, running.fake))
-    other.publisher.start()
-    server = Server(other)
-    try:
+    with launched(database_url, running.fake) as other:
         messages = start(running)
-        users = [running.slack, SlackUser(server.url, SIGNING_SECRET)]
-        statuses = burst(users, stale_clicks(messages, thirty_items(messages)))
+        statuses = burst([running.slack, other.slack], stale_clicks(messages, thirty_items(messages)))
         assert statuses == [200] * 30
         running.settled(timeout=30)
         converged(running, messages[0]["ts"])
         assert running.fake.overlaps == []
         assert len(running.fake.calls_of("chat.postMessage")) == 4
-    finally:
-        users[1].http.close()
-        server.stop()
-        other.publisher.stop()
-        other.engine.dispose()
 
 
-def test_a_render_interrupted_by_a_crash_is_finished_by_whoever_comes_next(running: Running) -> None:
+def test_a_render_interrupted_by_a_crash_is_finished_by_whoever_comes_next(running: Running, database_url: str) -> None:
     messages = start(running)
     running.app.publisher.stop()
     click_item(running, messages, "all-tests-are-passing", user="U44")
@@ -170,12 +160,6 @@ def test_a_render_interrupted_by_a_crash_is_finished_by_whoever_comes_next(runni
         # A replica claimed the parent and died: its lease is in the past now.
         parent = session.scalars(select(Message).where(Message.part == 0)).one()
         parent.lease_until = running.app.publisher._clock().replace(year=2000)
-    fresh = create_app(running.app.settings)
-    db.upgrade(fresh.engine)
-    fresh.publisher.start()
-    try:
-        running.wait_for(lambda: fresh.publisher.pending() == 0, what="the new publisher to catch up")
+    with launched(database_url, running.fake) as fresh:
+        fresh.wait_for(lambda: fresh.app.publisher.pending() == 0, what="the new publisher to catch up")
         converged(running, messages[0]["ts"])
-    finally:
-        fresh.publisher.stop()
-        fresh.engine.dispose()

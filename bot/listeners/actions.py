@@ -111,7 +111,10 @@ def clicker(body: dict[str, Any], at: datetime) -> Actor:
     """Who clicked, when, and on which message."""
     container = body.get("container") or {}
     channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
-    return Actor(body["user"]["id"], at, channel, container.get("message_ts"), container.get("thread_ts"))
+    # Shape samples carry "" for absent fields; treat them as absent.
+    return Actor(
+        body["user"]["id"], at, channel or None, container.get("message_ts") or None, container.get("thread_ts") or None
+    )
 
 
 def tell(client: WebClient, actor: Actor, text: str) -> None:
