@@ -28,7 +28,7 @@ POSTGRES_URL = os.environ.get("DEPLOYBOT_TEST_POSTGRES_URL", "postgresql+psycopg
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 
 
-def _postgres_schema_url() -> Iterator[str]:
+def postgres_schema_url() -> Iterator[str]:
     """A fresh schema on the real PostgreSQL, dropped afterwards; skip (or fail in CI) without it."""
     try:
         admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
@@ -59,7 +59,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'deploybot.db'}"
     else:
-        yield from _postgres_schema_url()
+        yield from postgres_schema_url()
 
 
 @pytest.fixture
