@@ -284,7 +284,9 @@ def message_text(run: Run, part: Part | None = None) -> str:
 # --- modals ----------------------------------------------------------------------------------------
 
 
-def item_modal(run: Run, part: Part, callback_id: str, *, na: bool) -> Block:
+def item_modal(
+    run: Run, part: Part, callback_id: str, *, na: bool, channel_id: str | None = None, message_ts: str | None = None
+) -> Block:
     """A modal asking which item of a part, and why (N/A) or what (note)."""
     groups = []
     for group, items in part.groups:
@@ -299,7 +301,8 @@ def item_modal(run: Run, part: Part, callback_id: str, *, na: bool) -> Block:
     return {
         "type": "modal",
         "callback_id": callback_id,
-        "private_metadata": json.dumps({"run": run.id}),
+        # Where the form was opened from, so the audit trail can say which message it came from.
+        "private_metadata": json.dumps({"run": run.id, "channel": channel_id, "message": message_ts}),
         "title": {"type": "plain_text", "text": "Mark item N/A" if na else "Add a note"},
         "submit": {"type": "plain_text", "text": "Mark N/A" if na else "Add note"},
         "close": {"type": "plain_text", "text": "Cancel"},

@@ -13,7 +13,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import blocks as render
@@ -25,6 +25,14 @@ Clock = Callable[[], datetime]
 
 # Failed renders are retried with doubling waits up to this; the row keeps the last error meanwhile.
 MAX_BACKOFF = timedelta(minutes=10)
+# Errors that retrying cannot fix until a person acts: whoever started the run hears about it, once.
+NEEDS_A_PERSON = {
+    "channel_not_found": "I cannot see that channel. In a private channel, invite me with `/invite @deploybot`.",
+    "not_in_channel": "I am not in that channel. Invite me with `/invite @deploybot`.",
+    "is_archived": "The channel is archived.",
+    "restricted_action": "A workspace setting stops me from posting there.",
+    "message_not_found": "The message was deleted.",
+}
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,7 @@ class Publisher:
     def pending(self) -> int:
         """How many messages are behind the database (posted or not), whatever their schedule."""
         with self._sessions() as session:
-            return len(session.scalars(select(Message.id).where(_behind())).all())
+            return session.scalar(select(func.count()).select_from(Message).where(_behind())) or 0
 
     def _due(self, now: datetime) -> list[int]:
         with self._sessions() as session:
@@ -231,6 +239,16 @@ class Publisher:
             if sent:
                 message.not_before = now + self._min_interval
 
+    def _tell_starter(self, run_id: int, rendering: Rendering, error: str) -> None:
+        with self._sessions() as session:
+            run = session.get(Run, run_id)
+            assert run is not None
+            starter, text = run.started_by, _describe_failure(run, rendering, error)
+        try:
+            self._client.chat_postMessage(channel=starter, text=text)
+        except (SlackApiError, OSError) as exc:
+            log.warning("could not tell the starter of run %s about %s: %s", run_id, error, type(exc).__name__)
+
     def _failed(self, rendering: Rendering, status: int, headers: Any, error: str | None) -> None:
         now = self._clock()
         with self._sessions.begin() as session:
@@ -246,6 +264,9 @@ class Publisher:
             message.not_before = now + wait
             message.lease_until = None
             message.last_error = f"{status or 'network'}: {error}"
+            first_failure, run_id = message.attempts == 1, message.run_id
+        if first_failure and error in NEEDS_A_PERSON:
+            self._tell_starter(run_id, rendering, str(error))
         log.warning(
             "render of message %s failed (%s: %s); retrying in %.1f s",
             rendering.message_id,
@@ -255,8 +276,16 @@ class Publisher:
         )
 
 
+def _describe_failure(run: Run, rendering: Rendering, error: str) -> str:
+    doing = "post" if rendering.ts is None else "update"
+    return (
+        f"I could not {doing} run #{run.id} ({run.version} → {run.environment}) in <#{run.channel_id}>: "
+        f"Slack says `{error}`. {NEEDS_A_PERSON[error]} I keep retrying, so the run appears once that is fixed."
+    )
+
+
 def _behind() -> Any:
-    return or_(Message.ts.is_(None), and_(Message.rendered_rev < Message.wanted_rev))
+    return or_(Message.ts.is_(None), Message.rendered_rev < Message.wanted_rev)
 
 
 def _header(headers: Any, name: str) -> str | None:

@@ -105,7 +105,7 @@ def recent_runs(session: Session, limit: int = 10, channel_id: str | None = None
 
 def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> str | None:
     """Tick an item. Returns a note for the clicker when nothing changed, else None."""
-    run, state = _lock_item(session, run_id, item_id)
+    run, state = _lock_item(session, run_id, item_id, actor)
     if state.status == ItemStatus.DONE:
         return f"Already done by <@{state.changed_by}>; nothing changed."
     _set(state, ItemStatus.DONE, actor)
@@ -115,7 +115,7 @@ def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> str 
 
 def reopen(session: Session, run_id: int, item_id: str, actor: Actor) -> str | None:
     """Untick an item (from done or N/A). Returns a note for the clicker when nothing changed."""
-    run, state = _lock_item(session, run_id, item_id)
+    run, state = _lock_item(session, run_id, item_id, actor)
     if state.status == ItemStatus.OPEN:
         return "That item is already open; nothing changed."
     previous = state.status
@@ -131,7 +131,7 @@ def mark_na(session: Session, run_id: int, item_id: str, reason: str, actor: Act
         raise RunError("Say why this item does not apply: a reason is required for N/A.")
     if len(reason) > MAX_REASON:
         raise RunError(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
-    run, state = _lock_item(session, run_id, item_id)
+    run, state = _lock_item(session, run_id, item_id, actor)
     _set(state, ItemStatus.NA, actor)
     state.na_reason = reason
     _changed(session, run, actor, "item.na", item_id, {"reason": reason})
@@ -144,7 +144,7 @@ def add_note(session: Session, run_id: int, item_id: str, text: str, actor: Acto
         raise RunError("The note is empty; write something to add.")
     if len(text) > MAX_NOTE:
         raise RunError(f"Keep notes under {MAX_NOTE} characters (this one has {len(text)}).")
-    run, state = _lock_item(session, run_id, item_id)
+    run, state = _lock_item(session, run_id, item_id, actor)
     state.note, state.note_by, state.note_at = text, actor.user_id, actor.at
     state.note_count += 1
     _changed(session, run, actor, "item.note", item_id, {"text": text}, completes=False)
@@ -193,8 +193,10 @@ def ensure_active(run: Run) -> Run:
     return run
 
 
-def _lock_item(session: Session, run_id: int, item_id: str) -> tuple[Run, ItemState]:
+def _lock_item(session: Session, run_id: int, item_id: str, actor: Actor) -> tuple[Run, ItemState]:
     run = _lock_active(session, run_id)
+    if actor.channel_id and actor.channel_id != run.channel_id:
+        raise RunError(f"That button belongs to run #{run.id} in <#{run.channel_id}>; nothing changed.")
     state = run.state_of(item_id)
     if state is None:
         raise RunError(

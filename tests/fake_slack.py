@@ -20,6 +20,7 @@ class Call:
     args: dict[str, Any]
     at: float
     status: int
+    ok: bool
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Fault:
     status: int
     retry_after: int | None
     error: str
+    channel: str | None
 
 
 @dataclass
@@ -71,15 +73,22 @@ class FakeSlack:
             self._server.server_close()
 
     def fail(
-        self, method: str, times: int = 1, *, status: int = 429, retry_after: int | None = 1, error: str = "ratelimited"
+        self,
+        method: str,
+        times: int = 1,
+        *,
+        status: int = 429,
+        retry_after: int | None = 1,
+        error: str = "ratelimited",
+        channel: str | None = None,
     ) -> None:
-        """Answer the next `times` calls of `method` with an error (429 + Retry-After by default)."""
+        """Answer the next `times` calls of `method` (to `channel`, if given) with an error: 429 by default."""
         with self.lock:
-            self.faults[method] += [Fault(status, retry_after, error)] * times
+            self.faults[method] += [Fault(status, retry_after, error, channel)] * times
 
     def calls_of(self, method: str) -> list[Call]:
         with self.lock:
-            return [c for c in self.calls if c.method == method and c.status == 200]
+            return [c for c in self.calls if c.method == method and c.ok]
 
     def thread(self, channel: str, parent_ts: str) -> list[dict[str, Any]]:
         """The parent message and its replies, in posting order."""
@@ -118,22 +127,25 @@ class FakeSlack:
                 self._in_flight[key] -= 1
 
     def _answer(self, request: BaseHTTPRequestHandler, method: str, args: dict[str, Any]) -> None:
+        at = time.monotonic()
         with self.lock:
-            fault = self.faults[method].pop(0) if self.faults.get(method) else None
-            status = fault.status if fault else 200
-            self.calls.append(Call(method, args, time.monotonic(), status))
+            queue = self.faults.get(method) or []
+            fault = next((f for f in queue if f.channel in (None, args.get("channel"))), None)
+            if fault:
+                queue.remove(fault)
+        headers: dict[str, str] = {}
         if fault:
-            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            self._reply(request, fault.status, {"ok": False, "error": fault.error}, headers)
-            return
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
-            self._reply(request, 200, {"ok": False, "error": "invalid_auth"})
-            return
-        answer = getattr(self, "_" + method.replace(".", "_"), None)
-        if answer is None:
-            self._reply(request, 200, {"ok": False, "error": "unknown_method"})
-            return
-        self._reply(request, 200, answer(args))
+            status, body = fault.status, {"ok": False, "error": fault.error}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = str(fault.retry_after)
+        elif request.headers.get("Authorization") != f"Bearer {self.token}":
+            status, body = 200, {"ok": False, "error": "invalid_auth"}
+        else:
+            answer = getattr(self, "_" + method.replace(".", "_"), None)
+            status, body = 200, answer(args) if answer else {"ok": False, "error": "unknown_method"}
+        with self.lock:
+            self.calls.append(Call(method, args, at, status, bool(body.get("ok"))))
+        self._reply(request, status, body, headers)
 
     def _reply(
         self, request: BaseHTTPRequestHandler, status: int, body: dict[str, Any], headers: dict[str, str] | None = None

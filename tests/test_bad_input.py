@@ -190,3 +190,12 @@ def test_unexpected_errors_give_an_id_and_hide_the_details(running: Running, cap
     with running.app.sessions() as session:
         state = session.get(ItemState, (1, "all-tests-are-passing"))
         assert state is not None and state.status == "open"
+
+
+def test_a_button_acts_only_in_its_runs_channel(running: Running) -> None:
+    start(running)
+    before = snapshot(running)
+    value = {"run": 1, "item": "all-tests-are-passing"}
+    assert running.slack.click(ids.ITEM_DONE, value, user="U10", channel="C999").status_code == 200
+    assert last_ephemeral(running)["text"] == "That button belongs to run #1 in <#C100>; nothing changed."
+    assert snapshot(running) == before

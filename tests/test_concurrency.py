@@ -163,3 +163,14 @@ def test_a_render_interrupted_by_a_crash_is_finished_by_whoever_comes_next(runni
     with launched(database_url, running.fake) as fresh:
         fresh.wait_for(lambda: fresh.app.publisher.pending() == 0, what="the new publisher to catch up")
         converged(running, messages[0]["ts"])
+
+
+def test_a_channel_the_bot_cannot_post_in_is_explained_to_the_starter(running: Running) -> None:
+    running.fake.fail("chat.postMessage", 2, status=200, retry_after=None, error="not_in_channel", channel="CPRIVATE")
+    running.slack.command("start v5.0.0", channel="CPRIVATE", user="U61")
+    running.settled(timeout=20)
+    dms = [c.args for c in running.fake.calls_of("chat.postMessage") if c.args["channel"] == "U61"]
+    assert len(dms) == 1  # told once, though it failed twice
+    assert "I could not post run #1 (v5.0.0 → production) in <#CPRIVATE>: Slack says `not_in_channel`" in dms[0]["text"]
+    assert "/invite @deploybot" in dms[0]["text"]
+    assert len([c for c in running.fake.calls_of("chat.postMessage") if c.args["channel"] == "CPRIVATE"]) == 4

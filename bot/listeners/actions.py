@@ -93,7 +93,14 @@ class Actions:
             parts = blocks.layout(run.template)
             if not 1 <= number <= len(parts):
                 raise RunError(f"Run #{run.id} has no part {number}; nothing changed. Try `/deploy status`.")
-            view = blocks.item_modal(run, parts[number - 1], ids.NA_VIEW if na else ids.NOTE_VIEW, na=na)
+            view = blocks.item_modal(
+                run,
+                parts[number - 1],
+                ids.NA_VIEW if na else ids.NOTE_VIEW,
+                na=na,
+                channel_id=click.actor.channel_id,
+                message_ts=click.actor.message_ts,
+            )
         if not view["blocks"][1]["element"]["option_groups"]:
             raise RunError("Every item in this part is already N/A.")
         ack()

@@ -37,7 +37,8 @@ class Views:
     def _read(self, body: dict[str, Any], field: str) -> tuple[int, str, str, Actor]:
         view = body.get("view") or {}
         try:
-            run_id = json.loads(view.get("private_metadata") or "")["run"]
+            origin = json.loads(view.get("private_metadata") or "")
+            run_id = origin["run"]
             values = view["state"]["values"]
             item_id = values[ids.ITEM_FIELD][ids.ITEM_FIELD]["selected_option"]["value"]
             text = values[field][field].get("value") or ""
@@ -45,7 +46,8 @@ class Views:
             raise RunError("This form is malformed or out of date; nothing changed. Open it again.") from None
         if not isinstance(run_id, int) or not isinstance(item_id, str):
             raise RunError("This form is malformed or out of date; nothing changed. Open it again.")
-        return run_id, item_id, text, Actor(body["user"]["id"], self.services.clock())
+        actor = Actor(body["user"]["id"], self.services.clock(), origin.get("channel"), origin.get("message"))
+        return run_id, item_id, text, actor
 
     def unknown(self, ack: Ack, body: dict[str, Any]) -> None:
         callback_id = (body.get("view") or {}).get("callback_id")
