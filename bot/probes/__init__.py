@@ -1,0 +1,148 @@
+"""Probes: machine checks of checklist items, run concurrently, each with a verdict and its evidence."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from bot.probes.specs import ProbeSpec
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A probe's answer: pass or fail, a line a person understands, and what was seen."""
+
+    ok: bool
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    ms: float = 0.0
+
+
+class ProbeError(Exception):
+    """A probe cannot even start (bad parameters, unknown variable); the text says how to fix it."""
+
+
+class Unreachable(Exception):
+    """The target could not be reached; the text is the failure reason."""
+
+
+_VARIABLE = re.compile(r"\$\{(env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Variables:
+    """Expands ${name} from deploybot.yml's environment and ${env:NAME} from the process; remembers secrets."""
+
+    def __init__(self, environment: str, values: Mapping[str, str], env: Mapping[str, str]):
+        self.environment = environment
+        self._values = values
+        self._env = env
+        self.secrets: set[str] = set()
+
+    def expand(self, text: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            from_env, name = match[1], match[2]
+            if from_env:
+                if name not in self._env:
+                    raise ProbeError(f"environment variable {name} is not set (the probe reads ${{env:{name}}})")
+                value = self._env[name]
+                if value:
+                    self.secrets.add(value)
+                return value
+            if name not in self._values:
+                raise ProbeError(
+                    f"${{{name}}} is not defined for environment '{self.environment}' in deploybot.yml "
+                    f"(environments › {self.environment} › {name})"
+                )
+            return self.expand(self._values[name])
+
+        return _VARIABLE.sub(replace, text)
+
+    def apply(self, spec: BaseModel) -> Any:
+        """A copy of `spec` with every string field expanded."""
+        return spec.model_copy(update={k: self._expand_any(v) for k, v in spec.__dict__.items()})
+
+    def _expand_any(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.expand(value)
+        if isinstance(value, dict):
+            return {k: self._expand_any(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._expand_any(v) for v in value]
+        return value
+
+    def scrub(self, value: Any) -> Any:
+        """Replace every secret the expansion used by asterisks, wherever it appears."""
+        if isinstance(value, str):
+            for secret in sorted(self.secrets, key=len, reverse=True):
+                value = value.replace(secret, "****")
+            return value
+        if isinstance(value, dict):
+            return {k: self.scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.scrub(v) for v in value]
+        return value
+
+
+Check = Callable[[Any], Awaitable[Verdict]]
+
+
+def _registry() -> dict[str, Check]:
+    from bot.probes import files, net, stores, web
+
+    return {
+        "http": web.http, "latency": web.latency, "redirect": web.redirect, "headers": web.headers,
+        "cors": web.cors, "rate_limit": web.rate_limit, "webhook_auth": web.webhook_auth,
+        "tls": net.tls, "dns": net.dns, "tcp": net.tcp,
+        "postgres": stores.postgres, "redis": stores.redis,
+        "env_file": files.env_file, "gitignored": files.gitignored,
+    }  # fmt: skip
+
+
+async def run_probe(spec: ProbeSpec, variables: Variables) -> Verdict:
+    """Run one probe within its timeout; never raises."""
+    started = time.perf_counter()
+    try:
+        expanded = variables.apply(spec)
+        verdict = await asyncio.wait_for(_registry()[spec.kind](expanded), spec.timeout)
+    except ProbeError as exc:
+        verdict = Verdict(False, f"cannot run: {exc}")
+    except Unreachable as exc:
+        verdict = Verdict(False, str(exc))
+    except TimeoutError:
+        verdict = Verdict(False, f"no answer within {spec.timeout:g} s")
+    except Exception as exc:  # a probe reports what went wrong; it never takes the runner down
+        verdict = Verdict(False, describe_error(exc))
+    ms = round((time.perf_counter() - started) * 1000, 1)
+    return Verdict(verdict.ok, variables.scrub(verdict.reason), variables.scrub(verdict.evidence), ms)
+
+
+async def run_all(specs: Mapping[str, ProbeSpec], variables: Variables) -> dict[str, Verdict]:
+    """Run every probe at once: the suite takes about as long as its slowest probe."""
+    results = await asyncio.gather(*(run_probe(spec, variables) for spec in specs.values()))
+    return dict(zip(specs, results, strict=True))
+
+
+def describe_error(exc: BaseException) -> str:
+    """A failure reason a person understands, from a low-level exception and its causes."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for error in chain:
+        lowered = str(error).lower()
+        if (
+            isinstance(error, ConnectionRefusedError)
+            or "connection refused" in lowered
+            or "connect call failed" in lowered
+        ):
+            return "connection refused: nothing is listening there"
+        if "name or service not known" in lowered or "nodename nor servname" in lowered:
+            return "the name does not resolve (DNS)"
+    return f"{type(exc).__name__}: {str(exc) or 'no detail'}"[:300]

@@ -1,0 +1,235 @@
+"""HTTP probes: status, latency, HTTPS redirect, security headers, CORS, rate limiting, webhook auth."""
+
+from __future__ import annotations
+
+import re
+import ssl
+import statistics
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from bot.probes import ProbeError, Unreachable, Verdict, describe_error
+from bot.probes.specs import (
+    CorsProbe,
+    HeadersProbe,
+    HttpProbe,
+    LatencyProbe,
+    RateLimitProbe,
+    RedirectProbe,
+    WebhookAuthProbe,
+)
+
+
+@asynccontextmanager
+async def _client(timeout: float, ca_file: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    # Redirects are never followed: several probes judge the redirect itself.
+    verify: Any = ssl.create_default_context(cafile=ca_file) if ca_file else True
+    async with httpx.AsyncClient(timeout=timeout, verify=verify, follow_redirects=False) as client:
+        yield client
+
+
+async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> tuple[httpx.Response, float]:
+    _require_http_url(url)
+    started = time.perf_counter()
+    try:
+        response = await client.request(method, url, **kwargs)
+    except httpx.ConnectError as exc:
+        raise Unreachable(f"cannot connect to {url}: {describe_error(exc)}") from None
+    return response, (time.perf_counter() - started) * 1000
+
+
+def _require_http_url(url: str) -> None:
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ProbeError(f"'{url}' is not an http(s) URL")
+
+
+async def http(spec: HttpProbe) -> Verdict:
+    async with _client(spec.timeout, spec.ca_file) as client:
+        response, ms = await _send(client, spec.method, spec.url, headers=spec.headers)
+    evidence = {"url": spec.url, "status": response.status_code, "ms": round(ms, 1)}
+    if response.status_code not in spec.expect_status:
+        expected = " or ".join(map(str, spec.expect_status))
+        return Verdict(False, f"{spec.url} answered {response.status_code}, expected {expected}", evidence)
+    if spec.body_contains is not None and spec.body_contains not in response.text:
+        return Verdict(False, f"the body does not contain {spec.body_contains!r}", evidence)
+    if spec.json_field is not None:
+        try:
+            value: Any = response.json()
+            for key in spec.json_field.split("."):
+                value = value[key]
+        except (ValueError, KeyError, TypeError, IndexError):
+            return Verdict(False, f"the JSON body has no field '{spec.json_field}'", evidence)
+        evidence["json"] = {spec.json_field: value}
+        if spec.json_equals is not None and value != spec.json_equals:
+            return Verdict(False, f"{spec.json_field} is {value!r}, expected {spec.json_equals!r}", evidence)
+    if spec.max_ms is not None and ms > spec.max_ms:
+        return Verdict(False, f"answered in {ms:.0f} ms, over the {spec.max_ms} ms budget", evidence)
+    return Verdict(True, f"{response.status_code} {response.reason_phrase} in {ms:.0f} ms", evidence)
+
+
+async def latency(spec: LatencyProbe) -> Verdict:
+    timings = []
+    async with _client(spec.timeout, spec.ca_file) as client:
+        for _ in range(spec.requests):  # one after another: the budget is about one user's wait
+            response, ms = await _send(client, "GET", spec.url, headers=spec.headers)
+            if response.status_code >= 400:
+                return Verdict(False, f"{spec.url} answered {response.status_code}", {"status": response.status_code})
+            timings.append(ms)
+    p50 = statistics.median(timings)
+    p95 = _percentile(timings, 95)
+    evidence = {
+        "url": spec.url,
+        "requests": len(timings),
+        "p50_ms": round(p50, 1),
+        "p95_ms": round(p95, 1),
+        "max_ms": round(max(timings), 1),
+    }
+    if p95 > spec.p95_ms:
+        return Verdict(False, f"p95 {p95:.0f} ms over the {spec.p95_ms} ms budget ({len(timings)} requests)", evidence)
+    if spec.p50_ms is not None and p50 > spec.p50_ms:
+        return Verdict(False, f"p50 {p50:.0f} ms over the {spec.p50_ms} ms budget", evidence)
+    return Verdict(True, f"p50 {p50:.0f} ms, p95 {p95:.0f} ms over {len(timings)} requests", evidence)
+
+
+def _percentile(values: list[float], pct: int) -> float:
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+async def redirect(spec: RedirectProbe) -> Verdict:
+    parts = urlsplit(spec.url)
+    if parts.scheme != "http":
+        raise ProbeError(f"redirect probes start from a plain http:// URL, not '{spec.url}'")
+    target = spec.to or urlunsplit(("https", *parts[1:]))
+    async with _client(spec.timeout) as client:
+        response, _ = await _send(client, "GET", spec.url)
+    location = response.headers.get("location", "")
+    evidence = {"url": spec.url, "status": response.status_code, "location": location}
+    if response.status_code not in (301, 308):
+        why = "a temporary redirect" if response.status_code in (302, 303, 307) else "no redirect"
+        return Verdict(False, f"answered {response.status_code} ({why}); expected 301 or 308 to HTTPS", evidence)
+    if not location.startswith("https://"):
+        return Verdict(False, f"redirects to {location or 'nowhere'}, which is not HTTPS", evidence)
+    if location.rstrip("/") != target.rstrip("/"):
+        return Verdict(False, f"redirects to {location}, expected {target}", evidence)
+    return Verdict(True, f"{response.status_code} → {location}", evidence)
+
+
+async def headers(spec: HeadersProbe) -> Verdict:
+    async with _client(spec.timeout, spec.ca_file) as client:
+        response, _ = await _send(client, "GET", spec.url, headers=spec.headers)
+    seen = response.headers
+    missing = []
+    hsts = seen.get("strict-transport-security", "")
+    age = re.search(r"max-age=(\d+)", hsts)
+    if not age:
+        missing.append("Strict-Transport-Security (HSTS)")
+    elif int(age[1]) < spec.min_hsts_age:
+        missing.append(f"Strict-Transport-Security max-age ≥ {spec.min_hsts_age} (is {age[1]})")
+    csp = seen.get("content-security-policy", "")
+    if not csp:
+        missing.append("Content-Security-Policy")
+    if seen.get("x-content-type-options", "").lower() != "nosniff":
+        missing.append("X-Content-Type-Options: nosniff")
+    if seen.get("x-frame-options", "").upper() not in ("DENY", "SAMEORIGIN") and "frame-ancestors" not in csp:
+        missing.append("frame protection (X-Frame-Options or CSP frame-ancestors)")
+    referrer = seen.get("referrer-policy", "").lower()
+    if not referrer or referrer == "unsafe-url":
+        missing.append("Referrer-Policy" + (" (unsafe-url is not a safe value)" if referrer else ""))
+    names = (
+        "strict-transport-security",
+        "content-security-policy",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+    )
+    evidence = {"url": spec.url, "headers": {n: seen[n] for n in names if n in seen}}
+    if missing:
+        return Verdict(False, "missing or weak: " + "; ".join(missing), evidence)
+    return Verdict(True, "HSTS, CSP, nosniff, frame protection and Referrer-Policy present", evidence)
+
+
+async def cors(spec: CorsProbe) -> Verdict:
+    bad = spec.disallowed_origin
+    async with _client(spec.timeout, spec.ca_file) as client:
+        get, _ = await _send(client, "GET", spec.url, headers={**spec.headers, "Origin": bad})
+        preflight, _ = await _send(
+            client, "OPTIONS", spec.url, headers={**spec.headers, "Origin": bad, "Access-Control-Request-Method": "GET"}
+        )
+        allowed = None
+        if spec.allowed_origin:
+            allowed, _ = await _send(client, "GET", spec.url, headers={**spec.headers, "Origin": spec.allowed_origin})
+    evidence: dict[str, Any] = {
+        "disallowed_origin": bad,
+        "get": _cors_headers(get),
+        "preflight": _cors_headers(preflight),
+    }
+    problems = [f"{name}: {p}" for name, r in (("GET", get), ("preflight", preflight)) if (p := _lets_in(r, bad))]
+    if allowed is not None:
+        evidence["allowed"] = _cors_headers(allowed)
+        granted = allowed.headers.get("access-control-allow-origin")
+        if granted not in (spec.allowed_origin, "*"):
+            problems.append(f"the allowed origin {spec.allowed_origin} is not allowed (got {granted or 'no header'})")
+    if problems:
+        return Verdict(False, "; ".join(problems), evidence)
+    return Verdict(
+        True,
+        f"{bad} is refused on GET and preflight"
+        + (f"; {spec.allowed_origin} is allowed" if spec.allowed_origin else ""),
+        evidence,
+    )
+
+
+def _lets_in(response: httpx.Response, origin: str) -> str | None:
+    granted = response.headers.get("access-control-allow-origin")
+    credentials = response.headers.get("access-control-allow-credentials", "").lower() == "true"
+    if granted == origin:
+        return f"echoes the unauthorized origin {origin}"
+    if granted == "*" and credentials:
+        return "allows any origin (*) with credentials"
+    return None
+
+
+def _cors_headers(response: httpx.Response) -> dict[str, Any]:
+    return {
+        "status": response.status_code,
+        **{k: v for k, v in response.headers.items() if k.lower().startswith("access-control-")},
+    }
+
+
+async def rate_limit(spec: RateLimitProbe) -> Verdict:
+    # Bounded by max_requests and `within`; the probe runs once per request, never in a loop.
+    started = time.monotonic()
+    sent = 0
+    async with _client(spec.timeout, spec.ca_file) as client:
+        while sent < spec.max_requests and time.monotonic() - started < spec.within:
+            response, _ = await _send(client, "GET", spec.url, headers=spec.headers)
+            sent += 1
+            if response.status_code == 429:
+                retry_after = response.headers.get("retry-after")
+                evidence = {"url": spec.url, "requests": sent, "retry_after": retry_after}
+                note = f", Retry-After {retry_after} s" if retry_after else ", no Retry-After header"
+                return Verdict(True, f"429 after {sent} requests{note}", evidence)
+    took = time.monotonic() - started
+    return Verdict(
+        False,
+        f"no 429 after {sent} requests in {took:.1f} s: rate limiting is not working",
+        {"url": spec.url, "requests": sent, "seconds": round(took, 1)},
+    )
+
+
+async def webhook_auth(spec: WebhookAuthProbe) -> Verdict:
+    async with _client(spec.timeout, spec.ca_file) as client:
+        response, _ = await _send(
+            client, "POST", spec.url, content=spec.body, headers={"Content-Type": "application/json", **spec.headers}
+        )
+    evidence = {"url": spec.url, "status": response.status_code}
+    if response.status_code in (401, 403):
+        return Verdict(True, f"an unsigned request is rejected with {response.status_code}", evidence)
+    return Verdict(False, f"an unsigned request got {response.status_code}; expected 401 or 403", evidence)

@@ -1,0 +1,468 @@
+"""Every probe kind against real servers on loopback: each verdict and each failure reason."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+
+from bot.probes import Variables, Verdict, run_all, run_probe
+from bot.probes.specs import ProbeSpec
+from tests.conftest import POSTGRES_URL
+from tests.probe_servers import Certificates, http_server, ok
+
+SPEC = TypeAdapter(ProbeSpec)
+
+
+def check(spec: dict[str, Any], values: dict[str, str] | None = None, env: dict[str, str] | None = None) -> Verdict:
+    variables = Variables("staging", values or {}, env or {})
+    return asyncio.run(run_probe(SPEC.validate_python(spec), variables))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return Certificates(tmp_path_factory.mktemp("certs"))
+
+
+def slow(seconds: float, status: int = 200) -> Any:
+    def route(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(seconds)
+        return status, {}, b"slow"
+
+    return route
+
+
+# --- http, latency ---------------------------------------------------------------------------------
+
+
+def test_http_status_body_json_and_budget() -> None:
+    def route(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if path == "/health":
+            return 200, {"Content-Type": "application/json"}, b'{"status": "ok", "checks": {"db": "up"}}'
+        return 500, {}, b"boom"
+
+    with http_server(route) as url:
+        passed = check(
+            {"kind": "http", "url": "${api_url}/health", "json_field": "checks.db", "json_equals": "up"},
+            {"api_url": url},
+        )
+        assert passed.ok and passed.reason.startswith("200 OK in ")
+        assert passed.evidence["status"] == 200 and passed.evidence["json"] == {"checks.db": "up"}
+        assert (
+            check({"kind": "http", "url": f"{url}/health", "json_field": "status", "json_equals": "down"}).reason
+            == "status is 'ok', expected 'down'"
+        )
+        assert (
+            check({"kind": "http", "url": f"{url}/health", "body_contains": "pong"}).reason
+            == "the body does not contain 'pong'"
+        )
+        failed = check({"kind": "http", "url": f"{url}/other"})
+        assert not failed.ok and failed.reason == f"{url}/other answered 500, expected 200"
+    with http_server(slow(0.8)) as url:
+        verdict = check({"kind": "http", "url": url, "max_ms": 500})
+        assert not verdict.ok and "over the 500 ms budget" in verdict.reason
+
+
+def test_http_unreachable_and_timeout() -> None:
+    port = free_port()
+    refused = check({"kind": "http", "url": f"http://127.0.0.1:{port}/"})
+    assert not refused.ok and "connection refused" in refused.reason
+    with http_server(slow(2)) as url:
+        late = check({"kind": "http", "url": url, "timeout": 0.3})
+        assert not late.ok and late.reason == "no answer within 0.3 s"
+
+
+def test_latency_percentiles_against_the_budget() -> None:
+    with http_server(ok()) as url:
+        fast = check({"kind": "latency", "url": url, "requests": 5})
+        assert fast.ok and fast.evidence["requests"] == 5 and fast.evidence["p95_ms"] < 500
+    with http_server(slow(0.8)) as url:
+        slow_one = check({"kind": "latency", "url": url, "requests": 2, "p95_ms": 500})
+        assert not slow_one.ok and "over the 500 ms budget (2 requests)" in slow_one.reason
+        assert slow_one.reason.startswith("p95 8")
+
+
+def test_latency_requests_are_bounded() -> None:
+    with pytest.raises(ValueError, match="less than or equal to 50"):
+        SPEC.validate_python({"kind": "latency", "url": "http://x", "requests": 1000})
+
+
+# --- tls -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        ("expired", "certificate has expired"),
+        ("future", "certificate is not yet valid"),
+        ("self_signed", "certificate is self-signed"),
+        ("wrong_host", "hostname mismatch: the certificate is not valid for localhost"),
+        ("no_chain", "incomplete chain"),
+    ],
+)
+def test_tls_failures_are_told_apart(certs: Certificates, state: str, reason: str) -> None:
+    with http_server(ok(), certs.context(state)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        verdict = check(
+            {"kind": "tls", "host": "127.0.0.1", "server_name": "localhost", "port": port, "ca_file": certs.ca_file}
+        )
+    assert not verdict.ok
+    assert verdict.reason.startswith(reason)
+
+
+def test_tls_valid_and_expiring_soon(certs: Certificates) -> None:
+    with http_server(ok(), certs.context("valid")) as url:
+        port = int(url.rsplit(":", 1)[1])
+        verdict = check(
+            {"kind": "tls", "host": "127.0.0.1", "server_name": "localhost", "port": port, "ca_file": certs.ca_file}
+        )
+    assert verdict.ok, verdict.reason
+    assert verdict.evidence["protocol"] in ("TLSv1.2", "TLSv1.3") and 88 <= verdict.evidence["days_left"] <= 90
+    with http_server(ok(), certs.context("soon")) as url:
+        port = int(url.rsplit(":", 1)[1])
+        soon = check(
+            {
+                "kind": "tls",
+                "host": "127.0.0.1",
+                "server_name": "localhost",
+                "port": port,
+                "ca_file": certs.ca_file,
+                "min_days": 14,
+            }
+        )
+    assert not soon.ok and "fewer than 14" in soon.reason and soon.evidence["days_left"] in (9, 10)
+
+
+def test_tls_without_the_ca_is_not_trusted(certs: Certificates) -> None:
+    with http_server(ok(), certs.context("valid")) as url:
+        port = int(url.rsplit(":", 1)[1])
+        verdict = check({"kind": "tls", "host": "127.0.0.1", "server_name": "localhost", "port": port})
+    assert not verdict.ok and "issuer is unknown" in verdict.reason
+
+
+def test_https_http_probe_uses_the_configured_ca(certs: Certificates) -> None:
+    with http_server(ok(), certs.context("valid")) as url:
+        url = url.replace("127.0.0.1", "localhost")
+        assert check({"kind": "http", "url": url, "ca_file": certs.ca_file}).ok
+
+
+# --- redirect, headers, cors, rate limit, webhook --------------------------------------------------
+
+
+def redirecting(status: int, location: str) -> Any:
+    return lambda method, path, headers: (status, {"Location": location}, b"")
+
+
+def test_redirect_rules() -> None:
+    with http_server(redirecting(301, "https://example.com/")) as url:
+        good = check({"kind": "redirect", "url": url + "/", "to": "https://example.com/"})
+        assert good.ok and good.reason == "301 → https://example.com/"
+        default_target = check({"kind": "redirect", "url": url + "/"})
+        assert not default_target.ok and "expected https://127.0.0.1" in default_target.reason
+    with http_server(redirecting(308, url.replace("http", "https") + "/")) as url2:
+        same_host = url2.replace("http://", "https://") + "/"
+    del same_host
+    with http_server(redirecting(302, "https://example.com/")) as url:
+        assert check({"kind": "redirect", "url": url}).reason.startswith("answered 302 (a temporary redirect)")
+    with http_server(redirecting(301, "http://example.com/")) as url:
+        assert check({"kind": "redirect", "url": url}).reason == "redirects to http://example.com/, which is not HTTPS"
+    with http_server(ok()) as url:
+        assert check({"kind": "redirect", "url": url}).reason.startswith("answered 200 (no redirect)")
+    assert "plain http:// URL" in check({"kind": "redirect", "url": "https://example.com"}).reason
+
+
+def test_redirect_to_the_same_address_over_https() -> None:
+    holder: dict[str, str] = {}
+    with http_server(lambda m, p, h: (308, {"Location": holder["to"]}, b"")) as url:
+        holder["to"] = url.replace("http://", "https://") + "/login"
+        assert check({"kind": "redirect", "url": url + "/login"}).ok
+
+
+SECURE = {
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Content-Security-Policy": "default-src 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def test_security_headers_present_missing_and_weak() -> None:
+    with http_server(ok(**SECURE)) as url:
+        good = check({"kind": "headers", "url": url})
+        assert good.ok and good.evidence["headers"]["x-frame-options"] == "DENY"
+    with http_server(ok()) as url:
+        bare = check({"kind": "headers", "url": url})
+        assert bare.reason == (
+            "missing or weak: Strict-Transport-Security (HSTS); Content-Security-Policy; X-Content-Type-Options: "
+            "nosniff; frame protection (X-Frame-Options or CSP frame-ancestors); Referrer-Policy"
+        )
+    weak = {**SECURE, "Strict-Transport-Security": "max-age=300", "Referrer-Policy": "unsafe-url"}
+    del weak["X-Frame-Options"]
+    weak["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'"
+    with http_server(ok(**weak)) as url:
+        verdict = check({"kind": "headers", "url": url})
+        assert verdict.reason == (
+            "missing or weak: Strict-Transport-Security max-age ≥ 15552000 (is 300); "
+            "Referrer-Policy (unsafe-url is not a safe value)"
+        )
+
+
+def cors_server(policy: str) -> Any:
+    def route(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        origin = headers.get("origin", "")
+        out: dict[str, str] = {}
+        if policy == "reflect" and origin:
+            out = {"Access-Control-Allow-Origin": origin}
+        elif policy == "star-credentials":
+            out = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Credentials": "true"}
+        elif policy == "strict" and origin == "https://app.example.com":
+            out = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return (204 if method == "OPTIONS" else 200), out, b""
+
+    return route
+
+
+def test_cors_strict_reflecting_and_star_with_credentials() -> None:
+    spec = {"kind": "cors", "allowed_origin": "https://app.example.com"}
+    with http_server(cors_server("strict")) as url:
+        good = check({**spec, "url": url})
+        assert good.ok, good.reason
+        assert good.reason.endswith("https://app.example.com is allowed")
+    with http_server(cors_server("reflect")) as url:
+        bad = check({**spec, "url": url})
+        assert bad.reason == (
+            "GET: echoes the unauthorized origin https://deploybot-probe.invalid; "
+            "preflight: echoes the unauthorized origin https://deploybot-probe.invalid"
+        )
+    with http_server(cors_server("star-credentials")) as url:
+        assert "allows any origin (*) with credentials" in check({**spec, "url": url}).reason
+    with http_server(cors_server("none")) as url:
+        assert "the allowed origin https://app.example.com is not allowed" in check({**spec, "url": url}).reason
+
+
+def test_rate_limit_must_draw_a_429_within_its_bounds() -> None:
+    hits = {"n": 0}
+
+    def limited(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        hits["n"] += 1
+        return (429, {"Retry-After": "30"}, b"") if hits["n"] > 5 else (200, {}, b"")
+
+    with http_server(limited) as url:
+        verdict = check({"kind": "rate_limit", "url": url, "max_requests": 20})
+        assert verdict.ok and verdict.reason == "429 after 6 requests, Retry-After 30 s"
+    unlimited = {"n": 0}
+
+    def count(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        unlimited["n"] += 1
+        return 200, {}, b""
+
+    with http_server(count) as url:
+        verdict = check({"kind": "rate_limit", "url": url, "max_requests": 20})
+    assert not verdict.ok and verdict.reason.startswith("no 429 after 20 requests")
+    assert unlimited["n"] == 20  # bounded: not one request more
+    with pytest.raises(ValueError, match="less than or equal to 300"):
+        SPEC.validate_python({"kind": "rate_limit", "url": "http://x", "max_requests": 100000})
+
+
+def test_webhook_auth() -> None:
+    def checking(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        return (200, {}, b"") if headers.get("x-signature") else (401, {}, b"")
+
+    with http_server(checking) as url:
+        assert check({"kind": "webhook_auth", "url": url}).reason == "an unsigned request is rejected with 401"
+    with http_server(ok()) as url:
+        assert check({"kind": "webhook_auth", "url": url}).reason == "an unsigned request got 200; expected 401 or 403"
+
+
+# --- dns, tcp, postgres, redis ---------------------------------------------------------------------
+
+
+def test_dns() -> None:
+    verdict = check({"kind": "dns", "name": "localhost", "expect": ["127.0.0.1"]})
+    assert verdict.ok and "127.0.0.1" in verdict.evidence["addresses"]
+    assert "not 10.9.9.9" in check({"kind": "dns", "name": "localhost", "expect": ["10.9.9.9"]}).reason
+    assert check({"kind": "dns", "name": "no-such-host.invalid"}).reason.startswith(
+        "no-such-host.invalid does not resolve"
+    )
+
+
+def test_tcp() -> None:
+    with http_server(ok()) as url:
+        port = int(url.rsplit(":", 1)[1])
+        assert check({"kind": "tcp", "host": "127.0.0.1", "port": port}).ok
+    closed = check({"kind": "tcp", "host": "127.0.0.1", "port": free_port()})
+    assert not closed.ok and "connection refused" in closed.reason
+
+
+def postgres_or_skip() -> str:
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        if __import__("os").environ.get("DEPLOYBOT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}")
+    return POSTGRES_URL
+
+
+def test_postgres_select_one_and_secrets_stay_hidden() -> None:
+    url = postgres_or_skip()
+    with_password = url.replace("postgres@", "postgres:s3cret-password-value@")
+    verdict = check({"kind": "postgres", "url": "${env:PROBE_DB}"}, env={"PROBE_DB": with_password})
+    assert verdict.ok and verdict.reason.startswith("SELECT 1 answered 1 (PostgreSQL ")
+    assert "s3cret" not in repr(verdict)
+    missing = check(
+        {"kind": "postgres", "url": "${env:PROBE_DB}"},
+        env={"PROBE_DB": with_password.rsplit("/", 1)[0] + "/no_such_database"},
+    )
+    assert not missing.ok and 'database "no_such_database" does not exist' in missing.reason
+    assert "s3cret" not in repr(missing)
+
+
+@pytest.fixture(scope="module")
+def redis_with_password(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--requirepass",
+            "correct-horse-battery-staple-0123456789",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.02)
+    yield port
+    process.terminate()
+    process.wait(10)
+
+
+def test_redis_ping_and_password(redis_with_password: int) -> None:
+    assert check({"kind": "redis", "url": "redis://127.0.0.1:6379/0"}).reason == "PONG"
+    open_redis = check({"kind": "redis", "url": "redis://127.0.0.1:6379/0", "check": "password_required"})
+    assert not open_redis.ok and open_redis.reason == "Redis answered PING without a password: no password is set"
+    secured = f"redis://:${{env:REDIS_PASSWORD}}@127.0.0.1:{redis_with_password}/0"
+    env = {"REDIS_PASSWORD": "correct-horse-battery-staple-0123456789"}
+    assert check({"kind": "redis", "url": secured, "check": "password_required"}, env=env).ok
+    assert check({"kind": "redis", "url": secured}, env=env).reason == "PONG"
+    wrong = check({"kind": "redis", "url": secured}, env={"REDIS_PASSWORD": "nope"})
+    assert not wrong.ok and "refused the credentials" in wrong.reason
+    closed = check({"kind": "redis", "url": f"redis://127.0.0.1:{free_port()}/0"})
+    assert not closed.ok and closed.reason.startswith("cannot connect to 127.0.0.1:")
+
+
+# --- files -----------------------------------------------------------------------------------------
+
+
+def test_env_file_secrets(tmp_path: Path) -> None:
+    strong = "x" * 40
+    (tmp_path / ".env.production").write_text(
+        f"JWT_SECRET={strong}\nexport DB_PASSWORD='{'p' * 33}'\nWEBHOOK_SECRET=tiny-value\nAPI_URL=https://api\n"
+    )
+    (tmp_path / ".env.development").write_text(f"JWT_SECRET={strong}\nDB_PASSWORD=dev\n")
+    verdict = check(
+        {
+            "kind": "env_file",
+            "path": str(tmp_path / ".env.production"),
+            "development_path": str(tmp_path / ".env.development"),
+        }
+    )
+    assert not verdict.ok
+    assert verdict.reason == ("shorter than 32 characters: WEBHOOK_SECRET; same value as development: JWT_SECRET")
+    assert strong not in repr(verdict) and "tiny-value" not in repr(verdict)
+    (tmp_path / ".env.production").write_text(f"JWT_SECRET={'y' * 40}\nDB_PASSWORD={'z' * 32}\n")
+    good = check(
+        {
+            "kind": "env_file",
+            "path": str(tmp_path / ".env.production"),
+            "development_path": str(tmp_path / ".env.development"),
+        }
+    )
+    assert good.ok and good.evidence["secret_keys"] == ["DB_PASSWORD", "JWT_SECRET"]
+    assert "does not exist" in check({"kind": "env_file", "path": str(tmp_path / "nope")}).reason
+
+
+def test_gitignored_agrees_with_git(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text(".env.production\n*.log\n")
+    for path, expected in ((".env.production", True), ("debug.log", True), ("app.py", False)):
+        git = subprocess.run(["git", "-C", str(tmp_path), "check-ignore", "-q", path]).returncode == 0
+        verdict = check({"kind": "gitignored", "repo": str(tmp_path), "path": path})
+        assert verdict.ok is git is expected, (path, verdict)
+    assert (
+        check({"kind": "gitignored", "repo": str(tmp_path), "path": ".env.production"}).reason
+        == ".env.production is ignored (.gitignore:1:.env.production)"
+    )
+
+
+# --- variables and concurrency ---------------------------------------------------------------------
+
+
+def test_unknown_variables_name_the_fix() -> None:
+    verdict = check({"kind": "http", "url": "${api_url}/health"})
+    assert verdict.reason == (
+        "cannot run: ${api_url} is not defined for environment 'staging' in deploybot.yml "
+        "(environments › staging › api_url)"
+    )
+    assert (
+        check({"kind": "postgres", "url": "${env:NOPE_URL}"}).reason
+        == "cannot run: environment variable NOPE_URL is not set (the probe reads ${env:NOPE_URL})"
+    )
+
+
+def test_probes_of_a_suite_run_at_the_same_time() -> None:
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def route(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.2)
+        with lock:
+            state["now"] -= 1
+        return 200, {}, b""
+
+    with http_server(route) as url:
+        specs = {f"item-{n}": SPEC.validate_python({"kind": "http", "url": f"{url}/{n}"}) for n in range(10)}
+        results = asyncio.run(run_all(specs, Variables("production", {}, {})))
+    assert all(v.ok for v in results.values())
+    assert state["peak"] == 10  # all ten were in flight together
