@@ -1,4 +1,4 @@
-"""Command line: deploybot run | check | import | db upgrade."""
+"""Command line: deploybot run | check | probe | import | db upgrade."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 
 from bot import checklists, db
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError, Settings, load_deploy_config
+from bot.yamlfile import YamlError
 
 log = logging.getLogger("bot")
 
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
     imp.add_argument("--kind", choices=["deploy", "maintenance", "rollback"], default="deploy")
     imp.add_argument("--section", action="append", default=[], help="only this ## section (repeatable)")
+    probe = sub.add_parser("probe", help="run a checklist's probes now; exit status 1 when any fails")
+    probe.add_argument("--env", required=True, help="environment from deploybot.yml, e.g. production")
+    probe.add_argument("--checklist", default="production-deploy", help="checklist id (default production-deploy)")
+    probe.add_argument("--json", action="store_true", help="print JSON instead of a table")
     database = sub.add_parser("db", help="database maintenance")
     database.add_argument("action", choices=["upgrade"])
     args = parser.parse_args(argv)
@@ -41,12 +46,14 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args.folder or settings.checklists_path)
         if args.command == "import":
             return _import(args.markdown, args.output, args.kind, args.section)
+        if args.command == "probe":
+            return _probe(settings, args.env, args.checklist, args.json)
         if args.command == "db":
             db.upgrade(db.make_engine(settings.database_url))
             print(f"database at {settings.database_url_masked} is up to date")
             return 0
         return _run(settings)
-    except (ConfigError, checklists.ChecklistError) as exc:
+    except (ConfigError, YamlError) as exc:
         print(exc, file=sys.stderr)
         return 2
 
@@ -59,6 +66,22 @@ def _check(folder: Path) -> int:
     for template in templates.values():
         print(f"ok  {template.id}: {len(template.phases)} phase(s), {len(template.items)} item(s)")
     return 0
+
+
+def _probe(settings: Settings, environment: str, checklist: str, as_json: bool) -> int:
+    from bot.app import load_checklists
+    from bot.probes.report import probe_table, render
+
+    templates = load_checklists(settings)
+    config = load_deploy_config(settings.config_path)
+    if checklist not in templates:
+        raise ConfigError(f"no checklist '{checklist}' in {settings.checklists_path} (have: {', '.join(templates)})")
+    if config.environments and environment not in config.environments:
+        known = ", ".join(config.environments)
+        raise ConfigError(f"environment '{environment}' is not in {settings.config_path} (known: {known})")
+    rows = probe_table(templates[checklist], config, environment)
+    print(render(rows, as_json))
+    return 1 if any(not row["ok"] for row in rows) else 0
 
 
 def _import(markdown: Path, output: Path | None, kind: str, sections: list[str]) -> int:
@@ -83,7 +106,7 @@ def _run(settings: Settings) -> int:
     db.upgrade(deploybot.engine)
     log.info("database %s is up to date", settings.database_url_masked)
     deploybot.check_slack()
-    deploybot.publisher.start()
+    deploybot.start_workers()
     socket_mode = None
     if settings.slack_app_token:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -108,7 +131,7 @@ def _run(settings: Settings) -> int:
         server.close()
         if socket_mode is not None:
             socket_mode.close()  # type: ignore[no-untyped-call]
-        deploybot.publisher.stop()
+        deploybot.stop_workers()
         log.info("stopped")
     return 0
 

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import checklists, db
 from bot.blocks import check_template_limits
-from bot.config import Settings
+from bot.config import Settings, load_deploy_config
 from bot.listeners import register_listeners
+from bot.probes.runner import ProbeRunner
 from bot.publisher import Publisher
 from bot.services import Services, utcnow
 from bot.web import Metrics, WebApp
@@ -37,6 +38,7 @@ class Deploybot:
     sessions: sessionmaker[Session]
     bolt: App
     publisher: Publisher
+    probes: ProbeRunner
     metrics: Metrics = field(default_factory=Metrics)
     slack_ok: bool = False
 
@@ -49,6 +51,15 @@ class Deploybot:
             gauges=lambda: {"render_backlog": self.publisher.pending()},
             metrics=self.metrics,
         )
+
+    def start_workers(self) -> None:
+        """Start the background publisher and probe runner."""
+        self.publisher.start()
+        self.probes.start()
+
+    def stop_workers(self) -> None:
+        self.probes.stop()
+        self.publisher.stop()
 
     def check_slack(self) -> bool:
         """Call auth.test once; /readyz reports the outcome."""
@@ -117,11 +128,17 @@ def create_app(
         token_verification_enabled=False,
         ignoring_self_events_enabled=False,
     )
+    probes = ProbeRunner(sessions, load_deploy_config(settings.config_path), settings.environ, clock, publisher.wake)
+
+    def wake() -> None:
+        publisher.wake()
+        probes.wake()
+
     services = Services(
         sessions=sessions,
         templates=templates if templates is not None else load_checklists(settings),
-        wake_publisher=publisher.wake,
+        wake=wake,
         clock=clock,
     )
     register_listeners(bolt, services)
-    return Deploybot(settings, engine, sessions, bolt, publisher)
+    return Deploybot(settings, engine, sessions, bolt, publisher, probes)

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot import ids, limits
 from bot.checklists import Group, Item, Template
-from bot.models import ItemState, ItemStatus, Run, RunStatus
+from bot.models import ItemState, ItemStatus, ProbeStatus, Run, RunStatus
 from bot.runs import MAX_NOTE, MAX_REASON
 
 Block = dict[str, Any]
@@ -20,6 +20,7 @@ ITEM_BLOCKS_PER_PART = limits.BLOCKS_PER_MESSAGE - 2
 BAR_WIDTH = 20
 # Escaping can quintuple a reason or note ("&" becomes "&amp;"); clip what is shown.
 USER_TEXT = 700
+PROBE_TEXT = 300
 _ICONS = {ItemStatus.OPEN: "⬜", ItemStatus.DONE: "✅", ItemStatus.NA: "➖"}
 _KIND_TITLES = {"deploy": "Deployment", "maintenance": "Maintenance", "rollback": "Rollback"}
 
@@ -100,6 +101,13 @@ def button(text: str, action_id: str, value: dict[str, Any], style: str | None =
     return element
 
 
+def _option(text: str, value: dict[str, Any]) -> Block:
+    return {
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "value": json.dumps(value, separators=(",", ":")),
+    }
+
+
 def _mrkdwn(text: str) -> Block:
     return {"type": "mrkdwn", "text": text}
 
@@ -158,7 +166,10 @@ def parent_blocks(run: Run) -> list[Block]:
             ],
         },
         _section(
-            f"{progress_bar(run)}  *{done} / {total}* done" + (f" · {na} N/A" if na else "") + _open_required_text(run)
+            f"{progress_bar(run)}  *{done} / {total}* done"
+            + (f" · {na} N/A" if na else "")
+            + _open_required_text(run)
+            + _probe_summary(run)
         ),
     ]
     blocks += _outcome_blocks(run, label)
@@ -180,12 +191,23 @@ def parent_blocks(run: Run) -> list[Block]:
                             "deny": {"type": "plain_text", "text": "Keep going"},
                             "style": "danger",
                         },
-                    }
+                    },
+                    *([button("Re-run probes", ids.RERUN_PROBES, {"run": run.id})] if _probe_summary(run) else []),
                 ],
             }
         )
     blocks.append(_context(f"Run #{run.id} · the checklist is in the thread below"))
     return blocks
+
+
+def _probe_summary(run: Run) -> str:
+    statuses = [i.probe_status for i in run.items if i.probe_status]
+    if not statuses:
+        return ""
+    parts = [f"{statuses.count(ProbeStatus.PASSED)} passed", f"{statuses.count(ProbeStatus.FAILED)} failed"]
+    if pending := statuses.count(ProbeStatus.PENDING):
+        parts.append(f"{pending} checking")
+    return "\n:mag: Probes: " + " · ".join(parts)
 
 
 def _open_required_text(run: Run) -> str:
@@ -252,13 +274,26 @@ def _item_block(run: Run, item: Item, state: ItemState) -> Block:
         lines.append(f"`{item.command}`")
     if item.help and state.status == ItemStatus.OPEN:
         lines.append(f"_{item.help}_")
+    if state.overrode_probe:
+        lines.append(f":warning: done although its probe failed: {quote(state.probe_reason or '', PROBE_TEXT)}")
+    elif state.status == ItemStatus.DONE and state.probe_status == ProbeStatus.PASSED:
+        lines.append(f":mag: {quote(state.probe_reason or '', PROBE_TEXT)}")
     if state.note and state.note_by and state.note_at:
         earlier = f" _(+{state.note_count - 1} earlier)_" if state.note_count > 1 else ""
         lines.append(f":memo: <@{state.note_by}> {when(state.note_at)}: {quote(state.note)}{earlier}")
     block = _section("\n".join(lines), block_id=f"item.{item.id}")
     if run.is_active:
         value = {"run": run.id, "item": item.id}
-        if state.status == ItemStatus.OPEN:
+        if state.status == ItemStatus.OPEN and state.probe_status == ProbeStatus.FAILED:
+            block["accessory"] = {
+                "type": "overflow",
+                "action_id": ids.ITEM_MENU,
+                "options": [
+                    _option("Done anyway (override)", {**value, "do": "done"}),
+                    _option("Re-run the probe", {**value, "do": "rerun"}),
+                ],
+            }
+        elif state.status == ItemStatus.OPEN:
             block["accessory"] = button("Done", ids.ITEM_DONE, value, "primary")
         else:
             block["accessory"] = button("Undo" if state.status == ItemStatus.DONE else "Reopen", ids.ITEM_REOPEN, value)
@@ -268,8 +303,17 @@ def _item_block(run: Run, item: Item, state: ItemState) -> Block:
 def _item_line(item: Item, state: ItemState) -> str:
     icon = _ICONS[state.status]
     optional = "" if item.required else " _(optional)_"
-    if state.status == ItemStatus.OPEN or not state.changed_at:
+    if state.status == ItemStatus.OPEN:
+        if state.probe_status == ProbeStatus.PENDING:
+            return f":hourglass_flowing_sand: {item.text}{optional}  ·  _checking…_"
+        if state.probe_status == ProbeStatus.FAILED and state.probe_at:
+            reason = quote(state.probe_reason or "", PROBE_TEXT)
+            return f":x: {item.text}{optional}  ·  probe failed {when(state.probe_at)}: {reason}"
         return f"{icon} {item.text}{optional}"
+    if not state.changed_at:
+        return f"{icon} {item.text}{optional}"
+    if state.verified_by_probe:
+        return f"{icon} {item.text}{optional}  ·  verified by deploybot {when(state.changed_at)}"
     who = f"<@{state.changed_by}> {when(state.changed_at)}"
     if state.status == ItemStatus.NA:
         return f"{icon} ~{item.text}~{optional}  ·  N/A by {who}: _{quote(state.na_reason or '')}_"

@@ -7,8 +7,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bot.probes.specs import ProbeSpec
+from bot.yamlfile import YamlError, load_model
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 
@@ -27,6 +29,7 @@ class Item(_Strict):
     required: bool = True
     help: Annotated[str, Field(max_length=MAX_HELP_TEXT)] | None = None
     command: Annotated[str, Field(max_length=MAX_HELP_TEXT)] | None = None
+    probe: ProbeSpec | None = None
 
 
 class Group(_Strict):
@@ -76,30 +79,16 @@ def _reject_duplicates(what: str, ids: list[str]) -> None:
         seen.add(ident)
 
 
-class ChecklistError(Exception):
+class ChecklistError(YamlError):
     """One or more checklist files are invalid; `errors` has one 'file:line › path: problem' per fault."""
-
-    def __init__(self, errors: Sequence[str]):
-        self.errors = list(errors)
-        super().__init__("\n".join(self.errors))
 
 
 def load_template(path: Path) -> Template:
     """Load and validate one checklist YAML file."""
-    text = path.read_text(encoding="utf-8")
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise ChecklistError([f"{path}:{line}: not valid YAML: {exc.problem}"]) from None
-    if not isinstance(data, dict):
-        raise ChecklistError([f"{path}:1: expected a mapping with id, title and phases at the top"])
-    try:
-        return Template.model_validate(data)
-    except ValidationError as exc:
-        raise ChecklistError([_describe(path, root, err) for err in exc.errors()]) from None
+        return load_model(path, Template)
+    except YamlError as exc:
+        raise ChecklistError(exc.errors) from None
 
 
 def load_folder(folder: Path) -> dict[str, Template]:
@@ -123,34 +112,6 @@ def load_folder(folder: Path) -> dict[str, Template]:
     if errors:
         raise ChecklistError(errors)
     return templates
-
-
-def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
-    loc = tuple(err["loc"])
-    node = _node_at(root, loc)
-    line = node.start_mark.line + 1 if node is not None else 1
-    trail = " › ".join(f"{'[' + str(p) + ']' if isinstance(p, int) else p}" for p in loc).replace(" › [", "[")
-    message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        message = "unknown field (check the spelling; allowed fields are listed in the README)"
-    elif err["type"] == "string_pattern_mismatch":
-        message = "must be a slug: lowercase letters, digits and dashes, at most 64 characters"
-    return f"{path}:{line} › {trail or '(top)'}: {message}"
-
-
-def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
-    """Walk the YAML node tree along a pydantic error location, as deep as it goes."""
-    for part in loc:
-        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            match = next((v for k, v in node.value if k.value == part), None)
-            if match is None:
-                return node
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            return node
-    return node
 
 
 # --- Markdown import -------------------------------------------------------------------------------

@@ -1,13 +1,17 @@
-"""Settings: every environment variable read once, typed, with secrets masked."""
+"""Settings: every environment variable read once, typed, with secrets masked; deploybot.yml validated."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import make_url
+
+from bot.yamlfile import load_model
 
 
 class Secret:
@@ -53,6 +57,8 @@ class Settings:
     port: int
     log_format: str
     render_interval: float
+    # The whole environment, for probes' ${env:NAME}; kept out of repr because it holds secrets.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +82,7 @@ class Settings:
             port=port,
             log_format=env.get("LOG_FORMAT", "text"),
             render_interval=render_interval,
+            environ=dict(env),
         )
 
     def require_slack(self) -> None:
@@ -102,3 +109,28 @@ class Settings:
     @property
     def database_url_masked(self) -> str:
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+Scalar = str | int | float | bool
+
+
+class DeployConfig(BaseModel):
+    """deploybot.yml: the environments probes check, with their variables. Secrets stay in the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    environments: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")], dict[str, Scalar]] = {}
+
+    def variables(self, environment: str) -> dict[str, str]:
+        """The variables of one environment as text; an unknown environment has none."""
+        return {
+            k: str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in self.environments.get(environment, {}).items()
+        }
+
+
+def load_deploy_config(path: Path) -> DeployConfig:
+    """Read deploybot.yml if it exists (it is optional); refuse it when it is invalid."""
+    if not path.exists():
+        return DeployConfig()
+    return load_model(path, DeployConfig)

@@ -5,6 +5,8 @@ ITEM_REOPEN = "item.reopen"
 NA_DIALOG = "item.na.open"
 NOTE_DIALOG = "item.note.open"
 COMPLETE_ANYWAY = "run.complete_anyway"
+ITEM_MENU = "item.menu"  # overflow on an item whose probe failed: value {"do": "done" | "rerun"}
+RERUN_PROBES = "run.rerun_probes"
 
 NA_VIEW = "item.na"
 NOTE_VIEW = "item.note"

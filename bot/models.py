@@ -50,6 +50,16 @@ class ItemStatus:
     NA = "na"
 
 
+class ProbeStatus:
+    PENDING = "pending"
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+# Who an item's change is attributed to when a probe, not a person, made it.
+PROBE_ACTOR = "deploybot"
+
+
 class Run(Base):
     """One execution of a checklist template, with a frozen snapshot of that template."""
 
@@ -108,8 +118,26 @@ class ItemState(Base):
     note_by: Mapped[str | None] = mapped_column(String(32))
     note_at: Mapped[datetime | None]
     note_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The item's probe, if it has one: its latest verdict, and a lease while it runs.
+    probe_status: Mapped[str | None] = mapped_column(String(8), index=True)
+    probe_reason: Mapped[str | None] = mapped_column(Text)
+    probe_at: Mapped[datetime | None]
+    probe_lease_until: Mapped[datetime | None]
 
     run: Mapped[Run] = relationship(back_populates="items")
+
+    @property
+    def verified_by_probe(self) -> bool:
+        return self.status == ItemStatus.DONE and self.changed_by == PROBE_ACTOR
+
+    @property
+    def overrode_probe(self) -> bool:
+        """A person marked it done although its probe failed."""
+        return (
+            self.status == ItemStatus.DONE
+            and self.changed_by != PROBE_ACTOR
+            and self.probe_status == ProbeStatus.FAILED
+        )
 
 
 class Event(Base):
@@ -126,6 +154,22 @@ class Event(Base):
     channel_id: Mapped[str | None] = mapped_column(String(32))
     message_ts: Mapped[str | None] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ProbeResult(Base):
+    """Append-only record of every probe execution, with its evidence."""
+
+    __tablename__ = "probe_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    ok: Mapped[bool]
+    reason: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]]
+    ms: Mapped[float]
+    at: Mapped[datetime]
 
 
 class Message(Base):

@@ -11,7 +11,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.checklists import Template
-from bot.models import Event, ItemState, ItemStatus, Message, Run, RunStatus
+from bot.models import (
+    PROBE_ACTOR,
+    Event,
+    ItemState,
+    ItemStatus,
+    Message,
+    ProbeResult,
+    ProbeStatus,
+    Run,
+    RunStatus,
+)
+from bot.probes import Verdict
 
 MAX_REASON = 500
 MAX_NOTE = 500
@@ -68,7 +79,14 @@ def start(
     except IntegrityError:
         raise RunError("Another run was started in this channel at the same moment; see `/deploy status`.") from None
     session.add_all(
-        ItemState(run_id=run.id, item_id=item.id, position=n, required=item.required, status=ItemStatus.OPEN)
+        ItemState(
+            run_id=run.id,
+            item_id=item.id,
+            position=n,
+            required=item.required,
+            status=ItemStatus.OPEN,
+            probe_status=ProbeStatus.PENDING if item.probe else None,
+        )
         for n, item in enumerate(template.items)
     )
     session.add_all(Message(run_id=run.id, part=p, channel_id=channel_id) for p in range(parts + 1))
@@ -107,7 +125,13 @@ def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> str 
     """Tick an item. Returns a note for the clicker when nothing changed, else None."""
     run, state = _lock_item(session, run_id, item_id, actor)
     if state.status == ItemStatus.DONE:
-        return f"Already done by <@{state.changed_by}>; nothing changed."
+        who = "verified by deploybot" if state.verified_by_probe else f"done by <@{state.changed_by}>"
+        return f"Already {who}; nothing changed."
+    if state.probe_status == ProbeStatus.FAILED:
+        # Ticking over a failed probe is an override: keep who did it and what the probe said.
+        _set(state, ItemStatus.DONE, actor)
+        _changed(session, run, actor, "item.override", item_id, {"probe_reason": state.probe_reason})
+        return None
     _set(state, ItemStatus.DONE, actor)
     _changed(session, run, actor, "item.done", item_id)
     return None
@@ -148,6 +172,52 @@ def add_note(session: Session, run_id: int, item_id: str, text: str, actor: Acto
     state.note, state.note_by, state.note_at = text, actor.user_id, actor.at
     state.note_count += 1
     _changed(session, run, actor, "item.note", item_id, {"text": text}, completes=False)
+
+
+def record_probe(session: Session, run_id: int, item_id: str, verdict: Verdict, kind: str, at: datetime) -> None:
+    """Store a probe's verdict; it ticks or fails the item unless a person already decided it."""
+    session.add(
+        ProbeResult(
+            run_id=run_id,
+            item_id=item_id,
+            kind=kind,
+            ok=verdict.ok,
+            reason=verdict.reason,
+            evidence=verdict.evidence,
+            ms=verdict.ms,
+            at=at,
+        )
+    )
+    run = get_run(session, run_id, lock=True)
+    state = run.state_of(item_id)
+    if state is None or not run.is_active:
+        return
+    state.probe_status = ProbeStatus.PASSED if verdict.ok else ProbeStatus.FAILED
+    state.probe_reason, state.probe_at, state.probe_lease_until = verdict.reason, at, None
+    actor = Actor(PROBE_ACTOR, at)
+    data = {"reason": verdict.reason, "ms": verdict.ms}
+    if verdict.ok and state.status == ItemStatus.OPEN:
+        _set(state, ItemStatus.DONE, actor)
+        _changed(session, run, actor, "item.verified", item_id, data)
+    elif not verdict.ok and state.verified_by_probe:
+        _set(state, ItemStatus.OPEN, actor)
+        _changed(session, run, actor, "item.failed", item_id, data)
+    else:
+        _changed(session, run, actor, "item.verified" if verdict.ok else "item.failed", item_id, data)
+
+
+def rerun_probes(session: Session, run_id: int, item_id: str | None, actor: Actor) -> int:
+    """Queue the probes of one item, or of every probed item; returns how many."""
+    run = _lock_active(session, run_id)
+    _same_channel(run, actor)
+    probed = {i.id for i in run.template.items if i.probe is not None}
+    if item_id is not None and item_id not in probed:
+        raise RunError("That item has no probe to re-run.")
+    states = [s for s in run.items if s.item_id in probed and (item_id is None or s.item_id == item_id)]
+    for state in states:
+        state.probe_status, state.probe_lease_until = ProbeStatus.PENDING, None
+    _changed(session, run, actor, "probe.rerun", item_id, {"items": len(states)}, completes=False)
+    return len(states)
 
 
 def complete_anyway(session: Session, run_id: int, actor: Actor) -> list[str]:
@@ -195,8 +265,7 @@ def ensure_active(run: Run) -> Run:
 
 def _lock_item(session: Session, run_id: int, item_id: str, actor: Actor) -> tuple[Run, ItemState]:
     run = _lock_active(session, run_id)
-    if actor.channel_id and actor.channel_id != run.channel_id:
-        raise RunError(f"That button belongs to run #{run.id} in <#{run.channel_id}>; nothing changed.")
+    _same_channel(run, actor)
     state = run.state_of(item_id)
     if state is None:
         raise RunError(
@@ -204,6 +273,11 @@ def _lock_item(session: Session, run_id: int, item_id: str, actor: Actor) -> tup
             "`/deploy status` shows the current checklist."
         )
     return run, state
+
+
+def _same_channel(run: Run, actor: Actor) -> None:
+    if actor.channel_id and actor.channel_id != run.channel_id:
+        raise RunError(f"That button belongs to run #{run.id} in <#{run.channel_id}>; nothing changed.")
 
 
 def _finished_message(run: Run) -> str:

@@ -21,7 +21,7 @@ def utcnow() -> datetime:
 class Services:
     sessions: sessionmaker[Session]
     templates: dict[str, Template]
-    wake_publisher: Callable[[], None]
+    wake: Callable[[], None]  # tells the publisher and the probe runner that something changed
     clock: Callable[[], datetime] = utcnow
 
     @contextmanager
@@ -29,7 +29,7 @@ class Services:
         """One transaction for a change; committed before the caller acknowledges, then rendered."""
         with self.sessions.begin() as session:
             yield session
-        self.wake_publisher()
+        self.wake()
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -123,7 +123,10 @@ class Server:
                     channel.close()
             self._server.close()
 
-        self._server.trigger.pull_trigger(close_everything)
+        try:
+            self._server.trigger.pull_trigger(close_everything)
+        except OSError:  # the loop already ended and closed its trigger
+            self._server.close()
         self._thread.join(10)
 
 
@@ -133,7 +136,7 @@ def launched(database_url: str, fake: FakeSlack, **extra: str) -> Iterator[Runni
     app = create_app(settings_for(database_url, fake, **extra))
     db.upgrade(app.engine)
     app.check_slack()
-    app.publisher.start()
+    app.start_workers()
     server = Server(app)
     user = SlackUser(server.url, SIGNING_SECRET)
     try:
@@ -141,7 +144,7 @@ def launched(database_url: str, fake: FakeSlack, **extra: str) -> Iterator[Runni
     finally:
         user.http.close()
         server.stop()
-        app.publisher.stop()
+        app.stop_workers()
         app.engine.dispose()
 
 

@@ -27,8 +27,9 @@ class Click:
     @classmethod
     def parse(cls, body: dict[str, Any], at: datetime) -> Click:
         action = (body.get("actions") or [{}])[0]
+        chosen = action.get("selected_option") if isinstance(action.get("selected_option"), dict) else {}
         try:
-            value = json.loads(action.get("value") or "")
+            value = json.loads(action.get("value") or chosen.get("value") or "")
         except ValueError:
             value = None
         if not isinstance(value, dict):
@@ -72,6 +73,27 @@ class Actions:
         ack()
         if note:
             tell(client, click.actor, note)
+
+    def item_menu(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        click = self._click(body)
+        run_id, item_id, intent = click.field("run", int), click.field("item", str), click.field("do", str)
+        with self.services.change() as session:
+            if intent == "done":
+                note = runs.mark_done(session, run_id, item_id, click.actor)
+            elif intent == "rerun":
+                runs.rerun_probes(session, run_id, item_id, click.actor)
+                note = None
+            else:
+                raise RunError(f"deploybot does not know the choice {intent!r}; nothing changed.")
+        ack()
+        if note:
+            tell(client, click.actor, note)
+
+    def rerun_probes(self, ack: Ack, body: dict[str, Any]) -> None:
+        click = self._click(body)
+        with self.services.change() as session:
+            runs.rerun_probes(session, click.field("run", int), None, click.actor)
+        ack()
 
     def complete_anyway(self, ack: Ack, body: dict[str, Any]) -> None:
         click = self._click(body)

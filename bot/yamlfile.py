@@ -1,0 +1,76 @@
+"""Load a YAML file into a strict pydantic model, naming file, line and field for every fault."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from bot.probes.specs import KINDS
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class YamlError(Exception):
+    """A YAML file is invalid; `errors` has one 'file:line › path: problem' per fault."""
+
+    def __init__(self, errors: Sequence[str]):
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+def load_model(path: Path, model: type[Model]) -> Model:
+    """Parse `path` and validate it as `model`, or raise YamlError listing every fault."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise YamlError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise YamlError([f"{path}:{line}: not valid YAML: {exc.problem}"]) from None
+    if not isinstance(data, dict):
+        raise YamlError([f"{path}:1: expected a mapping at the top"])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise YamlError([_describe(path, root, err) for err in exc.errors()]) from None
+
+
+def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
+    # pydantic puts the probe's kind into the location of its fields; the YAML has no such level.
+    loc = tuple(p for n, p in enumerate(err["loc"]) if not (n and err["loc"][n - 1] == "probe" and p in KINDS))
+    node = _node_at(root, loc)
+    line = node.start_mark.line + 1 if node is not None else 1
+    trail = " › ".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(" › [", "[")
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling; the README lists the allowed fields)"
+    elif err["type"] == "string_pattern_mismatch":
+        message = "must be a slug: lowercase letters, digits and dashes, at most 64 characters"
+    elif err["type"] == "union_tag_invalid":
+        message = f"unknown kind {err['ctx']['tag']!r} (known kinds: {', '.join(KINDS)})"
+    elif err["type"] == "union_tag_not_found":
+        message = f"a probe needs a kind (one of: {', '.join(KINDS)})"
+    return f"{path}:{line} › {trail or '(top)'}: {message}"
+
+
+def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
+    """Walk the YAML node tree along a pydantic error location, as deep as it goes."""
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = next((v for k, v in node.value if k.value == part), None)
+            if match is None:
+                return node
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return node
+    return node
