@@ -176,6 +176,8 @@ def add_note(session: Session, run_id: int, item_id: str, text: str, actor: Acto
 
 def record_probe(session: Session, run_id: int, item_id: str, verdict: Verdict, kind: str, at: datetime) -> None:
     """Store a probe's verdict; it ticks or fails the item unless a person already decided it."""
+    # Lock the run first: an insert's foreign-key lock taken before it would deadlock with a twin.
+    run = get_run(session, run_id, lock=True)
     session.add(
         ProbeResult(
             run_id=run_id,
@@ -188,7 +190,6 @@ def record_probe(session: Session, run_id: int, item_id: str, verdict: Verdict, 
             at=at,
         )
     )
-    run = get_run(session, run_id, lock=True)
     state = run.state_of(item_id)
     if state is None or not run.is_active:
         return
