@@ -128,7 +128,8 @@ def create_app(
         token_verification_enabled=False,
         ignoring_self_events_enabled=False,
     )
-    probes = ProbeRunner(sessions, load_deploy_config(settings.config_path), settings.environ, clock, publisher.wake)
+    config = load_deploy_config(settings.config_path)
+    probes = ProbeRunner(sessions, config, settings.environ, clock, publisher.wake)
 
     def wake() -> None:
         publisher.wake()
@@ -139,6 +140,7 @@ def create_app(
         templates=templates if templates is not None else load_checklists(settings),
         wake=wake,
         clock=clock,
+        config=config,
     )
     register_listeners(bolt, services)
     return Deploybot(settings, engine, sessions, bolt, publisher, probes)

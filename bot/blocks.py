@@ -192,7 +192,7 @@ def parent_blocks(run: Run) -> list[Block]:
                             "style": "danger",
                         },
                     },
-                    *([button("Re-run probes", ids.RERUN_PROBES, {"run": run.id})] if _probe_summary(run) else []),
+                    *([button("Re-run probes", ids.RERUN_PROBES, {"run": run.id})] if _has_probes(run) else []),
                 ],
             }
         )
@@ -203,11 +203,17 @@ def parent_blocks(run: Run) -> list[Block]:
 def _probe_summary(run: Run) -> str:
     statuses = [i.probe_status for i in run.items if i.probe_status]
     if not statuses:
+        if run.is_active and any(item.probe for item in run.template.items):
+            return f"\n:mag: Probes are off: add environment `{run.environment}` to deploybot.yml to turn them on"
         return ""
     parts = [f"{statuses.count(ProbeStatus.PASSED)} passed", f"{statuses.count(ProbeStatus.FAILED)} failed"]
     if pending := statuses.count(ProbeStatus.PENDING):
         parts.append(f"{pending} checking")
     return "\n:mag: Probes: " + " · ".join(parts)
+
+
+def _has_probes(run: Run) -> bool:
+    return any(i.probe_status for i in run.items)
 
 
 def _open_required_text(run: Run) -> str:
@@ -432,6 +438,10 @@ def _bulkiest_run(template: Template, status: str) -> Run:
             note_by=long_user,
             note_at=now,
             note_count=99,
+            # Open items show a failed probe (the longest line), done ones an overridden one.
+            probe_status=ProbeStatus.FAILED if item.probe else None,
+            probe_reason="&" * 1000,
+            probe_at=now,
         )
         for n, item in enumerate(template.items)
     ]

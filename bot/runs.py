@@ -52,8 +52,12 @@ def start(
     channel_id: str,
     parts: int,
     actor: Actor,
+    probes: bool = False,
 ) -> Run:
-    """Start a run of `template` in a channel, rendered as a parent message plus `parts` replies."""
+    """Start a run of `template` in a channel, rendered as a parent message plus `parts` replies.
+
+    With `probes`, every item that has a probe is queued for the probe runner.
+    """
     run = Run(
         template_id=template.id,
         kind=template.kind,
@@ -85,12 +89,12 @@ def start(
             position=n,
             required=item.required,
             status=ItemStatus.OPEN,
-            probe_status=ProbeStatus.PENDING if item.probe else None,
+            probe_status=ProbeStatus.PENDING if probes and item.probe else None,
         )
         for n, item in enumerate(template.items)
     )
     session.add_all(Message(run_id=run.id, part=p, channel_id=channel_id) for p in range(parts + 1))
-    _record(session, run, actor, "run.started", data={"version": version, "environment": environment})
+    _record(session, run, actor, "run.started", data={"version": version, "environment": environment, "probes": probes})
     return run
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.checklists import Template
+from bot.config import DeployConfig
 from bot.runs import RunError
 
 
@@ -22,6 +23,7 @@ class Services:
     sessions: sessionmaker[Session]
     templates: dict[str, Template]
     wake: Callable[[], None]  # tells the publisher and the probe runner that something changed
+    config: DeployConfig = field(default_factory=DeployConfig)
     clock: Callable[[], datetime] = utcnow
 
     @contextmanager

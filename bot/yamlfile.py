@@ -46,6 +46,8 @@ def load_model(path: Path, model: type[Model]) -> Model:
 def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
     # pydantic puts the probe's kind into the location of its fields; the YAML has no such level.
     loc = tuple(p for n, p in enumerate(err["loc"]) if not (n and err["loc"][n - 1] == "probe" and p in KINDS))
+    about_a_name = loc[-1:] == ("[key]",)  # pydantic's marker for a mapping key, not its value
+    loc = loc[:-1] if about_a_name else loc
     node = _node_at(root, loc)
     line = node.start_mark.line + 1 if node is not None else 1
     trail = " › ".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(" › [", "[")
@@ -58,19 +60,23 @@ def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
         message = f"unknown kind {err['ctx']['tag']!r} (known kinds: {', '.join(KINDS)})"
     elif err["type"] == "union_tag_not_found":
         message = f"a probe needs a kind (one of: {', '.join(KINDS)})"
-    return f"{path}:{line} › {trail or '(top)'}: {message}"
+    return f"{path}:{line} › {trail or '(top)'}: {'the name ' if about_a_name else ''}{message}"
 
 
 def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
-    """Walk the YAML node tree along a pydantic error location, as deep as it goes."""
+    """Walk the YAML node tree along a pydantic error location, as deep as it goes.
+
+    A field ends at its key's node, so a wrong field is reported on the line that names it.
+    """
+    key: yaml.Node | None = None
     for part in loc:
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            match = next((v for k, v in node.value if k.value == part), None)
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
             if match is None:
-                return node
-            node = match
+                break
+            key, node = match
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
+            key, node = None, node.value[part]
         else:
-            return node
-    return node
+            break
+    return key or node

@@ -78,6 +78,7 @@ def settings_for(database_url: str, fake: FakeSlack, **extra: str) -> Settings:
             "DATABASE_URL": database_url,
             "DEPLOYBOT_CHECKLISTS": str(ROOT / "checklists"),
             "DEPLOYBOT_RENDER_INTERVAL": "0.3",
+            "DEPLOYBOT_CONFIG": str(ROOT / "tests" / "no-such-deploybot.yml"),  # no environments: probes stay off
             **extra,
         }
     )

@@ -118,6 +118,41 @@ phases:
 """,
         r"bad\.yml:\d+ › .*duplicate id 'a' among items",
     ),
+    "unknown probe kind": (
+        """id: t
+title: T
+phases:
+  - id: p
+    title: P
+    groups:
+      - id: g
+        title: G
+        items:
+          - id: a
+            text: A
+            probe: {kind: htp, url: "https://x"}
+""",
+        r"bad\.yml:12 › phases\[0\] › groups\[0\] › items\[0\] › probe: unknown kind 'htp' \(known kinds: http, ",
+    ),
+    "probe field": (
+        """id: t
+title: T
+phases:
+  - id: p
+    title: P
+    groups:
+      - id: g
+        title: G
+        items:
+          - id: a
+            text: A
+            probe:
+              kind: latency
+              url: https://x
+              requests: 5000
+""",
+        r"bad\.yml:15 › phases\[0\] › groups\[0\] › items\[0\] › probe › requests: Input should be less than or equal",
+    ),
     "broken YAML": ("id: t\ntitle: [unclosed\n", r"bad\.yml:\d+: not valid YAML"),
     "missing items": (
         """id: t

@@ -209,12 +209,13 @@ def test_override_and_re_run(probed: Running, target: tuple[Target, str]) -> Non
 
 def test_an_environment_missing_from_the_config_cannot_aim_probes_anywhere(probed: Running) -> None:
     probed.slack.command("start v2.0.0 evil", channel=CHANNEL)
-    probes_done(probed)
-    reasons = {k: s.probe_reason for k, s in states(probed).items() if s.probe_status}
-    assert reasons["health"] == (
-        "cannot run: ${api_url} is not defined for environment 'evil' in deploybot.yml (environments › evil › api_url)"
-    )
-    assert all(s.status == "open" for s in states(probed).values())
+    probed.settled()
+    assert all(s.probe_status is None and s.status == "open" for s in states(probed).values())
+    parent = thread(probed)[0]
+    assert "Probes are off: add environment `evil` to deploybot.yml" in all_text(parent)
+    assert ids.RERUN_PROBES not in all_text(parent)
+    with probed.app.sessions() as session:
+        assert session.scalars(select(ProbeResult)).all() == []
 
 
 def _overflow(value: str, user: str, message: dict[str, Any]) -> dict[str, Any]:

@@ -71,6 +71,8 @@ class Commands:
                 channel_id=command["channel_id"],
                 parts=len(blocks.layout(template)),
                 actor=self._actor(command),
+                # Probes aim only at environments the operator declared in deploybot.yml.
+                probes=environment in self.services.config.environments,
             )
             run_id = run.id
         return f"Run #{run_id} started: {version} → {environment}. The checklist is on its way to this channel."

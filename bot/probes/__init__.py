@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -92,7 +93,9 @@ class Variables:
 Check = Callable[[Any], Awaitable[Verdict]]
 
 
+@functools.cache
 def _registry() -> dict[str, Check]:
+    # Imported on first use: the probe modules import each other's base types from here.
     from bot.probes import files, net, stores, web
 
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 from datetime import UTC, datetime
@@ -22,10 +23,16 @@ _VERIFY_REASONS = {
 }
 
 
+@functools.cache
+def _tls12_context(ca_file: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 async def tls(spec: TlsProbe) -> Verdict:
     name = spec.server_name or spec.host
-    context = ssl.create_default_context(cafile=spec.ca_file) if spec.ca_file else ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context = _tls12_context(spec.ca_file)
     evidence: dict[str, object] = {"host": spec.host, "port": spec.port, "server_name": name}
     try:
         reader, writer = await asyncio.open_connection(spec.host, spec.port, ssl=context, server_hostname=name)

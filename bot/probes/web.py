@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import ssl
 import statistics
@@ -25,11 +26,16 @@ from bot.probes.specs import (
 )
 
 
+@functools.cache
+def trust(ca_file: str | None) -> ssl.SSLContext:
+    """One TLS context per CA bundle: loading the system's trust store takes tens of ms of CPU each time."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+
+
 @asynccontextmanager
 async def _client(timeout: float, ca_file: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
     # Redirects are never followed: several probes judge the redirect itself.
-    verify: Any = ssl.create_default_context(cafile=ca_file) if ca_file else True
-    async with httpx.AsyncClient(timeout=timeout, verify=verify, follow_redirects=False) as client:
+    async with httpx.AsyncClient(timeout=timeout, verify=trust(ca_file), follow_redirects=False) as client:
         yield client
 
 

@@ -1,0 +1,65 @@
+"""deploybot.yml: validated with file:line errors; the example defines every variable the shipped probes use."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.checklists import load_folder
+from bot.config import DeployConfig, Secret, Settings, load_deploy_config
+from bot.yamlfile import YamlError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_example_config_defines_every_variable_the_shipped_probes_use() -> None:
+    config = load_deploy_config(ROOT / "deploybot.example.yml")
+    assert set(config.environments) == {"production", "staging"}
+    used = set()
+    for template in load_folder(ROOT / "checklists").values():
+        for item in template.items:
+            if item.probe is not None:
+                used |= set(re.findall(r"\$\{([a-z_]+)\}", item.probe.model_dump_json()))
+    assert used
+    for name, variables in config.environments.items():
+        assert used <= set(variables), f"{name} lacks {used - set(variables)}"
+    # Secrets come from the environment, never from the file.
+    assert config.variables("production")["database_url"] == "${env:PRODUCTION_DATABASE_URL}"
+
+
+def test_a_missing_config_is_an_empty_one(tmp_path: Path) -> None:
+    assert load_deploy_config(tmp_path / "nope.yml") == DeployConfig()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "environments:\n  production:\n    api_url: https://x\n  Prod Env: {}\n",
+            r"bad\.yml:4 › environments › Prod Env: the name must be a slug",
+        ),
+        ("environment:\n  production: {}\n", r"bad\.yml:1 › environment: unknown field"),
+        ("environments:\n  production:\n    api_url: [1, 2]\n", r"bad\.yml:3 › environments › production › api_url"),
+    ],
+)
+def test_invalid_config_names_file_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
+    (tmp_path / "bad.yml").write_text(text)
+    with pytest.raises(YamlError) as caught:
+        load_deploy_config(tmp_path / "bad.yml")
+    assert re.search(expected, str(caught.value)), str(caught.value)
+
+
+def test_settings_never_show_secrets() -> None:
+    settings = Settings.from_env(
+        {
+            "SLACK_BOT_TOKEN": "xoxb-secret-value",
+            "SLACK_SIGNING_SECRET": "sig-secret",
+            "PRODUCTION_DATABASE_URL": "postgresql://u:pw-secret@h/db",
+        }
+    )
+    shown = repr(settings) + str(settings.slack_bot_token)
+    assert "xoxb-secret-value" not in shown and "sig-secret" not in shown and "pw-secret" not in shown
+    assert settings.slack_bot_token.reveal() == "xoxb-secret-value"
+    assert repr(Secret("x")) == "Secret('**********')"
