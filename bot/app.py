@@ -25,6 +25,7 @@ from bot.config import Settings, load_deploy_config
 from bot.listeners import register_listeners
 from bot.probes.runner import ProbeRunner
 from bot.publisher import Publisher
+from bot.reminders import Reminders
 from bot.services import Services, utcnow
 from bot.web import Metrics, WebApp
 
@@ -39,6 +40,7 @@ class Deploybot:
     bolt: App
     publisher: Publisher
     probes: ProbeRunner
+    reminders: Reminders
     metrics: Metrics = field(default_factory=Metrics)
     slack_ok: bool = False
 
@@ -52,12 +54,15 @@ class Deploybot:
             metrics=self.metrics,
         )
 
-    def start_workers(self) -> None:
-        """Start the background publisher and probe runner."""
+    def start_workers(self, *, reminders: bool = True) -> None:
+        """Start the background publisher, probe runner and (unless told not to) the reminder ticker."""
         self.publisher.start()
         self.probes.start()
+        if reminders:
+            self.reminders.start()
 
     def stop_workers(self) -> None:
+        self.reminders.stop()
         self.probes.stop()
         self.publisher.stop()
 
@@ -135,12 +140,10 @@ def create_app(
         publisher.wake()
         probes.wake()
 
+    templates = templates if templates is not None else load_checklists(settings)
+    reminders = Reminders(sessions, templates, config, clock, wake)
     services = Services(
-        sessions=sessions,
-        templates=templates if templates is not None else load_checklists(settings),
-        wake=wake,
-        clock=clock,
-        config=config,
+        sessions=sessions, templates=templates, wake=wake, clock=clock, config=config, reminders=reminders
     )
     register_listeners(bolt, services)
-    return Deploybot(settings, engine, sessions, bolt, publisher, probes)
+    return Deploybot(settings, engine, sessions, bolt, publisher, probes, reminders)

@@ -153,7 +153,12 @@ def parent_blocks(run: Run) -> list[Block]:
         RunStatus.COMPLETE: ":white_check_mark: Complete",
         RunStatus.ABORTED: ":octagonal_sign: Aborted",
     }.get(run.status, run.status)
-    header = f"{label} {run.version} → {run.environment}"[: limits.HEADER_TEXT]
+    title = (
+        f"{run.template.title} — {run.version}"
+        if run.kind == "maintenance"
+        else f"{label} {run.version} → {run.environment}"
+    )
+    header = title[: limits.HEADER_TEXT]
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
         {

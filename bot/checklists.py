@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot.probes.specs import ProbeSpec
 from bot.yamlfile import YamlError, load_model
@@ -38,10 +38,39 @@ class Group(_Strict):
     items: Annotated[list[Item], Field(min_length=1)]
 
 
+Duration = Annotated[str, Field(pattern=r"^\d+[mhd]$")]  # 30m, 8h, 3d
+ChannelId = Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{4,}$")]
+UserId = Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{4,}$")]
+
+
+class Schedule(_Strict):
+    """When a maintenance cadence is posted, where, and when it is overdue. Times are in deploybot.yml's zone."""
+
+    cron: str  # five fields, e.g. "0 9 * * mon-fri"
+    channel: ChannelId | None = None  # default: maintenance_channel in deploybot.yml
+    owners: list[UserId] = []  # mentioned when the run is overdue
+    environment: str = "production"  # whose variables its probes read
+    nudge_after: Duration
+    escalate_after: Duration
+    catch_up: Duration = "6h"  # a slot missed while deploybot was down is still posted this late
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"not a cron expression ({exc}); e.g. '0 9 * * mon-fri'") from None
+        return value
+
+
 class Phase(_Strict):
     id: Slug
     title: Annotated[str, Field(min_length=1, max_length=150)]
     groups: Annotated[list[Group], Field(min_length=1)]
+    schedule: Schedule | None = None  # maintenance checklists only: each scheduled phase is a cadence
 
     @property
     def items(self) -> list[Item]:
@@ -61,7 +90,16 @@ class Template(_Strict):
         for phase in self.phases:
             _reject_duplicates(f"groups of phase '{phase.id}'", [g.id for g in phase.groups])
         _reject_duplicates("items", [i.id for i in self.items])
+        if self.kind != "maintenance" and any(p.schedule for p in self.phases):
+            raise ValueError("only maintenance checklists (kind: maintenance) have schedules")
         return self
+
+    def only(self, phase_id: str) -> Template:
+        """This template cut down to one phase: what a maintenance cadence posts."""
+        phase = next(p for p in self.phases if p.id == phase_id)
+        return self.model_copy(
+            update={"id": f"{self.id}-{phase.id}", "title": f"{phase.title} {self.title.lower()}", "phases": [phase]}
+        )
 
     @property
     def items(self) -> list[Item]:

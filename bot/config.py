@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.engine import make_url
 
 from bot.yamlfile import load_model
@@ -119,7 +120,22 @@ class DeployConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    timezone: str = "UTC"  # IANA name: maintenance schedules are in this zone
+    maintenance_channel: Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{4,}$")] | None = None
     environments: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")], dict[str, Scalar]] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     def variables(self, environment: str) -> dict[str, str]:
         """The variables of one environment as text; an unknown environment has none."""

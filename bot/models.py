@@ -172,6 +172,41 @@ class ProbeResult(Base):
     at: Mapped[datetime]
 
 
+class ReminderSlot(Base):
+    """One scheduled (or manual) posting of a maintenance cadence; the unique key makes it happen once."""
+
+    __tablename__ = "reminder_slots"
+    __table_args__ = (UniqueConstraint("cadence", "local_time"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cadence: Mapped[str] = mapped_column(String(64))
+    local_time: Mapped[str] = mapped_column(String(32))  # wall-clock time in the team's zone, ISO
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(8))  # posted | missed | manual
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    nudge_at: Mapped[datetime | None]
+    escalate_at: Mapped[datetime | None]
+    nudged_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+
+
+class Outbox(Base):
+    """A Slack message that must be delivered (a nudge, an escalation): kept until Slack took it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))  # post in its thread
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)
+    not_before: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class Message(Base):
     """One Slack message that renders part of a run, and how far its rendering has caught up."""
 

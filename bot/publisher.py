@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import blocks as render
-from bot.models import Message, Run
+from bot.models import Message, Outbox, Run
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class Publisher:
             if self._claim(message_id, now):
                 self._publish(message_id)
                 handled += 1
+        handled += self._deliver_outbox(now)
         if handled:
             return 0.0
         # Other replicas' changes show up at the next poll; our own deferred renders at their time.
@@ -124,7 +125,9 @@ class Publisher:
     def pending(self) -> int:
         """How many messages are behind the database (posted or not), whatever their schedule."""
         with self._sessions() as session:
-            return session.scalar(select(func.count()).select_from(Message).where(_behind())) or 0
+            behind = session.scalar(select(func.count()).select_from(Message).where(_behind())) or 0
+            unsent = session.scalar(select(func.count()).select_from(Outbox).where(Outbox.sent_at.is_(None))) or 0
+            return behind + unsent
 
     def _due(self, now: datetime) -> list[int]:
         with self._sessions() as session:
@@ -239,6 +242,69 @@ class Publisher:
             if sent:
                 message.not_before = now + self._min_interval
 
+    def _retry_delay(self, attempts: int, status: int, headers: Any, now: datetime) -> timedelta:
+        if status == 429:
+            wait = timedelta(seconds=float(_header(headers, "Retry-After") or 1))
+            # Rate limits apply to the method, not the message: hold every render back.
+            self._paused_until = now + wait
+            return wait
+        return min(timedelta(seconds=0.5 * 2 ** min(attempts - 1, 12)), MAX_BACKOFF)
+
+    def _deliver_outbox(self, now: datetime) -> int:
+        """Send nudges and other must-deliver messages, each once, retrying until Slack takes it."""
+        with self._sessions() as session:
+            due = session.scalars(
+                select(Outbox.id)
+                .where(
+                    Outbox.sent_at.is_(None),
+                    or_(Outbox.not_before.is_(None), Outbox.not_before <= now),
+                    or_(Outbox.lease_until.is_(None), Outbox.lease_until < now),
+                )
+                .order_by(Outbox.id)
+                .limit(20)
+            ).all()
+        sent = 0
+        for outbox_id in due:
+            with self._sessions.begin() as session:
+                claimed = session.execute(
+                    update(Outbox)
+                    .where(Outbox.id == outbox_id, or_(Outbox.lease_until.is_(None), Outbox.lease_until < now))
+                    .values(lease_until=now + self._lease)
+                )
+                if not claimed.rowcount:  # type: ignore[attr-defined]
+                    continue
+                row = session.get(Outbox, outbox_id)
+                assert row is not None
+                channel, text = row.channel_id, row.text
+                thread_ts = None
+                if row.run_id is not None:
+                    thread_ts = session.scalar(
+                        select(Message.ts).where(Message.run_id == row.run_id, Message.part == 0)
+                    )
+                    if thread_ts is None:  # its run is not posted yet: wait for it
+                        row.lease_until = None
+                        continue
+            try:
+                self._client.chat_postMessage(channel=channel, text=text, thread_ts=thread_ts)
+                status, headers, error = 200, {}, None
+            except SlackApiError as exc:
+                status, headers, error = exc.response.status_code, exc.response.headers, exc.response.get("error")
+            except OSError as exc:
+                status, headers, error = 0, {}, type(exc).__name__
+            with self._sessions.begin() as session:
+                row = session.get(Outbox, outbox_id)
+                assert row is not None
+                row.lease_until = None
+                if error is None:
+                    row.sent_at = self._clock()
+                    sent += 1
+                else:
+                    row.attempts += 1
+                    row.not_before = now + self._retry_delay(row.attempts, status, headers, now)
+                    row.last_error = f"{status or 'network'}: {error}"
+                    log.warning("outbox message %s failed (%s); retrying", outbox_id, row.last_error)
+        return sent
+
     def _tell_starter(self, run_id: int, rendering: Rendering, error: str) -> None:
         with self._sessions() as session:
             run = session.get(Run, run_id)
@@ -255,12 +321,7 @@ class Publisher:
             message = session.get(Message, rendering.message_id)
             assert message is not None
             message.attempts += 1
-            if status == 429:
-                wait = timedelta(seconds=float(_header(headers, "Retry-After") or 1))
-                # Rate limits apply to the method, not the message: hold every render back.
-                self._paused_until = now + wait
-            else:
-                wait = min(timedelta(seconds=0.5 * 2 ** min(message.attempts - 1, 12)), MAX_BACKOFF)
+            wait = self._retry_delay(message.attempts, status, headers, now)
             message.not_before = now + wait
             message.lease_until = None
             message.last_error = f"{status or 'network'}: {error}"

@@ -65,13 +65,14 @@ def start(
         version=version,
         environment=environment,
         channel_id=channel_id,
-        active_slot=f"{channel_id}:{template.kind}",
+        # One deployment at a time per channel; maintenance runs of several cadences may overlap.
+        active_slot=f"{channel_id}:{template.kind}" if template.kind == "deploy" else None,
         status=RunStatus.ACTIVE,
         started_by=actor.user_id,
         started_at=actor.at,
         rev=1,
     )
-    current = active_run(session, channel_id, template.kind)
+    current = active_run(session, channel_id, template.kind) if run.active_slot else None
     if current is not None:
         raise RunError(
             f"Run #{current.id} ({current.version} → {current.environment}) is still active in this channel. "

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.checklists import Template
 from bot.config import DeployConfig
+from bot.reminders import Reminders
 from bot.runs import RunError
 
 
@@ -24,6 +25,7 @@ class Services:
     templates: dict[str, Template]
     wake: Callable[[], None]  # tells the publisher and the probe runner that something changed
     config: DeployConfig = field(default_factory=DeployConfig)
+    reminders: Reminders | None = None
     clock: Callable[[], datetime] = utcnow
 
     @contextmanager

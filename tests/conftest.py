@@ -132,12 +132,16 @@ class Server:
 
 
 @contextmanager
-def launched(database_url: str, fake: FakeSlack, **extra: str) -> Iterator[Running]:
-    """A deploybot serving on loopback like `deploybot run` does, stopped afterwards."""
+def launched(database_url: str, fake: FakeSlack, *, clock_ticks: bool = False, **extra: str) -> Iterator[Running]:
+    """A deploybot serving on loopback like `deploybot run` does, stopped afterwards.
+
+    Reminders tick only when a test calls `app.reminders.tick(now)` with the time it wants,
+    unless `clock_ticks` lets the real clock drive them as in production.
+    """
     app = create_app(settings_for(database_url, fake, **extra))
     db.upgrade(app.engine)
     app.check_slack()
-    app.start_workers()
+    app.start_workers(reminders=clock_ticks)
     server = Server(app)
     user = SlackUser(server.url, SIGNING_SECRET)
     try:

@@ -18,6 +18,8 @@ HELP = """*deploybot* — your deployment checklist, live in this channel.
 • `/deploy status` — where the run in this channel stands (or every active run)
 • `/deploy list` — the recent runs in this channel, with status and duration
 • `/deploy abort <reason>` — stop the active run in this channel
+• `/deploy reminders` — when each maintenance checklist is next posted, and how the last one went
+• `/deploy remind <daily|weekly|monthly|quarterly>` — post a maintenance checklist now
 • `/deploy help` — this message
 Tick items with *Done*; *Mark N/A…* and *Add note…* are under each part of the checklist."""
 
@@ -33,6 +35,8 @@ class Commands:
             "status": self.status,
             "list": self.list,
             "abort": self.abort,
+            "reminders": self.reminders,
+            "remind": self.remind,
             "help": lambda _command, _args: HELP,
         }
 
@@ -104,6 +108,20 @@ class Commands:
                 f"{took}{' so far' if run.is_active else ''} · <@{run.started_by}> {blocks.when(run.started_at)}"
             )
         return "*Recent runs in this channel*\n" + "\n".join(lines)
+
+    def reminders(self, command: dict[str, Any], _args: str) -> str:
+        reminders = self.services.reminders
+        if reminders is None or not reminders.cadences:
+            return "No maintenance schedules: add `schedule:` to the phases of checklists/maintenance.yml."
+        return "*Maintenance checklists*\n" + "\n".join(reminders.status_lines())
+
+    def remind(self, command: dict[str, Any], args: str) -> str:
+        if self.services.reminders is None:
+            raise RunError("No maintenance schedules are loaded.")
+        if not args:
+            raise RunError("Say which: `/deploy remind daily` (or weekly, monthly, quarterly).")
+        run_id = self.services.reminders.remind_now(args.split()[0].lower(), command["user_id"])
+        return f"Posted the {args.split()[0].lower()} maintenance checklist as run #{run_id}."
 
     def abort(self, command: dict[str, Any], args: str) -> str:
         with self.services.change() as session:
