@@ -1,4 +1,4 @@
-"""Command line: deploybot run | check | probe | import | db upgrade."""
+"""Command line: deploybot run | check | probe | import | export | diff | shell | db upgrade."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import yaml
 
 from bot import checklists, db
 from bot.config import ConfigError, Settings, load_deploy_config
+from bot.runs import RunError
 from bot.yamlfile import YamlError
 
 log = logging.getLogger("bot")
@@ -35,6 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     probe.add_argument("--env", required=True, help="environment from deploybot.yml, e.g. production")
     probe.add_argument("--checklist", default="production-deploy", help="checklist id (default production-deploy)")
     probe.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    export = sub.add_parser("export", help="the full record of a run: items, who, when, notes, probes, audit")
+    export.add_argument("run", type=int)
+    export.add_argument("--format", choices=["md", "csv", "json"], default="md")
+    export.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
+    diff = sub.add_parser("diff", help="items N/A, failed or overridden in a run but not in the last release")
+    diff.add_argument("run", type=int)
+    diff.add_argument(
+        "other", type=int, nargs="?", help="default: the previous completed run, same checklist and environment"
+    )
+    sub.add_parser("shell", help="use deploybot from this terminal, without Slack")
     database = sub.add_parser("db", help="database maintenance")
     database.add_argument("action", choices=["upgrade"])
     args = parser.parse_args(argv)
@@ -48,12 +59,20 @@ def main(argv: list[str] | None = None) -> int:
             return _import(args.markdown, args.output, args.kind, args.section)
         if args.command == "probe":
             return _probe(settings, args.env, args.checklist, args.json)
+        if args.command == "export":
+            return _export(settings, args.run, args.format, args.output)
+        if args.command == "diff":
+            return _diff(settings, args.run, args.other)
+        if args.command == "shell":
+            from bot.shell import run_shell
+
+            return run_shell(settings, sys.stdin, sys.stdout)
         if args.command == "db":
             db.upgrade(db.make_engine(settings.database_url))
             print(f"database at {settings.database_url_masked} is up to date")
             return 0
         return _run(settings)
-    except (ConfigError, YamlError) as exc:
+    except (ConfigError, YamlError, RunError) as exc:
         print(exc, file=sys.stderr)
         return 2
 
@@ -82,6 +101,36 @@ def _probe(settings: Settings, environment: str, checklist: str, as_json: bool) 
     rows = probe_table(templates[checklist], config, environment)
     print(render(rows, as_json))
     return 1 if any(not row["ok"] for row in rows) else 0
+
+
+def _export(settings: Settings, run_id: int, fmt: str, output: Path | None) -> int:
+    from bot import export
+
+    engine = db.make_engine(settings.database_url)
+    with db.make_sessions(engine)() as session:
+        document = export.record(session, run_id)
+    text = export.render(document, fmt)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _diff(settings: Settings, run_id: int, other_id: int | None) -> int:
+    from bot import export, runs
+
+    engine = db.make_engine(settings.database_url)
+    with db.make_sessions(engine)() as session:
+        run = runs.get_run(session, run_id)
+        other = runs.get_run(session, other_id) if other_id else export.previous_release(session, run)
+        changes = export.compare(run, other)
+        print(export.describe_changes(run, other, changes, limit=1000))
+        for kind, ids in changes.items():
+            for item_id in ids:
+                print(f"  newly {kind}: {item_id}")
+    return 0
 
 
 def _import(markdown: Path, output: Path | None, kind: str, sections: list[str]) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 from bot import ids, limits
 from bot.checklists import Group, Item, Template
 from bot.models import ItemState, ItemStatus, ProbeStatus, Run, RunStatus
+from bot.mrkdwn import escape, mention
 from bot.runs import MAX_NOTE, MAX_REASON
 
 Block = dict[str, Any]
@@ -61,11 +62,6 @@ def layout(template: Template) -> list[Part]:
                 part.title = f"{phase.title} ({n}/{len(phase_parts)})"
         parts += phase_parts
     return parts
-
-
-def escape(text: str) -> str:
-    """Escape user-written text for mrkdwn, so it cannot ping @channel or fake a mention."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def quote(text: str, limit: int = USER_TEXT) -> str:
@@ -144,8 +140,9 @@ def status_line(run: Run) -> str:
     return f"{label} {run.version} → {run.environment}: {run.status}, {done}/{total} done{na_text}"
 
 
-def parent_blocks(run: Run) -> list[Block]:
-    """The run's summary message: who, what, where, how far, and how it ended."""
+def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
+    """The run's summary message: who, what, where, how far, how it ended, and (when given) how it
+    compares with the last release."""
     done, na, total = progress(run)
     label = _KIND_TITLES.get(run.kind, run.kind.title())
     status = {
@@ -166,7 +163,7 @@ def parent_blocks(run: Run) -> list[Block]:
             "fields": [
                 _mrkdwn(f"*Version*\n{escape(run.version)}"),
                 _mrkdwn(f"*Environment*\n{escape(run.environment)}"),
-                _mrkdwn(f"*Started by*\n<@{run.started_by}> {when(run.started_at)}"),
+                _mrkdwn(f"*Started by*\n{mention(run.started_by)} {when(run.started_at)}"),
                 _mrkdwn(f"*Status*\n{status}"),
             ],
         },
@@ -178,6 +175,15 @@ def parent_blocks(run: Run) -> list[Block]:
         ),
     ]
     blocks += _outcome_blocks(run, label)
+    if comparison:
+        blocks.append(_context(f":scales: {comparison}"[: limits.CONTEXT_TEXT]))
+    if not run.is_active:
+        value = {"run": run.id}
+        blocks.append({"type": "actions", "block_id": "export", "elements": [{
+            "type": "overflow", "action_id": ids.EXPORT,
+            "options": [_option(f"Export as {name}", {**value, "format": fmt})
+                        for fmt, name in (("md", "Markdown"), ("csv", "CSV"), ("json", "JSON"))],
+        }]})  # fmt: skip
     if run.is_active:
         blocks.append(
             {
@@ -233,20 +239,22 @@ def _outcome_blocks(run: Run, label: str) -> list[Block]:
         return []
     took = duration(run.started_at, run.finished_at)
     if run.status == RunStatus.ABORTED:
-        text = f":octagonal_sign: *Aborted* by <@{run.finished_by}> after {took}: _{quote(run.finish_reason or '')}_"
+        text = (
+            f":octagonal_sign: *Aborted* by {mention(run.finished_by)} after {took}: _{quote(run.finish_reason or '')}_"
+        )
     elif run.overridden_items:
         texts = {i.id: i.text for i in run.template.items}
         shown = [texts.get(i, i) for i in run.overridden_items[:10]]
         more = len(run.overridden_items) - len(shown)
         listing = "\n".join(f"• {t}" for t in shown) + (f"\n• …and {more} more" if more > 0 else "")
         text = (
-            f":warning: *{label} completed anyway* by <@{run.finished_by}> in {took}, with "
+            f":warning: *{label} completed anyway* by {mention(run.finished_by)} in {took}, with "
             f"{len(run.overridden_items)} required item(s) open:\n{listing}"
         )
     else:
         text = f":tada: *{label} complete* in {took}."
     footer = (
-        f"*Last Updated*: {when(run.finished_at)}  ·  *Deployed By*: <@{run.started_by}>  ·  "
+        f"*Last Updated*: {when(run.finished_at)}  ·  *Deployed By*: {mention(run.started_by)}  ·  "
         f"*Version*: {escape(run.version)}"
     )
     return [_section(text[: limits.SECTION_TEXT]), _context(footer)]
@@ -291,7 +299,7 @@ def _item_block(run: Run, item: Item, state: ItemState) -> Block:
         lines.append(f":mag: {quote(state.probe_reason or '', PROBE_TEXT)}")
     if state.note and state.note_by and state.note_at:
         earlier = f" _(+{state.note_count - 1} earlier)_" if state.note_count > 1 else ""
-        lines.append(f":memo: <@{state.note_by}> {when(state.note_at)}: {quote(state.note)}{earlier}")
+        lines.append(f":memo: {mention(state.note_by)} {when(state.note_at)}: {quote(state.note)}{earlier}")
     block = _section("\n".join(lines), block_id=f"item.{item.id}")
     if run.is_active:
         value = {"run": run.id, "item": item.id}
@@ -325,7 +333,7 @@ def _item_line(item: Item, state: ItemState) -> str:
         return f"{icon} {item.text}{optional}"
     if state.verified_by_probe:
         return f"{icon} {item.text}{optional}  ·  verified by deploybot {when(state.changed_at)}"
-    who = f"<@{state.changed_by}> {when(state.changed_at)}"
+    who = f"{mention(state.changed_by)} {when(state.changed_at)}"
     if state.status == ItemStatus.NA:
         return f"{icon} ~{item.text}~{optional}  ·  N/A by {who}: _{quote(state.na_reason or '')}_"
     return f"{icon} {item.text}{optional}  ·  {who}"

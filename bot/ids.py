@@ -7,6 +7,7 @@ NOTE_DIALOG = "item.note.open"
 COMPLETE_ANYWAY = "run.complete_anyway"
 ITEM_MENU = "item.menu"  # overflow on an item whose probe failed: value {"do": "done" | "rerun"}
 RERUN_PROBES = "run.rerun_probes"
+EXPORT = "run.export"  # overflow on a finished run: value {"format": "md" | "csv" | "json"}
 
 NA_VIEW = "item.na"
 NOTE_VIEW = "item.note"

@@ -17,7 +17,8 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import blocks as render
-from bot.models import Message, Outbox, Run
+from bot import export
+from bot.models import Message, Outbox, Run, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class Publisher:
             assert run is not None
             thread_ts = None
             if message.part == 0:
-                blocks, text = render.parent_blocks(run), render.message_text(run)
+                blocks, text = render.parent_blocks(run, _comparison(session, run)), render.message_text(run)
             else:
                 earlier = session.scalars(
                     select(Message).where(Message.run_id == run.id, Message.part < message.part)
@@ -335,6 +336,14 @@ class Publisher:
             error,
             wait.total_seconds(),
         )
+
+
+def _comparison(session: Session, run: Run) -> str | None:
+    """For a completed deployment: what it skipped, failed or overrode that the last release did not."""
+    if run.kind != "deploy" or run.status != RunStatus.COMPLETE:
+        return None
+    other = export.previous_release(session, run)
+    return export.describe_changes(run, other, export.compare(run, other))
 
 
 def _describe_failure(run: Run, rendering: Rendering, error: str) -> str:

@@ -22,6 +22,7 @@ from bot.models import (
     Run,
     RunStatus,
 )
+from bot.mrkdwn import is_slack_channel, mention
 from bot.probes import Verdict
 
 MAX_REASON = 500
@@ -50,11 +51,12 @@ def start(
     version: str,
     environment: str,
     channel_id: str,
-    parts: int,
+    parts: int | None,
     actor: Actor,
     probes: bool = False,
 ) -> Run:
-    """Start a run of `template` in a channel, rendered as a parent message plus `parts` replies.
+    """Start a run of `template` in a channel, rendered as a parent message plus `parts` replies
+    (None: a run kept outside Slack, such as one started from the terminal shell).
 
     With `probes`, every item that has a probe is queued for the probe runner.
     """
@@ -94,7 +96,8 @@ def start(
         )
         for n, item in enumerate(template.items)
     )
-    session.add_all(Message(run_id=run.id, part=p, channel_id=channel_id) for p in range(parts + 1))
+    if parts is not None:
+        session.add_all(Message(run_id=run.id, part=p, channel_id=channel_id) for p in range(parts + 1))
     _record(session, run, actor, "run.started", data={"version": version, "environment": environment, "probes": probes})
     return run
 
@@ -130,7 +133,7 @@ def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> str 
     """Tick an item. Returns a note for the clicker when nothing changed, else None."""
     run, state = _lock_item(session, run_id, item_id, actor)
     if state.status == ItemStatus.DONE:
-        who = "verified by deploybot" if state.verified_by_probe else f"done by <@{state.changed_by}>"
+        who = "verified by deploybot" if state.verified_by_probe else f"done by {mention(state.changed_by)}"
         return f"Already {who}; nothing changed."
     if state.probe_status == ProbeStatus.FAILED:
         # Ticking over a failed probe is an override: keep who did it and what the probe said.
@@ -282,12 +285,13 @@ def _lock_item(session: Session, run_id: int, item_id: str, actor: Actor) -> tup
 
 
 def _same_channel(run: Run, actor: Actor) -> None:
-    if actor.channel_id and actor.channel_id != run.channel_id:
+    """A Slack click acts only on its own channel's run (the terminal shell picks runs by number)."""
+    if actor.channel_id and is_slack_channel(actor.channel_id) and actor.channel_id != run.channel_id:
         raise RunError(f"That button belongs to run #{run.id} in <#{run.channel_id}>; nothing changed.")
 
 
 def _finished_message(run: Run) -> str:
-    who = f" by <@{run.finished_by}>" if run.finished_by else ""
+    who = f" by {mention(run.finished_by)}" if run.finished_by else ""
     if run.status == RunStatus.ABORTED:
         return f"Run #{run.id} ({run.version}) was aborted{who}: {run.finish_reason}. Nothing changed."
     return f"Run #{run.id} ({run.version}) is already {run.status}{who}. Nothing changed."

@@ -44,6 +44,8 @@ class FakeSlack:
     # Updates of one message that were in flight at the same time: must stay empty.
     overlaps: list[str] = field(default_factory=list)
     _in_flight: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    uploads: dict[str, bytes] = field(default_factory=dict)  # file id -> bytes received
+    files: list[dict[str, Any]] = field(default_factory=list)  # completed uploads, as shared
     _next_ts: int = 0
     _server: ThreadingHTTPServer | None = None
 
@@ -103,13 +105,23 @@ class FakeSlack:
     # --- the wire ----------------------------------------------------------------------------------
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
-        method = request.path.rsplit("/", 1)[-1]
+        path, _, query = request.path.partition("?")
         length = int(request.headers.get("Content-Length") or 0)
-        raw = request.rfile.read(length).decode() if length else ""
+        body = request.rfile.read(length) if length else b""
+        if path.startswith("/upload/"):  # the URL files.getUploadURLExternal handed out
+            with self.lock:
+                self.uploads[path.rsplit("/", 1)[-1]] = body
+            request.send_response(200)
+            request.send_header("Content-Length", "2")
+            request.end_headers()
+            request.wfile.write(b"OK")
+            return
+        method = path.rsplit("/", 1)[-1]
+        raw = body.decode()
         if (request.headers.get("Content-Type") or "").startswith("application/json"):
-            args = json.loads(raw) if raw else {}
+            args = {**dict(parse_qsl(query)), **(json.loads(raw) if raw else {})}
         else:
-            args = dict(parse_qsl(raw, keep_blank_values=True))
+            args = dict(parse_qsl(query)) | dict(parse_qsl(raw, keep_blank_values=True))
             for key in ("blocks", "view", "attachments"):
                 if isinstance(args.get(key), str):
                     args[key] = json.loads(args[key])
@@ -216,6 +228,31 @@ class FakeSlack:
         if problem := self._invalid(args):
             return problem
         return {"ok": True, "message_ts": "1700000000.999999"}
+
+    def _files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("filename") or not str(args.get("length", "")).isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        with self.lock:
+            self._next_ts += 1
+            file_id = f"F{self._next_ts:08d}"
+        return {"ok": True, "upload_url": f"{self.url.removesuffix('/api/')}/upload/{file_id}", "file_id": file_id}
+
+    def _files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = json.loads(args["files"]) if isinstance(args.get("files"), str) else args.get("files") or []
+        with self.lock:
+            if not files or any(f["id"] not in self.uploads for f in files):
+                return {"ok": False, "error": "file_not_found"}
+            for f in files:
+                self.files.append(
+                    {
+                        **f,
+                        "content": self.uploads[f["id"]],
+                        "channel_id": args.get("channel_id"),
+                        "thread_ts": args.get("thread_ts"),
+                        "initial_comment": args.get("initial_comment"),
+                    }
+                )
+        return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}
 
     def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("trigger_id"):

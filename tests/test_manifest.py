@@ -34,7 +34,12 @@ def test_manifest_declares_what_deploybot_uses() -> None:
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/deploy"]
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is True
-    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "chat:write.public"}
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
+        "commands",
+        "chat:write",
+        "chat:write.public",
+        "files:write",
+    }
 
 
 @pytest.mark.parametrize(

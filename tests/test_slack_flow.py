@@ -21,14 +21,9 @@ def start(running: Running, text: str = "start v1.4.2 production", user: str = "
     response = running.slack.command(text, user=user, channel=CHANNEL)
     assert response.status_code == 200, response.text
     running.settled()
-    parent = running.fake.calls_of("chat.postMessage")[0]
-    return running.fake.thread(CHANNEL, _ts_of(running, parent.args))
-
-
-def _ts_of(running: Running, args: dict[str, Any]) -> str:
-    return next(
-        ts for (ch, ts), m in running.fake.messages.items() if m["blocks"] == args["blocks"] and not m["thread_ts"]
-    )
+    parents = [ts for (ch, ts), m in running.fake.messages.items() if ch == CHANNEL and not m["thread_ts"]]
+    newest = max(parents, key=float)
+    return running.fake.thread(CHANNEL, newest)
 
 
 def item_block(messages: list[dict[str, Any]], item_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -205,7 +200,10 @@ def test_completion_when_every_required_item_is_resolved(
     text = all_text(final[0])
     assert ":tada: *Deployment complete* in 0 min." in text
     assert "*Last Updated*" in text and "*Deployed By*: <@U100>" in text and "*Version*: v1.4.2" in text
-    assert not any(b["type"] == "actions" for m in final for b in m["blocks"])
+    # Nothing left to click but the export menu.
+    controls = [e["action_id"] for m in final for b in m["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert controls == [ids.EXPORT]
+    assert "First completed run of this checklist in this environment" in text
     _, optional = item_block(final, "aws-s3-credentials-are-configured-if-using-s3")
     assert optional["text"]["text"].startswith("⬜") and "accessory" not in optional
     with running.app.sessions() as session:

@@ -33,6 +33,7 @@ def register_listeners(app: App, services: Services) -> None:
     app.action(ids.COMPLETE_ANYWAY)(actions.complete_anyway)
     app.action(ids.ITEM_MENU)(actions.item_menu)
     app.action(ids.RERUN_PROBES)(actions.rerun_probes)
+    app.action(ids.EXPORT)(actions.export)
     app.action(re.compile(".*"))(actions.unknown)  # must stay last: Bolt runs the first match
 
     app.view(ids.NA_VIEW)(views.na_submitted)

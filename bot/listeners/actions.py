@@ -10,7 +10,7 @@ from typing import Any
 from slack_bolt import Ack
 from slack_sdk import WebClient
 
-from bot import blocks, ids, runs
+from bot import blocks, export, ids, runs
 from bot.runs import Actor, RunError
 from bot.services import Services
 
@@ -94,6 +94,23 @@ class Actions:
         with self.services.change() as session:
             runs.rerun_probes(session, click.field("run", int), None, click.actor)
         ack()
+
+    def export(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        click = self._click(body)
+        fmt = click.field("format", str)
+        with self.services.read() as session:
+            document = export.record(session, click.field("run", int))
+            content = export.render(document, fmt)
+        ack()
+        # Slack's current upload flow (files.getUploadURLExternal, then completeUploadExternal).
+        client.files_upload_v2(
+            channel=click.actor.channel_id,
+            thread_ts=click.actor.thread_ts or click.actor.message_ts,
+            content=content,
+            filename=export.filename(document, fmt),
+            title=f"Run #{document['run']['id']} {document['run']['version']} ({fmt})",
+            initial_comment=f"<@{click.actor.user_id}> exported run #{document['run']['id']}.",
+        )
 
     def complete_anyway(self, ack: Ack, body: dict[str, Any]) -> None:
         click = self._click(body)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ from slack_bolt import Ack
 
 from bot import blocks, runs
 from bot.models import ItemStatus, Run
+from bot.mrkdwn import escape, mention
 from bot.runs import Actor, RunError
 from bot.services import Services
 
@@ -22,9 +22,6 @@ HELP = """*deploybot* — your deployment checklist, live in this channel.
 • `/deploy remind <daily|weekly|monthly|quarterly>` — post a maintenance checklist now
 • `/deploy help` — this message
 Tick items with *Done*; *Mark N/A…* and *Add note…* are under each part of the checklist."""
-
-_VERSION = re.compile(r"^[\w.+\-/]{1,64}$")
-_ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class Commands:
@@ -55,30 +52,7 @@ class Commands:
     def start(self, command: dict[str, Any], args: str) -> str:
         version, _, environment = args.partition(" ")
         environment = environment.strip() or "production"
-        if not _VERSION.match(version):
-            raise RunError(
-                "Say which version to deploy: `/deploy start <version> [environment]`, "
-                "e.g. `/deploy start v1.4.2 production` (letters, digits, `.`, `-`, `+`, `/`; up to 64)."
-            )
-        if not _ENVIRONMENT.match(environment):
-            raise RunError(
-                f"`{blocks.escape(environment)}` is not an environment name: use one lowercase word "
-                "such as `production` or `staging`."
-            )
-        template = self.services.deploy_template()
-        with self.services.change() as session:
-            run = runs.start(
-                session,
-                template,
-                version=version,
-                environment=environment,
-                channel_id=command["channel_id"],
-                parts=len(blocks.layout(template)),
-                actor=self._actor(command),
-                # Probes aim only at environments the operator declared in deploybot.yml.
-                probes=environment in self.services.config.environments,
-            )
-            run_id = run.id
+        run_id = self.services.start_deploy(version, environment, self._actor(command))
         return f"Run #{run_id} started: {version} → {environment}. The checklist is on its way to this channel."
 
     def status(self, command: dict[str, Any], _args: str) -> str:
@@ -104,8 +78,8 @@ class Commands:
             took = blocks.duration(run.started_at, run.finished_at or now)
             state = run.status + (" (overridden)" if run.overridden_items else "")
             lines.append(
-                f"• *#{run.id}* {blocks.escape(run.version)} → {run.environment} · {state} · "
-                f"{took}{' so far' if run.is_active else ''} · <@{run.started_by}> {blocks.when(run.started_at)}"
+                f"• *#{run.id}* {escape(run.version)} → {run.environment} · {state} · {took}"
+                f"{' so far' if run.is_active else ''} · {mention(run.started_by)} {blocks.when(run.started_at)}"
             )
         return "*Recent runs in this channel*\n" + "\n".join(lines)
 
@@ -129,12 +103,12 @@ class Commands:
             if run is None:
                 raise RunError("No active run in this channel to abort. `/deploy status` lists active runs.")
             runs.abort(session, run.id, args, self._actor(command))
-            return f"Run #{run.id} ({blocks.escape(run.version)}) aborted."
+            return f"Run #{run.id} ({escape(run.version)}) aborted."
 
 
 def _describe(run: Run, *, detail: bool = False) -> str:
-    started = f"started by <@{run.started_by}> {blocks.when(run.started_at)}"
-    text = f"*Run #{run.id}* {blocks.escape(blocks.status_line(run))} · {started}"
+    started = f"started by {mention(run.started_by)} {blocks.when(run.started_at)}"
+    text = f"*Run #{run.id}* {escape(blocks.status_line(run))} · {started}"
     if not detail:
         return text
     template = run.template

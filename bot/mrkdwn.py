@@ -1,0 +1,22 @@
+"""Slack mrkdwn and id helpers shared by renderers and run rules."""
+
+from __future__ import annotations
+
+import re
+
+
+def escape(text: str) -> str:
+    """Escape user-written text for mrkdwn, so it cannot ping @channel or fake a mention."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(user_id: str | None) -> str:
+    """A Slack mention for a Slack user id; anyone else (a terminal user of `deploybot shell`) by name."""
+    if user_id and re.match(r"^[UW][A-Z0-9]+$", user_id):
+        return f"<@{user_id}>"
+    return f"*{escape(user_id or 'someone')}*"
+
+
+def is_slack_channel(channel_id: str) -> bool:
+    """Slack conversation ids start with C, G or D; the terminal shell uses other names."""
+    return re.match(r"^[CGD][A-Z0-9]{2,}$", channel_id) is not None

@@ -1,0 +1,220 @@
+"""`deploybot shell`: the same runs from a terminal — to try deploybot before Slack, or while Slack is down."""
+
+from __future__ import annotations
+
+import getpass
+import shlex
+from collections.abc import Callable
+from typing import TextIO
+
+from bot import db, export, runs
+from bot.app import load_checklists
+from bot.checklists import iter_items
+from bot.config import Settings, load_deploy_config
+from bot.models import ItemStatus, Run
+from bot.runs import Actor, RunError
+from bot.services import Services, utcnow
+
+HELP = """Commands (the same as /deploy in Slack, plus item numbers):
+  start <version> [environment]   start a run here (environment defaults to production)
+  status                          the run, with numbered items
+  tick N | untick N               mark item N done, or open again
+  na N "reason"                   mark item N not applicable
+  note N "text"                   add a note to item N
+  complete-anyway | abort <reason>
+  list                            recent runs
+  use <run>                       work on another run, e.g. a Slack run while Slack is down
+  export [md|csv|json]            print the run's full record
+  help | quit"""
+
+_MARK = {ItemStatus.DONE: "[x]", ItemStatus.NA: "[n/a]", ItemStatus.OPEN: "[ ]"}
+
+
+def render(run: Run) -> str:
+    """A run as readable text, items numbered in checklist order."""
+    from bot.blocks import status_line
+
+    lines = [
+        f"Run #{run.id} · {status_line(run)}",
+        f"Started by {run.started_by} at {run.started_at:%Y-%m-%d %H:%M} UTC",
+    ]
+    phase = group = None
+    for number, (p, g, item) in enumerate(iter_items(run.template), 1):
+        if p.title != phase:
+            phase = p.title
+            lines += ["", phase]
+        if g.title != group:
+            group = g.title
+            lines.append(f"  {group}")
+        state = run.state_of(item.id)
+        assert state is not None
+        line = f"    {number:>3}. {_MARK[state.status]} {item.text}" + ("" if item.required else " (optional)")
+        if state.changed_by and state.changed_at:
+            line += f" — {state.changed_by} {state.changed_at:%H:%M}"
+        if state.na_reason:
+            line += f": {state.na_reason}"
+        if state.probe_status:
+            line += f" [probe {state.probe_status}: {state.probe_reason or 'checking'}]"
+        lines.append(line)
+        if state.note:
+            lines.append(f"           note ({state.note_by}): {state.note}")
+    return "\n".join(lines)
+
+
+class Shell:
+    """Reads commands, applies them through the same run rules as Slack, answers in text."""
+
+    def __init__(self, services: Services, user: str, channel: str):
+        self.services = services
+        self.user = user
+        self.channel = channel
+        self.run_id: int | None = None
+        self.commands: dict[str, Callable[[list[str]], str]] = {
+            "start": self.start, "status": self.status, "tick": self.tick, "done": self.tick, "untick": self.untick,
+            "reopen": self.untick, "na": self.na, "note": self.note, "complete-anyway": self.complete_anyway,
+            "abort": self.abort, "list": self.recent, "use": self.use, "export": self.export,
+            "help": lambda _args: HELP,
+        }  # fmt: skip
+
+    def handle(self, line: str) -> str:
+        """Answer one line of input."""
+        line = line.strip().removeprefix("/deploy").strip()
+        if not line:
+            return ""
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            return f'! {exc} (quote text with "...")'
+        command = self.commands.get(words[0].lower())
+        if command is None:
+            return f"! I don't know '{words[0]}'.\n{HELP}"
+        try:
+            return command(words[1:])
+        except RunError as exc:
+            return f"! {exc}"
+
+    def _actor(self) -> Actor:
+        return Actor(self.user, self.services.clock(), self.channel)
+
+    def _current(self) -> int:
+        if self.run_id is None:
+            with self.services.read() as session:
+                run = runs.active_run(session, self.channel)
+            if run is None:
+                raise RunError("No active run here: `start <version> [environment]`, or `use <run>`.")
+            self.run_id = run.id
+        return self.run_id
+
+    def _item(self, args: list[str]) -> tuple[int, str]:
+        run_id = self._current()
+        with self.services.read() as session:
+            items = runs.get_run(session, run_id).template.items
+        if not args or not args[0].isdigit() or not 1 <= int(args[0]) <= len(items):
+            raise RunError(f"Give an item number from 1 to {len(items)} (see `status`).")
+        return run_id, items[int(args[0]) - 1].id
+
+    def _show(self, run_id: int) -> str:
+        with self.services.read() as session:
+            return render(runs.get_run(session, run_id))
+
+    def start(self, args: list[str]) -> str:
+        if not args:
+            raise RunError("start <version> [environment], e.g. `start v1.2 staging`.")
+        self.run_id = self.services.start_deploy(args[0], args[1] if len(args) > 1 else "production", self._actor())
+        return self._show(self.run_id)
+
+    def status(self, _args: list[str]) -> str:
+        return self._show(self._current())
+
+    def tick(self, args: list[str]) -> str:
+        run_id, item_id = self._item(args)
+        with self.services.change() as session:
+            note = runs.mark_done(session, run_id, item_id, self._actor())
+        return note or f"done: {item_id}\n{self._progress(run_id)}"
+
+    def untick(self, args: list[str]) -> str:
+        run_id, item_id = self._item(args)
+        with self.services.change() as session:
+            note = runs.reopen(session, run_id, item_id, self._actor())
+        return note or f"open again: {item_id}\n{self._progress(run_id)}"
+
+    def na(self, args: list[str]) -> str:
+        run_id, item_id = self._item(args)
+        with self.services.change() as session:
+            runs.mark_na(session, run_id, item_id, " ".join(args[1:]), self._actor())
+        return f"N/A: {item_id}\n{self._progress(run_id)}"
+
+    def note(self, args: list[str]) -> str:
+        run_id, item_id = self._item(args)
+        with self.services.change() as session:
+            runs.add_note(session, run_id, item_id, " ".join(args[1:]), self._actor())
+        return f"noted on {item_id}"
+
+    def complete_anyway(self, _args: list[str]) -> str:
+        run_id = self._current()
+        with self.services.change() as session:
+            open_items = runs.complete_anyway(session, run_id, self._actor())
+        return f"completed anyway with {len(open_items)} required item(s) open\n{self._progress(run_id)}"
+
+    def abort(self, args: list[str]) -> str:
+        run_id = self._current()
+        with self.services.change() as session:
+            runs.abort(session, run_id, " ".join(args), self._actor())
+        return f"aborted run #{run_id}"
+
+    def recent(self, _args: list[str]) -> str:
+        with self.services.read() as session:
+            recent = runs.recent_runs(session, 10)
+            return (
+                "\n".join(f"#{r.id} {r.version} → {r.environment} · {r.status} · {r.channel_id}" for r in recent)
+                or "no runs yet"
+            )
+
+    def use(self, args: list[str]) -> str:
+        if not args or not args[0].isdigit():
+            raise RunError("use <run number>, e.g. `use 12` (see `list`).")
+        with self.services.read() as session:
+            run = runs.get_run(session, int(args[0]))
+        self.run_id = run.id
+        return self._show(run.id)
+
+    def export(self, args: list[str]) -> str:
+        with self.services.read() as session:
+            document = export.record(session, self._current())
+        return export.render(document, args[0] if args else "md")
+
+    def _progress(self, run_id: int) -> str:
+        from bot.blocks import status_line
+
+        with self.services.read() as session:
+            return status_line(runs.get_run(session, run_id))
+
+
+def run_shell(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
+    """Read commands until end of input or `quit`."""
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+    # Changes made here reach Slack through a running deploybot's publisher, which polls the database.
+    services = Services(
+        sessions=db.make_sessions(engine),
+        templates=load_checklists(settings),
+        wake=lambda: None,
+        clock=utcnow,
+        config=load_deploy_config(settings.config_path),
+    )
+    user = settings.environ.get("DEPLOYBOT_USER") or getpass.getuser()
+    shell = Shell(services, user, settings.environ.get("DEPLOYBOT_SHELL_CHANNEL", "shell"))
+    interactive = stdin.isatty()
+    stdout.write(f"deploybot shell — you are {user}. Type `help`.\n")
+    while True:
+        if interactive:
+            stdout.write("deploybot> ")
+        stdout.flush()
+        line = stdin.readline()
+        if not line or line.strip() in ("quit", "exit"):
+            break
+        answer = shell.handle(line)
+        if answer:
+            stdout.write(answer + "\n")
+    engine.dispose()
+    return 0
