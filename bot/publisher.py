@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import blocks as render
-from bot import export
+from bot import db, export
 from bot.models import Message, Outbox, Run, RunStatus
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class Publisher:
         lease: float = 60.0,
     ):
         self._sessions = sessions
+        self._reader = db.read_only(sessions)
         self._client = client
         self._clock = clock
         # Spacing between two updates of one message: it is what turns a burst of clicks
@@ -125,13 +126,13 @@ class Publisher:
 
     def pending(self) -> int:
         """How many messages are behind the database (posted or not), whatever their schedule."""
-        with self._sessions() as session:
+        with self._reader() as session:
             behind = session.scalar(select(func.count()).select_from(Message).where(_behind())) or 0
             unsent = session.scalar(select(func.count()).select_from(Outbox).where(Outbox.sent_at.is_(None))) or 0
             return behind + unsent
 
     def _due(self, now: datetime) -> list[int]:
-        with self._sessions() as session:
+        with self._reader() as session:
             query = (
                 select(Message.id)
                 .where(
@@ -145,7 +146,7 @@ class Publisher:
             return list(session.scalars(query))
 
     def _next_due(self, now: datetime) -> datetime | None:
-        with self._sessions() as session:
+        with self._reader() as session:
             return session.scalar(
                 select(Message.not_before)
                 .where(_behind(), Message.not_before > now)
@@ -196,7 +197,7 @@ class Publisher:
         self._done(rendering, ts, sent=True)
 
     def _render(self, message_id: int) -> Rendering | None:
-        with self._sessions.begin() as session:
+        with self._reader() as session:
             message = session.get(Message, message_id)
             if message is None:
                 return None
@@ -210,8 +211,8 @@ class Publisher:
                     select(Message).where(Message.run_id == run.id, Message.part < message.part)
                 ).all()
                 if any(m.ts is None for m in earlier):
-                    # Thread replies go out in order, after their parent.
-                    message.lease_until = None
+                    # Thread replies go out in order, after their parent: hand the lease back and wait.
+                    self._release(message_id)
                     return None
                 thread_ts = next(m.ts for m in earlier if m.part == 0)
                 part = render.layout(run.template)[message.part - 1]
@@ -228,6 +229,10 @@ class Publisher:
                 content_hash=digest,
                 unchanged=message.ts is not None and digest == message.content_hash,
             )
+
+    def _release(self, message_id: int) -> None:
+        with self._sessions.begin() as session:
+            session.execute(update(Message).where(Message.id == message_id).values(lease_until=None))
 
     def _done(self, rendering: Rendering, ts: str | None, *, sent: bool) -> None:
         now = self._clock()
@@ -253,7 +258,7 @@ class Publisher:
 
     def _deliver_outbox(self, now: datetime) -> int:
         """Send nudges and other must-deliver messages, each once, retrying until Slack takes it."""
-        with self._sessions() as session:
+        with self._reader() as session:
             due = session.scalars(
                 select(Outbox.id)
                 .where(
@@ -307,7 +312,7 @@ class Publisher:
         return sent
 
     def _tell_starter(self, run_id: int, rendering: Rendering, error: str) -> None:
-        with self._sessions() as session:
+        with self._reader() as session:
             run = session.get(Run, run_id)
             assert run is not None
             starter, text = run.started_by, _describe_failure(run, rendering, error)

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import blocks, runs
+from bot import blocks, db, runs
 from bot.checklists import Schedule, Template
 from bot.config import DeployConfig
 from bot.models import ItemStatus, Outbox, ReminderSlot, Run
@@ -105,6 +105,7 @@ class Reminders:
         interval: float = 30.0,
     ):
         self._sessions = sessions
+        self._reader = db.read_only(sessions)
         self.cadences = cadences(templates, config)
         self._config = config
         self.zone = config.zone
@@ -145,7 +146,7 @@ class Reminders:
 
     def _post_due(self, cadence: Cadence, now: datetime) -> int:
         catch_up = duration(cadence.schedule.catch_up)
-        with self._sessions() as session:
+        with self._reader() as session:
             last = session.scalar(
                 select(ReminderSlot.local_time)
                 .where(ReminderSlot.cadence == cadence.id, ReminderSlot.status != "manual")
@@ -229,7 +230,7 @@ class Reminders:
         for stage in ("nudge", "escalate"):
             due_column = ReminderSlot.nudge_at if stage == "nudge" else ReminderSlot.escalate_at
             done_column = ReminderSlot.nudged_at if stage == "nudge" else ReminderSlot.escalated_at
-            with self._sessions() as session:
+            with self._reader() as session:
                 due = session.scalars(
                     select(ReminderSlot.id)
                     .join(Run, Run.id == ReminderSlot.run_id)
@@ -275,7 +276,7 @@ class Reminders:
         """For /deploy reminders: each cadence's next slot and its last run."""
         now = self._clock()
         lines = []
-        with self._sessions() as session:
+        with self._reader() as session:
             for cadence in self.cadences.values():
                 upcoming = next_slot(cadence.schedule.cron, self.zone, now)
                 last = session.scalars(

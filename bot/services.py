@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import runs
+from bot import db, runs
 from bot.blocks import layout
 from bot.checklists import Template
 from bot.config import DeployConfig
@@ -44,8 +45,12 @@ class Services:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self.sessions() as session:
+        with self._reader() as session:
             yield session
+
+    @cached_property
+    def _reader(self) -> sessionmaker[Session]:
+        return db.read_only(self.sessions)
 
     def start_deploy(self, version: str, environment: str, actor: Actor) -> int:
         """Start a deployment run in the actor's channel; the checklist goes to Slack if that is a Slack channel."""

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import runs
+from bot import db, runs
 from bot.config import DeployConfig
 from bot.models import ItemState, ProbeStatus, Run, RunStatus
 from bot.probes import Variables, Verdict, run_probe
@@ -36,6 +36,7 @@ class ProbeRunner:
         batch: int = 100,
     ):
         self._sessions = sessions
+        self._reader = db.read_only(sessions)
         self._config = config
         self._env = env
         self._clock = clock
@@ -87,7 +88,7 @@ class ProbeRunner:
             await asyncio.wait(self._tasks)
 
     def _claim(self, now: datetime) -> list[tuple[int, str]]:
-        with self._sessions() as session:
+        with self._reader() as session:
             candidates = session.execute(
                 select(ItemState.run_id, ItemState.item_id)
                 .join(Run, Run.id == ItemState.run_id)
@@ -128,7 +129,7 @@ class ProbeRunner:
             )
 
     def _prepare(self, run_id: int, item_id: str) -> tuple[str, ProbeSpec, Variables]:
-        with self._sessions() as session:
+        with self._reader() as session:
             run = session.get(Run, run_id)
             assert run is not None
             item = run.template.item(item_id)

@@ -1,0 +1,93 @@
+"""History scale: with 10,000 finished runs, how long `/deploy list` takes, and do PostgreSQL's plans use indexes.
+
+Usage: python -m bench.history [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert, text
+
+from bench.burst import database
+from bot.models import Run
+from tests.conftest import launched
+from tests.fake_slack import FakeSlack
+
+RUNS = 10_000
+
+
+def fill(bot, count: int) -> None:  # type: ignore[no-untyped-def]
+    """Insert `count` finished runs over the last year, in a few channels."""
+    snapshot = {
+        "id": "t",
+        "title": "T",
+        "kind": "deploy",
+        "phases": [
+            {"id": "p", "title": "P", "groups": [{"id": "g", "title": "G", "items": [{"id": "a", "text": "A"}]}]}
+        ],
+    }
+    start = datetime.now(UTC) - timedelta(days=365)
+    rows = [
+        {
+            "template_id": "production-deploy",
+            "kind": "deploy",
+            "template_snapshot": snapshot,
+            "version": f"v1.{n}",
+            "environment": "production",
+            "channel_id": f"CHIST{n % 5}",
+            "active_slot": None,
+            "status": "complete",
+            "started_by": "U0BENCH",
+            "started_at": start + timedelta(minutes=50 * n),
+            "finished_at": start + timedelta(minutes=50 * n + 20),
+            "finished_by": "U0BENCH",
+            "rev": 2,
+        }
+        for n in range(count)
+    ]
+    with bot.app.sessions.begin() as session:
+        for chunk in range(0, len(rows), 1000):
+            session.execute(insert(Run), rows[chunk : chunk + 1000])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--postgres", action="store_true")
+    args = parser.parse_args()
+    for name in ("sqlite", "postgresql") if args.postgres else ("sqlite",):
+        fake = FakeSlack().start()
+        with database(name) as url, launched(url, fake) as bot:
+            fill(bot, RUNS)
+            timings = []
+            for _ in range(30):
+                started = time.perf_counter()
+                answer = bot.slack.command("list", channel="CHIST3")
+                timings.append((time.perf_counter() - started) * 1000)
+                assert answer.status_code == 200 and "*#" in answer.json()["text"]
+            print(
+                f"{name}: {RUNS} finished runs; `/deploy list` answered in median {statistics.median(timings):.1f} ms, "
+                f"max {max(timings):.1f} ms over 30 requests (target < 100 ms)"
+            )
+            if name == "postgresql":
+                with bot.app.engine.connect() as conn:
+                    # The query runs.recent_runs builds for one channel.
+                    plan = (
+                        conn.execute(
+                            text(
+                                "EXPLAIN SELECT * FROM runs WHERE channel_id = 'CHIST3' "
+                                "ORDER BY started_at DESC, id DESC LIMIT 10"
+                            )
+                        )
+                        .scalars()
+                        .all()
+                    )
+                print("  plan: " + " / ".join(line.strip() for line in plan))
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
