@@ -87,7 +87,8 @@ class Run(Base):
     # Bumped by every change; renders record the revision they showed.
     rev: Mapped[int] = mapped_column(Integer, default=1)
 
-    items: Mapped[list[ItemState]] = relationship(back_populates="run", order_by="ItemState.position", lazy="selectin")
+    # Loaded when a renderer asks for them; a click reads only the item it changes.
+    items: Mapped[list[ItemState]] = relationship(back_populates="run", order_by="ItemState.position")
 
     @property
     def template(self) -> Template:

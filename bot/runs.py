@@ -198,7 +198,7 @@ def record_probe(session: Session, run_id: int, item_id: str, verdict: Verdict, 
             at=at,
         )
     )
-    state = run.state_of(item_id)
+    state = session.get(ItemState, (run_id, item_id))
     if state is None or not run.is_active:
         return
     state.probe_status = ProbeStatus.PASSED if verdict.ok else ProbeStatus.FAILED
@@ -232,7 +232,7 @@ def rerun_probes(session: Session, run_id: int, item_id: str | None, actor: Acto
 def complete_anyway(session: Session, run_id: int, actor: Actor) -> list[str]:
     """Complete a run with required items open, recording who overrode which items."""
     run = _lock_active(session, run_id)
-    open_items = _open_required(run)
+    open_items = _open_required(session, run)
     run.overridden_items = open_items
     _finish(run, RunStatus.COMPLETE, actor)
     _changed(session, run, actor, "run.completed_anyway", None, {"open_items": open_items}, completes=False)
@@ -275,7 +275,8 @@ def ensure_active(run: Run) -> Run:
 def _lock_item(session: Session, run_id: int, item_id: str, actor: Actor) -> tuple[Run, ItemState]:
     run = _lock_active(session, run_id)
     _same_channel(run, actor)
-    state = run.state_of(item_id)
+    # One row, not the whole checklist: a click touches a single item.
+    state = session.get(ItemState, (run.id, item_id))
     if state is None:
         raise RunError(
             f"Run #{run.id} has no item '{item_id}'. The message may be out of date: "
@@ -304,8 +305,15 @@ def _set(state: ItemState, status: str, actor: Actor) -> None:
     state.na_reason = None
 
 
-def _open_required(run: Run) -> list[str]:
-    return [s.item_id for s in run.items if s.required and s.status == ItemStatus.OPEN]
+def _open_required(session: Session, run: Run) -> list[str]:
+    session.flush()
+    return list(
+        session.scalars(
+            select(ItemState.item_id)
+            .where(ItemState.run_id == run.id, ItemState.required, ItemState.status == ItemStatus.OPEN)
+            .order_by(ItemState.position)
+        )
+    )
 
 
 def _finish(run: Run, status: str, actor: Actor) -> None:
@@ -327,7 +335,7 @@ def _changed(
 ) -> None:
     """Record the event, complete the run if nothing required is open, and ask for a render."""
     _record(session, run, actor, kind, item_id, data)
-    if completes and run.is_active and not _open_required(run):
+    if completes and run.is_active and not _open_required(session, run):
         _finish(run, RunStatus.COMPLETE, actor)
         _record(session, run, actor, "run.completed")
     run.rev += 1
