@@ -12,7 +12,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ROOT, SIGNING_SECRET, postgres_schema_url
+from bench.burst import database
+from tests.conftest import ROOT, SIGNING_SECRET
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackUser
 from tests.test_process import free_port
@@ -145,15 +145,6 @@ def measure(database: str, database_url: str) -> list[str]:
         )
     fake.stop()
     return rows
-
-
-@contextmanager
-def database(name: str) -> Iterator[str]:
-    if name == "postgresql":
-        yield from postgres_schema_url()
-    else:
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{folder}/bench.db"
 
 
 def main() -> None:
