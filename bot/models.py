@@ -69,7 +69,8 @@ class Run(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     template_id: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
-    template_snapshot: Mapped[dict[str, Any]]
+    # Loaded only when something renders it: a click never needs the whole checklist.
+    template_snapshot: Mapped[dict[str, Any]] = mapped_column(deferred=True)
     version: Mapped[str] = mapped_column(String(64))
     environment: Mapped[str] = mapped_column(String(64))
     channel_id: Mapped[str] = mapped_column(String(32))

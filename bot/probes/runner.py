@@ -83,6 +83,7 @@ class ProbeRunner:
                 task.add_done_callback(self._tasks.discard)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+            await asyncio.sleep(0.05)  # every click wakes us: claim at most 20 times a second
             self._wakeup.clear()
         if self._tasks:
             await asyncio.wait(self._tasks)
