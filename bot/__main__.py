@@ -7,11 +7,14 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import yaml
+from sqlalchemy.orm import Session
 
 from bot import checklists, db
 from bot.config import ConfigError, Settings, load_deploy_config
@@ -106,23 +109,16 @@ def _probe(settings: Settings, environment: str, checklist: str, as_json: bool) 
 def _export(settings: Settings, run_id: int, fmt: str, output: Path | None) -> int:
     from bot import export
 
-    engine = db.make_engine(settings.database_url)
-    with db.make_sessions(engine)() as session:
+    with _reading(settings) as session:
         document = export.record(session, run_id)
-    text = export.render(document, fmt)
-    if output:
-        output.write_text(text, encoding="utf-8")
-        print(f"wrote {output}")
-    else:
-        sys.stdout.write(text)
+    _emit(export.render(document, fmt), output)
     return 0
 
 
 def _diff(settings: Settings, run_id: int, other_id: int | None) -> int:
     from bot import export, runs
 
-    engine = db.make_engine(settings.database_url)
-    with db.make_sessions(engine)() as session:
+    with _reading(settings) as session:
         run = runs.get_run(session, run_id)
         other = runs.get_run(session, other_id) if other_id else export.previous_release(session, run)
         changes = export.compare(run, other)
@@ -136,13 +132,28 @@ def _diff(settings: Settings, run_id: int, other_id: int | None) -> int:
 def _import(markdown: Path, output: Path | None, kind: str, sections: list[str]) -> int:
     data = checklists.import_markdown(markdown.read_text(encoding="utf-8"), kind=kind, phases=sections)
     checklists.Template.model_validate(data)
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
+    _emit(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120), output)
+    return 0
+
+
+@contextmanager
+def _reading(settings: Settings) -> Iterator[Session]:
+    """A read-only session on the configured database, for one command."""
+    engine = db.make_engine(settings.database_url)
+    try:
+        with db.read_only(db.make_sessions(engine))() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """Write to `output` if given, else to standard output."""
     if output:
         output.write_text(text, encoding="utf-8")
-        print(f"wrote {output} ({sum(len(g['items']) for p in data['phases'] for g in p['groups'])} items)")
+        print(f"wrote {output}")
     else:
         sys.stdout.write(text)
-    return 0
 
 
 def _run(settings: Settings) -> int:
