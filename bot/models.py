@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -91,8 +92,9 @@ class Run(Base):
     # Loaded when a renderer asks for them; a click reads only the item it changes.
     items: Mapped[list[ItemState]] = relationship(back_populates="run", order_by="ItemState.position")
 
-    @property
+    @cached_property
     def template(self) -> Template:
+        # The snapshot never changes once written; renderers ask for it many times per message.
         return Template.model_validate(self.template_snapshot)
 
     @property
