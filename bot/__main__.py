@@ -120,7 +120,7 @@ def _diff(settings: Settings, run_id: int, other_id: int | None) -> int:
 
     with _reading(settings) as session:
         run = runs.get_run(session, run_id)
-        other = runs.get_run(session, other_id) if other_id else export.previous_release(session, run)
+        other = runs.get_run(session, other_id) if other_id else runs.previous_release(session, run)
         changes = export.compare(run, other)
         print(export.describe_changes(run, other, changes, limit=1000))
         for kind, ids in changes.items():

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+import httpx
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -21,8 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import checklists, db
 from bot.blocks import check_template_limits
-from bot.config import Settings, load_deploy_config
+from bot.config import DeployConfig, Settings, load_deploy_config
 from bot.listeners import register_listeners
+from bot.paging.senders import Senders
+from bot.paging.worker import PageWorker
+from bot.permissions import Gatekeeper
 from bot.probes.runner import ProbeRunner
 from bot.publisher import Publisher
 from bot.reminders import Reminders
@@ -41,6 +45,7 @@ class Deploybot:
     publisher: Publisher
     probes: ProbeRunner
     reminders: Reminders
+    pager: PageWorker
     metrics: Metrics = field(default_factory=Metrics)
     slack_ok: bool = False
 
@@ -58,11 +63,13 @@ class Deploybot:
         """Start the background publisher, probe runner and (unless told not to) the reminder ticker."""
         self.publisher.start()
         self.probes.start()
+        self.pager.start()
         if reminders:
             self.reminders.start()
 
     def stop_workers(self) -> None:
         self.reminders.stop()
+        self.pager.stop()
         self.probes.stop()
         self.publisher.stop()
 
@@ -123,9 +130,13 @@ def create_app(
             RateLimitErrorRetryHandler(max_retry_count=1),
         ],
     )
-    # The publisher keeps its own retry schedule in the database, so its client never sleeps.
-    publisher_client = WebClient(token=token, base_url=settings.slack_api_url, timeout=10, retry_handlers=[])
-    publisher = Publisher(sessions, publisher_client, clock, min_interval=settings.render_interval)
+    config = load_deploy_config(settings.config_path)
+    _warn_about_missing_secrets(config, settings)
+    # The publisher and the pager keep their retry schedules in the database, so their clients never sleep.
+    worker_client = WebClient(token=token, base_url=settings.slack_api_url, timeout=10, retry_handlers=[])
+    publisher = Publisher(
+        sessions, worker_client, clock, min_interval=settings.render_interval, contacts=config.contacts
+    )
     bolt = App(
         client=client,
         process_before_response=True,  # the change is committed before Slack hears the ack
@@ -133,17 +144,36 @@ def create_app(
         token_verification_enabled=False,
         ignoring_self_events_enabled=False,
     )
-    config = load_deploy_config(settings.config_path)
     probes = ProbeRunner(sessions, config, settings.environ, clock, publisher.wake)
+    senders = Senders(config, worker_client, httpx.Client(timeout=10), settings.environ)
+    pager = PageWorker(sessions, config, senders, clock, publisher.wake)
 
     def wake() -> None:
         publisher.wake()
         probes.wake()
+        pager.wake()
 
     templates = templates if templates is not None else load_checklists(settings)
     reminders = Reminders(sessions, templates, config, clock, wake)
+    gate = Gatekeeper(config.permissions, lambda group: client.usergroups_users_list(usergroup=group)["users"])
     services = Services(
-        sessions=sessions, templates=templates, wake=wake, clock=clock, config=config, reminders=reminders
+        sessions=sessions,
+        templates=templates,
+        wake=wake,
+        clock=clock,
+        config=config,
+        reminders=reminders,
+        gate=gate,
     )
     register_listeners(bolt, services)
-    return Deploybot(settings, engine, sessions, bolt, publisher, probes, reminders)
+    return Deploybot(settings, engine, sessions, bolt, publisher, probes, reminders, pager)
+
+
+def _warn_about_missing_secrets(config: DeployConfig, settings: Settings) -> None:
+    """Name (never show) each pager secret deploybot.yml refers to that the environment lacks."""
+    for name, team in config.contacts.items():
+        wanted = [team.pagerduty.routing_key_env] if team.pagerduty else []
+        wanted += [team.webhook.secret_env] if team.webhook else []
+        for variable in wanted:
+            if not settings.environ.get(variable):
+                log.error("contacts › %s needs the environment variable %s; pages to it will fail", name, variable)

@@ -149,6 +149,8 @@ def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
         RunStatus.ACTIVE: ":large_blue_circle: In progress",
         RunStatus.COMPLETE: ":white_check_mark: Complete",
         RunStatus.ABORTED: ":octagonal_sign: Aborted",
+        RunStatus.FAILED: ":x: Failed",
+        RunStatus.ROLLED_BACK: ":leftwards_arrow_with_hook: Rolled back",
     }.get(run.status, run.status)
     title = (
         f"{run.template.title} — {run.version}"
@@ -161,7 +163,7 @@ def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
         {
             "type": "section",
             "fields": [
-                _mrkdwn(f"*Version*\n{escape(run.version)}"),
+                _mrkdwn(f"*Version*\n{escape(run.version)}{_rollback_target(run)}"),
                 _mrkdwn(f"*Environment*\n{escape(run.environment)}"),
                 _mrkdwn(f"*Started by*\n{mention(run.started_by)} {when(run.started_at)}"),
                 _mrkdwn(f"*Status*\n{status}"),
@@ -204,11 +206,29 @@ def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
                         },
                     },
                     *([button("Re-run probes", ids.RERUN_PROBES, {"run": run.id})] if _has_probes(run) else []),
+                    *(
+                        [button("Deployment failed…", ids.FAIL_DIALOG, {"run": run.id}, "danger")]
+                        if run.kind == "deploy"
+                        else []
+                    ),
+                    *(
+                        [button("Page on-call", ids.PAGE_ONCALL, {"run": run.id}, "danger")]
+                        if run.kind == "rollback"
+                        else []
+                    ),
                 ],
             }
         )
     blocks.append(_context(f"Run #{run.id} · the checklist is in the thread below"))
     return blocks
+
+
+def _rollback_target(run: Run) -> str:
+    if run.kind != "rollback":
+        return ""
+    if run.rollback_to:
+        return f"\nback to *{escape(run.rollback_to)}*"
+    return f"\nback to the previous version (no earlier complete deployment to {escape(run.environment)} on record)"
 
 
 def _probe_summary(run: Run) -> str:
@@ -238,9 +258,18 @@ def _outcome_blocks(run: Run, label: str) -> list[Block]:
     if run.is_active or run.finished_at is None:
         return []
     took = duration(run.started_at, run.finished_at)
+    reason = quote(run.finish_reason or "")
     if run.status == RunStatus.ABORTED:
+        text = f":octagonal_sign: *Aborted* by {mention(run.finished_by)} after {took}: _{reason}_"
+    elif run.status == RunStatus.FAILED:
         text = (
-            f":octagonal_sign: *Aborted* by {mention(run.finished_by)} after {took}: _{quote(run.finish_reason or '')}_"
+            f":x: *Deployment failed*, declared by {mention(run.finished_by)} after {took}: _{reason}_\n"
+            "The rollback checklist is posted in this channel."
+        )
+    elif run.status == RunStatus.ROLLED_BACK:
+        text = (
+            f":leftwards_arrow_with_hook: *Rolled back.* Declared failed by {mention(run.finished_by)} "
+            f"after {took}: _{reason}_"
         )
     elif run.overridden_items:
         texts = {i.id: i.text for i in run.template.items}
@@ -391,6 +420,36 @@ def item_modal(
                     "action_id": field,
                     "multiline": True,
                     "max_length": 500,
+                },
+            },
+        ],
+    }
+
+
+def fail_modal(run: Run, channel_id: str | None, message_ts: str | None) -> Block:
+    """A modal asking what went wrong before a deployment is declared failed."""
+    return {
+        "type": "modal",
+        "callback_id": ids.FAIL_VIEW,
+        "private_metadata": json.dumps({"run": run.id, "channel": channel_id, "message": message_ts}),
+        "title": {"type": "plain_text", "text": "Deployment failed"},
+        "submit": {"type": "plain_text", "text": "Declare failed"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _context(f"Run #{run.id} · {escape(run.version)} → {escape(run.environment)}"),
+            _section(
+                "The run is marked failed and the rollback checklist is posted in the channel, "
+                "with the previous successful version filled in."
+            ),
+            {
+                "type": "input",
+                "block_id": ids.REASON_FIELD,
+                "label": {"type": "plain_text", "text": "What went wrong?"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": ids.REASON_FIELD,
+                    "multiline": True,
+                    "max_length": MAX_REASON,
                 },
             },
         ],

@@ -77,6 +77,9 @@ class Phase(_Strict):
         return [item for group in self.groups for item in group.items]
 
 
+PREVIOUS_VERSION = ("<previous-version>", "<previous-commit>")
+
+
 class Template(_Strict):
     id: Slug
     title: Annotated[str, Field(min_length=1, max_length=150)]
@@ -104,6 +107,15 @@ class Template(_Strict):
     @property
     def items(self) -> list[Item]:
         return [item for phase in self.phases for item in phase.items]
+
+    def with_previous_version(self, version: str) -> Template:
+        """This template with `<previous-version>` (or the seed's `<previous-commit>`) filled in its commands."""
+        data = self.model_dump(mode="json")
+        for item in (i for phase in data["phases"] for group in phase["groups"] for i in group["items"]):
+            for placeholder in PREVIOUS_VERSION:
+                if item.get("command"):
+                    item["command"] = item["command"].replace(placeholder, version)
+        return Template.model_validate(data)
 
     def item(self, item_id: str) -> Item | None:
         return next((i for i in self.items if i.id == item_id), None)

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 
+from bot.contacts import Team, UserOrGroupId, check_contacts
 from bot.yamlfile import load_model
 
 
@@ -113,16 +114,33 @@ class Settings:
 
 
 Scalar = str | int | float | bool
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+class Permissions(BaseModel):
+    """Who may do what: Slack user ids (U…) or user group ids (S…). An empty list means everyone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    page: list[UserOrGroupId] = []
 
 
 class DeployConfig(BaseModel):
-    """deploybot.yml: the environments probes check, with their variables. Secrets stay in the environment."""
+    """deploybot.yml: environments for probes, emergency contacts, permissions. Secrets stay in the environment."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timezone: str = "UTC"  # IANA name: maintenance schedules are in this zone
     maintenance_channel: Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{4,}$")] | None = None
-    environments: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")], dict[str, Scalar]] = {}
+    environments: dict[Name, dict[str, Scalar]] = {}
+    contacts: dict[Name, Team] = {}
+    permissions: Permissions = Permissions()
+
+    @model_validator(mode="after")
+    def _known_teams(self) -> DeployConfig:
+        if problems := check_contacts(self.contacts):
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -11,6 +11,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -74,6 +76,22 @@ def read_only(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     """A twin factory for sessions that only read: on SQLite they do not take the write lock."""
     engine = sessions.kw["bind"]
     return sessionmaker(engine.execution_options(deploybot_read_only=True), expire_on_commit=False)
+
+
+def insert_once(session: Session, model: Any, values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING: whether this call inserted the row.
+
+    A unique key then decides which of several processes does a thing (posts a slot, sends a
+    notification). rowcount is no answer here: psycopg reports -1 for this statement.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement: Any = pg_insert(model).values(values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite_insert(model).values(values).on_conflict_do_nothing()
+    else:
+        raise RuntimeError(f"deploybot supports SQLite and PostgreSQL, not {dialect}")
+    return session.execute(statement.returning(model.id)).scalar_one_or_none() is not None
 
 
 def _alembic_config(engine: Engine) -> Config:

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import runs
+from bot import paging, runs
 from bot.checklists import iter_items
-from bot.models import ItemStatus, ProbeResult, ProbeStatus, Run, RunStatus
+from bot.models import ItemStatus, ProbeResult, ProbeStatus, Run
 
 SCHEMA = "deploybot.run-export/1"  # documented in docs/export.schema.json
 FORMATS = ("md", "csv", "json")
@@ -87,7 +87,10 @@ def record(session: Session, run_id: int) -> dict[str, Any]:
         "items": items,
         "events": [{"id": e.id, "at": _iso(e.at), "user": e.user_id, "kind": e.kind, "item": e.item_id,
                     "channel": e.channel_id, "message_ts": e.message_ts, "data": e.data} for e in events],
-        "pages": [],  # pages sent during the run, once paging exists
+        "pages": [{"id": p.id, "team": p.team, "text": p.text, "status": p.status, "paged_by": p.paged_by,
+                   "created_at": _iso(p.created_at), "chain": p.chain, "level": p.level, "acknowledged_by": p.acked_by,
+                   "acknowledged_at": _iso(p.acked_at), "resolved_by": p.resolved_by,
+                   "resolved_at": _iso(p.resolved_at)} for p in paging.pages_of_run(session, run.id)],
     }  # fmt: skip
 
 
@@ -204,22 +207,6 @@ def _markdown(document: dict[str, Any]) -> str:
 
 
 # --- comparison with the last release --------------------------------------------------------------
-
-
-def previous_release(session: Session, run: Run) -> Run | None:
-    """The last completed run of the same checklist and environment before this one."""
-    return session.scalars(
-        select(Run)
-        .where(
-            Run.template_id == run.template_id,
-            Run.environment == run.environment,
-            Run.status == RunStatus.COMPLETE,
-            Run.id != run.id,
-            Run.started_at < run.started_at,
-        )
-        .order_by(Run.started_at.desc())
-        .limit(1)
-    ).first()
 
 
 def _marks(run: Run) -> dict[str, set[str]]:

@@ -41,8 +41,8 @@ class RunStatus:
     ACTIVE = "active"
     COMPLETE = "complete"
     ABORTED = "aborted"
-
-    FINISHED = (COMPLETE, ABORTED)
+    FAILED = "failed"  # a deployment that went wrong; its rollback run is under way
+    ROLLED_BACK = "rolled_back"  # a failed deployment whose rollback checklist was finished
 
 
 class ItemStatus:
@@ -88,6 +88,9 @@ class Run(Base):
     overridden_items: Mapped[list[Any] | None]
     # Bumped by every change; renders record the revision they showed.
     rev: Mapped[int] = mapped_column(Integer, default=1)
+    # For a rollback run: the deployment it rolls back, and the version it goes back to, if known.
+    rollback_of: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    rollback_to: Mapped[str | None] = mapped_column(String(64))
 
     # Loaded when a renderer asks for them; a click reads only the item it changes.
     items: Mapped[list[ItemState]] = relationship(back_populates="run", order_by="ItemState.position")
@@ -145,12 +148,13 @@ class ItemState(Base):
 
 
 class Event(Base):
-    """Append-only audit log: who did what to which run or item, when, and from which message."""
+    """Append-only audit log: who did what to which run, item or page, when, and from which message."""
 
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    page_id: Mapped[int | None] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
     item_id: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(32))
@@ -212,13 +216,14 @@ class Outbox(Base):
 
 
 class Message(Base):
-    """One Slack message that renders part of a run, and how far its rendering has caught up."""
+    """One Slack message that renders part of a run (or a page's alert), and how far its rendering has caught up."""
 
     __tablename__ = "messages"
     __table_args__ = (UniqueConstraint("run_id", "part"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    page_id: Mapped[int | None] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
     part: Mapped[int]  # 0 is the parent message; 1.. are the checklist parts in its thread
     channel_id: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str | None] = mapped_column(String(32), index=True)
@@ -228,5 +233,62 @@ class Message(Base):
     # Earliest time the next render may go out: spacing between updates and 429/5xx back-off.
     not_before: Mapped[datetime | None] = mapped_column(index=True)
     lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class PageStatus:
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Page(Base):
+    """A call for help to a team, escalating along its chain until someone acknowledges."""
+
+    __tablename__ = "pages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
+    # The escalation chain as it was when paged: team names, one per level.
+    chain: Mapped[list[Any]]
+    level: Mapped[int] = mapped_column(Integer, default=0)
+    # When the next level is paged if nobody acknowledges; NULL once acknowledged or exhausted.
+    escalate_at: Mapped[datetime | None] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(16), default=PageStatus.OPEN)
+    dedup_key: Mapped[str] = mapped_column(String(64), unique=True)  # one incident in external pagers
+    paged_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    acked_by: Mapped[str | None] = mapped_column(String(32))
+    acked_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(32))
+    resolved_at: Mapped[datetime | None]
+    rev: Mapped[int] = mapped_column(Integer, default=1)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == PageStatus.OPEN
+
+
+class PageDelivery(Base):
+    """One notification of a page: a DM, a PagerDuty event or a webhook call, sent once, retried until taken."""
+
+    __tablename__ = "page_deliveries"
+    # The unique key is what keeps replicas from notifying anyone twice.
+    __table_args__ = (UniqueConstraint("page_id", "level", "target", "action"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
+    level: Mapped[int]
+    target: Mapped[str] = mapped_column(String(80))  # "dm:U123", "usergroup:S123", "pagerduty:dba", "webhook:dba"
+    action: Mapped[str] = mapped_column(String(16))  # trigger | acknowledge | resolve
+    created_at: Mapped[datetime]
+    not_before: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None] = mapped_column(index=True)
+    failed_at: Mapped[datetime | None]  # given up: an answer retrying cannot change
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)

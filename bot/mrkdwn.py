@@ -10,9 +10,14 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def is_slack_user(user_id: str) -> bool:
+    """Slack user ids start with U or W; the terminal shell's users have plain names."""
+    return re.match(r"^[UW][A-Z0-9]+$", user_id) is not None
+
+
 def mention(user_id: str | None) -> str:
     """A Slack mention for a Slack user id; anyone else (a terminal user of `deploybot shell`) by name."""
-    if user_id and re.match(r"^[UW][A-Z0-9]+$", user_id):
+    if user_id and is_slack_user(user_id):
         return f"<@{user_id}>"
     return f"*{escape(user_id or 'someone')}*"
 

@@ -17,8 +17,10 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import blocks as render
-from bot import db, export
+from bot import db, export, paging, runs
+from bot.contacts import Team
 from bot.models import Message, Outbox, Run, RunStatus
+from bot.paging import render as page_render
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,10 @@ class Publisher:
         min_interval: float = 1.0,
         poll_interval: float = 1.0,
         lease: float = 60.0,
+        contacts: dict[str, Team] | None = None,
     ):
         self._sessions = sessions
+        self._contacts = contacts or {}
         self._reader = db.read_only(sessions)
         self._client = client
         self._clock = clock
@@ -205,9 +209,13 @@ class Publisher:
             message = session.get(Message, message_id)
             if message is None:
                 return None
+            thread_ts = None
+            if message.page_id is not None:
+                page = paging.get_page(session, message.page_id)
+                (blocks, text), rev = page_render.alert(page, self._contacts), page.rev
+                return self._rendering(message, None, rev, blocks, text)
             run = session.get(Run, message.run_id)
             assert run is not None
-            thread_ts = None
             if message.part == 0:
                 blocks, text = render.parent_blocks(run, _comparison(session, run)), render.message_text(run)
             else:
@@ -221,18 +229,24 @@ class Publisher:
                 thread_ts = next(m.ts for m in earlier if m.part == 0)
                 part = render.layout(run.template)[message.part - 1]
                 blocks, text = render.part_blocks(run, part, message.part), render.message_text(run, part)
-            digest = hashlib.sha256(json.dumps([blocks, text], sort_keys=True).encode()).hexdigest()
-            return Rendering(
-                message_id=message.id,
-                channel_id=message.channel_id,
-                ts=message.ts,
-                thread_ts=thread_ts,
-                rev=run.rev,
-                blocks=blocks,
-                text=text,
-                content_hash=digest,
-                unchanged=message.ts is not None and digest == message.content_hash,
-            )
+            return self._rendering(message, thread_ts, run.rev, blocks, text)
+
+    @staticmethod
+    def _rendering(
+        message: Message, thread_ts: str | None, rev: int, blocks: list[dict[str, Any]], text: str
+    ) -> Rendering:
+        digest = hashlib.sha256(json.dumps([blocks, text], sort_keys=True).encode()).hexdigest()
+        return Rendering(
+            message_id=message.id,
+            channel_id=message.channel_id,
+            ts=message.ts,
+            thread_ts=thread_ts,
+            rev=rev,
+            blocks=blocks,
+            text=text,
+            content_hash=digest,
+            unchanged=message.ts is not None and digest == message.content_hash,
+        )
 
     def _release(self, message_id: int) -> None:
         with self._sessions.begin() as session:
@@ -336,7 +350,7 @@ class Publisher:
             message.lease_until = None
             message.last_error = f"{status or 'network'}: {error}"
             first_failure, run_id = message.attempts == 1, message.run_id
-        if first_failure and error in NEEDS_A_PERSON:
+        if first_failure and error in NEEDS_A_PERSON and run_id is not None:
             self._tell_starter(run_id, rendering, str(error))
         log.warning(
             "render of message %s failed (%s: %s); retrying in %.1f s",
@@ -351,7 +365,7 @@ def _comparison(session: Session, run: Run) -> str | None:
     """For a completed deployment: what it skipped, failed or overrode that the last release did not."""
     if run.kind != "deploy" or run.status != RunStatus.COMPLETE:
         return None
-    other = export.previous_release(session, run)
+    other = runs.previous_release(session, run)
     return export.describe_changes(run, other, export.compare(run, other))
 
 

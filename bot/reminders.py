@@ -6,14 +6,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import blocks, db, runs
@@ -196,7 +193,7 @@ class Reminders:
         """Insert the slot's unique row; whoever inserts it posts it (if it is to be posted)."""
         with self._sessions.begin() as session:
             values = {"cadence": cadence.id, "local_time": local.isoformat(), "due_at": at, "status": status}
-            if not _insert_once(session, values):
+            if not db.insert_once(session, ReminderSlot, values):
                 return None
             if now is None:
                 log.info("maintenance %s slot %s recorded as missed", cadence.id, local)
@@ -303,18 +300,3 @@ def _no_channel(cadence: Cadence) -> str:
         f"no channel for '{cadence.id}': set maintenance_channel in deploybot.yml "
         "or schedule.channel in checklists/maintenance.yml"
     )
-
-
-def _insert_once(session: Session, values: dict[str, object]) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING id: whether this call inserted the row.
-
-    (rowcount is no answer here: psycopg reports -1 for this statement.)
-    """
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        statement: Any = pg_insert(ReminderSlot).values(values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite_insert(ReminderSlot).values(values).on_conflict_do_nothing()
-    else:
-        raise RuntimeError(f"deploybot supports SQLite and PostgreSQL, not {dialect}")
-    return session.execute(statement.returning(ReminderSlot.id)).scalar_one_or_none() is not None

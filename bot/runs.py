@@ -54,6 +54,8 @@ def start(
     parts: int | None,
     actor: Actor,
     probes: bool = False,
+    rollback_of: Run | None = None,
+    rollback_to: str | None = None,
 ) -> Run:
     """Start a run of `template` in a channel, rendered as a parent message plus `parts` replies
     (None: a run kept outside Slack, such as one started from the terminal shell).
@@ -67,12 +69,14 @@ def start(
         version=version,
         environment=environment,
         channel_id=channel_id,
-        # One deployment at a time per channel; maintenance runs of several cadences may overlap.
-        active_slot=f"{channel_id}:{template.kind}" if template.kind == "deploy" else None,
+        # One deployment (and one rollback) at a time per channel; maintenance runs of several cadences may overlap.
+        active_slot=f"{channel_id}:{template.kind}" if template.kind in ("deploy", "rollback") else None,
         status=RunStatus.ACTIVE,
         started_by=actor.user_id,
         started_at=actor.at,
         rev=1,
+        rollback_of=rollback_of.id if rollback_of else None,
+        rollback_to=rollback_to,
     )
     current = active_run(session, channel_id, template.kind) if run.active_slot else None
     if current is not None:
@@ -119,6 +123,32 @@ def active_run(session: Session, channel_id: str, kind: str = "deploy") -> Run |
 def active_runs(session: Session) -> list[Run]:
     """Every active run, oldest first."""
     return list(session.scalars(select(Run).where(Run.status == RunStatus.ACTIVE).order_by(Run.id)))
+
+
+def latest_deploy(session: Session, channel_id: str) -> Run | None:
+    """The most recently started deployment in a channel, whatever its status."""
+    return session.scalars(
+        select(Run)
+        .where(Run.channel_id == channel_id, Run.kind == "deploy")
+        .order_by(Run.started_at.desc(), Run.id.desc())
+        .limit(1)
+    ).first()
+
+
+def previous_release(session: Session, run: Run) -> Run | None:
+    """The last completed run of the same checklist and environment before this one."""
+    return session.scalars(
+        select(Run)
+        .where(
+            Run.template_id == run.template_id,
+            Run.environment == run.environment,
+            Run.status == RunStatus.COMPLETE,
+            Run.id != run.id,
+            Run.started_at < run.started_at,
+        )
+        .order_by(Run.started_at.desc())
+        .limit(1)
+    ).first()
 
 
 def recent_runs(session: Session, limit: int = 10, channel_id: str | None = None) -> list[Run]:
@@ -234,9 +264,28 @@ def complete_anyway(session: Session, run_id: int, actor: Actor) -> list[str]:
     run = _lock_active(session, run_id)
     open_items = _open_required(session, run)
     run.overridden_items = open_items
-    _finish(run, RunStatus.COMPLETE, actor)
+    _finish(session, run, RunStatus.COMPLETE, actor)
     _changed(session, run, actor, "run.completed_anyway", None, {"open_items": open_items}, completes=False)
     return open_items
+
+
+def fail(session: Session, run_id: int, reason: str, actor: Actor) -> Run:
+    """Declare a deployment failed, with a reason; its rollback checklist is started next."""
+    reason = reason.strip()
+    if not reason:
+        raise RunError("Say what went wrong: `/deploy fail <reason>`, e.g. `/deploy fail error rate 12% after deploy`.")
+    run = _lock_active(session, run_id)
+    if run.kind != "deploy":
+        raise RunError(f"Run #{run.id} is a {run.kind} run; only a deployment can fail.")
+    run.finish_reason = reason[:MAX_REASON]
+    _finish(session, run, RunStatus.FAILED, actor)
+    _changed(session, run, actor, "run.failed", None, {"reason": run.finish_reason}, completes=False)
+    return run
+
+
+def rollback_for(session: Session, run: Run) -> Run | None:
+    """The latest rollback run started for a deployment, if any."""
+    return session.scalars(select(Run).where(Run.rollback_of == run.id).order_by(Run.id.desc()).limit(1)).first()
 
 
 def abort(session: Session, run_id: int, reason: str, actor: Actor) -> Run:
@@ -246,7 +295,7 @@ def abort(session: Session, run_id: int, reason: str, actor: Actor) -> Run:
         raise RunError("Say why: `/deploy abort <reason>`, e.g. `/deploy abort failed smoke tests`.")
     run = _lock_active(session, run_id)
     run.finish_reason = reason[:MAX_REASON]
-    _finish(run, RunStatus.ABORTED, actor)
+    _finish(session, run, RunStatus.ABORTED, actor)
     _changed(session, run, actor, "run.aborted", None, {"reason": run.finish_reason}, completes=False)
     return run
 
@@ -295,6 +344,11 @@ def _finished_message(run: Run) -> str:
     who = f" by {mention(run.finished_by)}" if run.finished_by else ""
     if run.status == RunStatus.ABORTED:
         return f"Run #{run.id} ({run.version}) was aborted{who}: {run.finish_reason}. Nothing changed."
+    if run.status in (RunStatus.FAILED, RunStatus.ROLLED_BACK):
+        return (
+            f"Run #{run.id} ({run.version}) was declared failed{who}: {run.finish_reason}. Nothing changed; "
+            "its rollback checklist is in this channel (`/deploy rollback` opens one)."
+        )
     return f"Run #{run.id} ({run.version}) is already {run.status}{who}. Nothing changed."
 
 
@@ -316,11 +370,20 @@ def _open_required(session: Session, run: Run) -> list[str]:
     )
 
 
-def _finish(run: Run, status: str, actor: Actor) -> None:
+def _finish(session: Session, run: Run, status: str, actor: Actor) -> None:
     run.status = status
     run.active_slot = None
     run.finished_at = actor.at
     run.finished_by = actor.user_id
+    if run.kind == "rollback" and run.rollback_of is not None and status == RunStatus.COMPLETE:
+        # Finishing the rollback checklist is what makes the failed deployment "rolled back".
+        failed = get_run(session, run.rollback_of, lock=True)
+        if failed.status in (RunStatus.FAILED, RunStatus.COMPLETE, RunStatus.ABORTED):
+            previous = failed.status
+            failed.status = RunStatus.ROLLED_BACK
+            _changed(
+                session, failed, actor, "run.rolled_back", None, {"rollback": run.id, "was": previous}, completes=False
+            )
 
 
 def _changed(
@@ -336,7 +399,7 @@ def _changed(
     """Record the event, complete the run if nothing required is open, and ask for a render."""
     _record(session, run, actor, kind, item_id, data)
     if completes and run.is_active and not _open_required(session, run):
-        _finish(run, RunStatus.COMPLETE, actor)
+        _finish(session, run, RunStatus.COMPLETE, actor)
         _record(session, run, actor, "run.completed")
     run.rev += 1
     session.flush()

@@ -11,11 +11,13 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import db, runs
+from bot import db, paging, runs
 from bot.blocks import layout
 from bot.checklists import Template
 from bot.config import DeployConfig
+from bot.models import Event, Run, RunStatus
 from bot.mrkdwn import escape, is_slack_channel
+from bot.permissions import Gatekeeper, Refused
 from bot.reminders import Reminders
 from bot.runs import Actor, RunError
 
@@ -35,6 +37,7 @@ class Services:
     config: DeployConfig = field(default_factory=DeployConfig)
     reminders: Reminders | None = None
     clock: Callable[[], datetime] = utcnow
+    gate: Gatekeeper | None = None  # None: everyone may do everything
 
     @contextmanager
     def change(self) -> Iterator[Session]:
@@ -79,6 +82,92 @@ class Services:
                 probes=environment in self.config.environments,
             )
             return run.id
+
+    def require(self, role: str, actor: Actor, **detail: object) -> None:
+        """Refuse (and record the refusal) unless the actor may take `role`."""
+        if self.gate is None:
+            return
+        try:
+            self.gate.require(role, actor.user_id)
+        except Refused:
+            with self.sessions.begin() as session:
+                session.add(
+                    Event(
+                        kind="permission.refused",
+                        user_id=actor.user_id,
+                        at=actor.at,
+                        channel_id=actor.channel_id,
+                        message_ts=actor.message_ts,
+                        data={"role": role, **detail},
+                    )
+                )
+            raise
+
+    def page(self, team: str, text: str, actor: Actor, *, run_id: int | None = None) -> int:
+        """Page a team from the actor's channel; the page belongs to the channel's active deployment, if any."""
+        self.require("page", actor, team=team)
+        with self.change() as session:
+            if run_id is None and actor.channel_id:
+                active = runs.active_run(session, actor.channel_id)
+                run_id = active.id if active else None
+            return paging.raise_page(session, self.config, team, text, actor, run_id=run_id).id
+
+    def page_oncall(self, rollback_run_id: int, actor: Actor) -> int:
+        """One click on a rollback run: page on-call about the failed deployment."""
+        team = "oncall" if "oncall" in self.config.contacts else next(iter(self.config.contacts), "oncall")
+        with self.read() as session:
+            run = runs.get_run(session, rollback_run_id)
+            failed = runs.get_run(session, run.rollback_of) if run.rollback_of else run
+        text = f"Deployment {failed.version} → {failed.environment} failed: {failed.finish_reason or 'see the channel'}"
+        return self.page(team, f"{text}. Rollback: run #{run.id}.", actor, run_id=run.id)
+
+    def fail_deploy(self, run_id: int | None, reason: str, actor: Actor) -> tuple[int, int]:
+        """Declare a deployment failed and post its rollback checklist; returns (failed run, rollback run)."""
+        with self.change() as session:
+            if run_id is None:
+                active = runs.active_run(session, actor.channel_id or "")
+                if active is None:
+                    raise RunError(
+                        "No deployment is running in this channel. `/deploy rollback` rolls back the last one."
+                    )
+                run_id = active.id
+            failed = runs.fail(session, run_id, reason, actor)
+            return failed.id, self._start_rollback(session, failed, actor).id
+
+    def rollback(self, actor: Actor) -> int:
+        """The rollback checklist for the latest deployment in the actor's channel; failing it if still running."""
+        with self.change() as session:
+            latest = runs.latest_deploy(session, actor.channel_id or "")
+            if latest is None:
+                raise RunError("No deployment in this channel to roll back. `/deploy list` shows the runs here.")
+            if latest.status == RunStatus.ROLLED_BACK:
+                raise RunError(f"Run #{latest.id} ({escape(latest.version)}) is already rolled back.")
+            existing = runs.rollback_for(session, latest)
+            if existing is not None and existing.is_active:
+                raise RunError(f"Run #{existing.id}, the rollback of run #{latest.id}, is in progress in this channel.")
+            if latest.is_active:
+                runs.fail(session, latest.id, "rolled back with /deploy rollback", actor)
+            return self._start_rollback(session, latest, actor).id
+
+    def _start_rollback(self, session: Session, failed: Run, actor: Actor) -> Run:
+        rollbacks = [t for t in self.templates.values() if t.kind == "rollback"]
+        if not rollbacks:
+            raise RunError("No rollback checklist: add checklists/rollback.yml (kind: rollback).")
+        template = rollbacks[0]
+        previous = runs.previous_release(session, failed)
+        if previous is not None:
+            template = template.with_previous_version(previous.version)
+        return runs.start(
+            session,
+            template,
+            version=failed.version,
+            environment=failed.environment,
+            channel_id=failed.channel_id,
+            parts=len(layout(template)) if is_slack_channel(failed.channel_id) else None,
+            actor=actor,
+            rollback_of=failed,
+            rollback_to=previous.version if previous else None,
+        )
 
     def deploy_template(self) -> Template:
         """The checklist `/deploy start` runs: `production-deploy`, else the only deploy checklist."""

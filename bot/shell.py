@@ -7,11 +7,12 @@ import shlex
 from collections.abc import Callable
 from typing import TextIO
 
-from bot import db, export, runs
+from bot import db, export, paging, runs
 from bot.app import load_checklists
 from bot.checklists import iter_items
 from bot.config import Settings, load_deploy_config
 from bot.models import ItemStatus, Run
+from bot.paging.render import contacts_text as render_contacts
 from bot.runs import Actor, RunError
 from bot.services import Services, utcnow
 
@@ -22,6 +23,10 @@ HELP = """Commands (the same as /deploy in Slack, plus item numbers):
   na N "reason"                   mark item N not applicable
   note N "text"                   add a note to item N
   complete-anyway | abort <reason>
+  fail <reason> | rollback        declare the deployment failed / open the rollback checklist
+  page <team> <message>           page a team (a running deploybot sends it and escalates)
+  ack P | resolve P               acknowledge or resolve page P
+  contacts                        the emergency contacts
   list                            recent runs
   use <run>                       work on another run, e.g. a Slack run while Slack is down
   export [md|csv|json]            print the run's full record
@@ -73,6 +78,8 @@ class Shell:
             "start": self.start, "status": self.status, "tick": self.tick, "done": self.tick, "untick": self.untick,
             "reopen": self.untick, "na": self.na, "note": self.note, "complete-anyway": self.complete_anyway,
             "abort": self.abort, "list": self.recent, "use": self.use, "export": self.export,
+            "fail": self.fail, "rollback": self.rollback, "page": self.page, "ack": self.ack, "resolve": self.resolve,
+            "contacts": lambda _args: render_contacts(self.services.config.contacts),
             "help": lambda _args: HELP,
         }  # fmt: skip
 
@@ -161,6 +168,34 @@ class Shell:
         with self.services.change() as session:
             runs.abort(session, run_id, " ".join(args), self._actor())
         return f"aborted run #{run_id}"
+
+    def fail(self, args: list[str]) -> str:
+        failed, rollback = self.services.fail_deploy(self._current(), " ".join(args), self._actor())
+        self.run_id = rollback
+        return f"run #{failed} failed; now on its rollback, run #{rollback}\n{self._show(rollback)}"
+
+    def rollback(self, _args: list[str]) -> str:
+        self.run_id = self.services.rollback(self._actor())
+        return self._show(self.run_id)
+
+    def page(self, args: list[str]) -> str:
+        if len(args) < 2:
+            raise RunError('page <team> "message", e.g. `page dba "migration stuck"` (see `contacts`).')
+        page_id = self.services.page(args[0].lower(), " ".join(args[1:]), self._actor(), run_id=self.run_id)
+        return f"page #{page_id} raised for {args[0].lower()}; a running deploybot notifies and escalates it"
+
+    def ack(self, args: list[str]) -> str:
+        with self.services.change() as session:
+            return paging.acknowledge(session, self._page(args), self._actor())
+
+    def resolve(self, args: list[str]) -> str:
+        with self.services.change() as session:
+            return paging.resolve(session, self._page(args), self._actor())
+
+    def _page(self, args: list[str]) -> int:
+        if not args or not args[0].isdigit():
+            raise RunError("Give the page number, e.g. `ack 3`.")
+        return int(args[0])
 
     def recent(self, _args: list[str]) -> str:
         with self.services.read() as session:

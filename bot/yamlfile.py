@@ -13,6 +13,18 @@ from bot.probes.specs import KINDS
 
 Model = TypeVar("Model", bound=BaseModel)
 
+SLUG = "must be a slug: lowercase letters, digits and dashes, at most 64 characters"
+# What each pattern used in deploybot's files means, said for the person who wrote the file.
+PATTERNS = {
+    r"^[UW][A-Z0-9]{2,}$": "must be a Slack user id (U… or W…: profile › ⋮ › Copy member ID)",
+    r"^S[A-Z0-9]{2,}$": "must be a Slack user group id (S…)",
+    r"^[UWS][A-Z0-9]{2,}$": "must be a Slack user id (U… or W…) or user group id (S…)",
+    r"^[CG][A-Z0-9]{4,}$": "must be a Slack channel id (C… or G…: channel details › About)",
+    r"^[1-9][0-9]*[smh]$": "must be a duration such as 90s, 5m or 2h",
+    r"^[A-Z_][A-Z0-9_]*$": "must be the name of an environment variable (A-Z, 0-9, _), not its value",
+    r"^https?://": "must be an http:// or https:// URL",
+}
+
 
 class YamlError(Exception):
     """A YAML file is invalid; `errors` has one 'file:line › path: problem' per fault."""
@@ -55,7 +67,7 @@ def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
     if err["type"] == "extra_forbidden":
         message = "unknown field (check the spelling; the README lists the allowed fields)"
     elif err["type"] == "string_pattern_mismatch":
-        message = "must be a slug: lowercase letters, digits and dashes, at most 64 characters"
+        message = PATTERNS.get(err["ctx"]["pattern"], SLUG)
     elif err["type"] == "union_tag_invalid":
         message = f"unknown kind {err['ctx']['tag']!r} (known kinds: {', '.join(KINDS)})"
     elif err["type"] == "union_tag_not_found":

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from waitress import create_server
 from bot import db
 from bot.app import Deploybot, create_app
 from bot.config import Settings
+from bot.services import utcnow
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackUser
 
@@ -108,6 +110,20 @@ class Running:
         self.wait_for(lambda: self.app.publisher.pending() == 0, timeout, "every message to show the database state")
 
 
+class ShiftedClock:
+    """The real time plus an offset a test moves forward: timeouts pass without waiting for them."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return utcnow() + self.offset
+
+    def advance(self, **delta: float) -> datetime:
+        self.offset += timedelta(**delta)
+        return self()
+
+
 class Server:
     """Waitress on a loopback port, in a thread, stopped from inside its own loop."""
 
@@ -132,13 +148,20 @@ class Server:
 
 
 @contextmanager
-def launched(database_url: str, fake: FakeSlack, *, clock_ticks: bool = False, **extra: str) -> Iterator[Running]:
+def launched(
+    database_url: str,
+    fake: FakeSlack,
+    *,
+    clock_ticks: bool = False,
+    clock: Callable[[], datetime] = utcnow,
+    **extra: str,
+) -> Iterator[Running]:
     """A deploybot serving on loopback like `deploybot run` does, stopped afterwards.
 
     Reminders tick only when a test calls `app.reminders.tick(now)` with the time it wants,
     unless `clock_ticks` lets the real clock drive them as in production.
     """
-    app = create_app(settings_for(database_url, fake, **extra))
+    app = create_app(settings_for(database_url, fake, **extra), clock=clock)
     db.upgrade(app.engine)
     app.check_slack()
     app.start_workers(reminders=clock_ticks)

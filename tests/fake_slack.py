@@ -46,6 +46,7 @@ class FakeSlack:
     _in_flight: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     uploads: dict[str, bytes] = field(default_factory=dict)  # file id -> bytes received
     files: list[dict[str, Any]] = field(default_factory=list)  # completed uploads, as shared
+    usergroups: dict[str, list[str]] = field(default_factory=dict)  # user group id -> member ids
     _next_ts: int = 0
     _server: ThreadingHTTPServer | None = None
 
@@ -91,6 +92,10 @@ class FakeSlack:
     def calls_of(self, method: str) -> list[Call]:
         with self.lock:
             return [c for c in self.calls if c.method == method and c.ok]
+
+    def posted_to(self, channel: str) -> list[dict[str, Any]]:
+        """Messages posted to a channel or user (a DM), in order."""
+        return [c.args for c in self.calls_of("chat.postMessage") if c.args.get("channel") == channel]
 
     def thread(self, channel: str, parent_ts: str) -> list[dict[str, Any]]:
         """The parent message and its replies, in posting order."""
@@ -253,6 +258,12 @@ class FakeSlack:
                     }
                 )
         return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}
+
+    def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        members = self.usergroups.get(args.get("usergroup", ""))
+        if members is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": members}
 
     def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("trigger_id"):

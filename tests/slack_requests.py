@@ -66,7 +66,11 @@ class SlackUser:
     ) -> httpx.Response:
         payload = copy.deepcopy(VIEW_SUBMISSION)
         payload["user"]["id"] = user
-        payload["view"].update(callback_id=callback_id, private_metadata=private_metadata, state={"values": values})
+        # Slack sends the view's own blocks along: one input block per field of the state.
+        inputs = [{"type": "input", "block_id": key, "label": {"type": "plain_text", "text": key}} for key in values]
+        payload["view"].update(
+            callback_id=callback_id, private_metadata=private_metadata, state={"values": values}, blocks=inputs
+        )
         return self.payload(payload)
 
     def payload(self, payload: dict[str, Any]) -> httpx.Response:

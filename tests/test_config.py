@@ -27,6 +27,8 @@ def test_example_config_defines_every_variable_the_shipped_probes_use() -> None:
         assert used <= set(variables), f"{name} lacks {used - set(variables)}"
     # Secrets come from the environment, never from the file.
     assert config.variables("production")["database_url"] == "${env:PRODUCTION_DATABASE_URL}"
+    assert set(config.contacts) == {"oncall", "devops", "dba", "security"}
+    assert config.contacts["oncall"].pagerduty is not None
 
 
 def test_a_missing_config_is_an_empty_one(tmp_path: Path) -> None:
@@ -42,6 +44,27 @@ def test_a_missing_config_is_an_empty_one(tmp_path: Path) -> None:
         ),
         ("environment:\n  production: {}\n", r"bad\.yml:1 › environment: unknown field"),
         ("environments:\n  production:\n    api_url: [1, 2]\n", r"bad\.yml:3 › environments › production › api_url"),
+        (
+            "contacts:\n  dba:\n    users: [U0DBA1]\n    next: oncal\n",
+            r"contacts › dba › next: unknown team 'oncal' \(teams: dba\)",
+        ),
+        (
+            "contacts:\n  dba:\n    name: Database Admin\n",
+            r"bad\.yml:2 › contacts › dba: a team needs at least one of users",
+        ),
+        ("contacts:\n  dba:\n    users: [bob]\n", r"bad\.yml:3 › contacts › dba › users\[0\]: must be a Slack user id"),
+        (
+            "contacts:\n  dba:\n    users: [U0DBA1]\n    ack_timeout: soon\n",
+            r"bad\.yml:4 › contacts › dba › ack_timeout: must be a duration such as 90s",
+        ),
+        (
+            "contacts:\n  dba:\n    users: [U0DBA1]\n    pagerduty: {routing_key: abc}\n",
+            r"bad\.yml:4 › contacts › dba › pagerduty › routing_key: unknown field",
+        ),
+        (
+            "permissions:\n  page: [everyone]\n",
+            r"bad\.yml:2 › permissions › page\[0\]: must be a Slack user id \(U… or W…\) or user group id",
+        ),
     ],
 )
 def test_invalid_config_names_file_line_and_field(tmp_path: Path, text: str, expected: str) -> None:

@@ -39,6 +39,7 @@ def test_manifest_declares_what_deploybot_uses() -> None:
         "chat:write",
         "chat:write.public",
         "files:write",
+        "usergroups:read",
     }
 
 

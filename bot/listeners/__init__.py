@@ -34,10 +34,15 @@ def register_listeners(app: App, services: Services) -> None:
     app.action(ids.ITEM_MENU)(actions.item_menu)
     app.action(ids.RERUN_PROBES)(actions.rerun_probes)
     app.action(ids.EXPORT)(actions.export)
+    app.action(ids.FAIL_DIALOG)(actions.fail_dialog)
+    app.action(ids.PAGE_ONCALL)(actions.page_oncall)
+    app.action(ids.PAGE_ACK)(actions.page_ack)
+    app.action(ids.PAGE_RESOLVE)(actions.page_resolve)
     app.action(re.compile(".*"))(actions.unknown)  # must stay last: Bolt runs the first match
 
     app.view(ids.NA_VIEW)(views.na_submitted)
     app.view(ids.NOTE_VIEW)(views.note_submitted)
+    app.view(ids.FAIL_VIEW)(views.fail_submitted)
     app.view(re.compile(".*"))(views.unknown)
 
     app.error(_make_error_handler(services))
@@ -58,7 +63,7 @@ def _make_error_handler(services: Services) -> Any:
         if "command" in body:
             return _json({"response_type": "ephemeral", "text": text})
         if body.get("type") == "view_submission":
-            return _json({"response_action": "errors", "errors": {ids.ITEM_FIELD: text[:1000]}})
+            return _json({"response_action": "errors", "errors": {_first_input(body): text[:1000]}})
         if body.get("type") == "block_actions" and (body.get("user") or {}).get("id"):
             try:
                 tell(client, clicker(body, services.clock()), text)
@@ -71,6 +76,13 @@ def _make_error_handler(services: Services) -> Any:
 
 def _json(payload: dict[str, Any]) -> BoltResponse:
     return BoltResponse(status=200, body=json.dumps(payload), headers={"content-type": "application/json"})
+
+
+def _first_input(body: dict[str, Any]) -> str:
+    """The form field a refusal is shown under: Slack shows errors next to an input block."""
+    view_blocks = (body.get("view") or {}).get("blocks") or []
+    inputs = [b.get("block_id") for b in view_blocks if isinstance(b, dict) and b.get("type") == "input"]
+    return next((b for b in inputs if isinstance(b, str)), ids.ITEM_FIELD)
 
 
 def _kind(body: dict[str, Any]) -> str:

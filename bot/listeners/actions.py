@@ -10,7 +10,7 @@ from typing import Any
 from slack_bolt import Ack
 from slack_sdk import WebClient
 
-from bot import blocks, export, ids, runs
+from bot import blocks, export, ids, paging, runs
 from bot.runs import Actor, RunError
 from bot.services import Services
 
@@ -118,6 +118,34 @@ class Actions:
             runs.complete_anyway(session, click.field("run", int), click.actor)
         ack()
 
+    def page_ack(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        click = self._click(body)
+        with self.services.change() as session:
+            note = paging.acknowledge(session, click.field("page", int), click.actor)
+        ack()
+        tell(client, click.actor, note)
+
+    def page_resolve(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        click = self._click(body)
+        with self.services.change() as session:
+            note = paging.resolve(session, click.field("page", int), click.actor)
+        ack()
+        tell(client, click.actor, note)
+
+    def page_oncall(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        click = self._click(body)
+        page_id = self.services.page_oncall(click.field("run", int), click.actor)
+        ack()
+        tell(client, click.actor, f"Page #{page_id} sent; it escalates until someone acknowledges it.")
+
+    def fail_dialog(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        click = self._click(body)
+        with self.services.read() as session:
+            run = runs.ensure_active(runs.get_run(session, click.field("run", int)))
+            view = blocks.fail_modal(run, click.actor.channel_id, click.actor.message_ts)
+        ack()
+        client.views_open(trigger_id=click.trigger_id, view=view)
+
     def na_dialog(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         self._open_item_modal(ack, body, client, na=True)
 
@@ -164,6 +192,8 @@ def clicker(body: dict[str, Any], at: datetime) -> Actor:
 
 
 def tell(client: WebClient, actor: Actor, text: str) -> None:
-    """Answer the clicker only, in the thread they clicked in."""
-    if actor.channel_id:
+    """Answer the clicker only, in the thread they clicked in (in a DM with the bot, as a message)."""
+    if actor.channel_id and actor.channel_id.startswith("D"):
+        client.chat_postMessage(channel=actor.channel_id, text=text)
+    elif actor.channel_id:
         client.chat_postEphemeral(channel=actor.channel_id, user=actor.user_id, text=text, thread_ts=actor.thread_ts)

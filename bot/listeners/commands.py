@@ -10,6 +10,7 @@ from slack_bolt import Ack
 from bot import blocks, runs
 from bot.models import ItemStatus, Run
 from bot.mrkdwn import escape, mention
+from bot.paging import render
 from bot.runs import Actor, RunError
 from bot.services import Services
 
@@ -18,6 +19,10 @@ HELP = """*deploybot* — your deployment checklist, live in this channel.
 • `/deploy status` — where the run in this channel stands (or every active run)
 • `/deploy list` — the recent runs in this channel, with status and duration
 • `/deploy abort <reason>` — stop the active run in this channel
+• `/deploy fail <reason>` — declare the deployment failed and post the rollback checklist
+• `/deploy rollback` — the rollback checklist for the latest deployment in this channel
+• `/deploy page <team> <message>` — page a team; it escalates until someone acknowledges
+• `/deploy contacts` — the emergency contacts, and where a page escalates
 • `/deploy reminders` — when each maintenance checklist is next posted, and how the last one went
 • `/deploy remind <daily|weekly|monthly|quarterly>` — post a maintenance checklist now
 • `/deploy help` — this message
@@ -32,6 +37,10 @@ class Commands:
             "status": self.status,
             "list": self.list,
             "abort": self.abort,
+            "fail": self.fail,
+            "rollback": self.rollback,
+            "page": self.page,
+            "contacts": lambda _command, _args: render.contacts_text(self.services.config.contacts),
             "reminders": self.reminders,
             "remind": self.remind,
             "help": lambda _command, _args: HELP,
@@ -96,6 +105,21 @@ class Commands:
             raise RunError("Say which: `/deploy remind daily` (or weekly, monthly, quarterly).")
         run_id = self.services.reminders.remind_now(args.split()[0].lower(), command["user_id"])
         return f"Posted the {args.split()[0].lower()} maintenance checklist as run #{run_id}."
+
+    def fail(self, command: dict[str, Any], args: str) -> str:
+        failed, rollback = self.services.fail_deploy(None, args, self._actor(command))
+        return f"Run #{failed} marked failed. The rollback checklist (run #{rollback}) is on its way to this channel."
+
+    def rollback(self, command: dict[str, Any], _args: str) -> str:
+        rollback = self.services.rollback(self._actor(command))
+        return f"Rollback checklist started as run #{rollback}; it is on its way to this channel."
+
+    def page(self, command: dict[str, Any], args: str) -> str:
+        team, _, text = args.partition(" ")
+        if not team:
+            raise RunError("Say whom and why: `/deploy page <team> <message>`; `/deploy contacts` lists the teams.")
+        page_id = self.services.page(team.lower(), text, self._actor(command))
+        return f"Page #{page_id} sent to {team.lower()}. It escalates until someone acknowledges it."
 
     def abort(self, command: dict[str, Any], args: str) -> str:
         with self.services.change() as session:

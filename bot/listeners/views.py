@@ -34,6 +34,23 @@ class Views:
             runs.add_note(session, run_id, item_id, text, actor)
         ack()
 
+    def fail_submitted(self, ack: Ack, body: dict[str, Any]) -> None:
+        view = body.get("view") or {}
+        try:
+            origin = json.loads(view.get("private_metadata") or "")
+            run_id = origin["run"]
+            reason = view["state"]["values"][ids.REASON_FIELD][ids.REASON_FIELD].get("value") or ""
+        except (ValueError, KeyError, TypeError):
+            raise RunError("This form is malformed or out of date; nothing changed. Open it again.") from None
+        if not isinstance(run_id, int):
+            raise RunError("This form is malformed or out of date; nothing changed. Open it again.")
+        if not reason.strip():
+            ack(response_action="errors", errors={ids.REASON_FIELD: "Say what went wrong."})
+            return
+        actor = Actor(body["user"]["id"], self.services.clock(), origin.get("channel"), origin.get("message"))
+        self.services.fail_deploy(run_id, reason, actor)
+        ack()
+
     def _read(self, body: dict[str, Any], field: str) -> tuple[int, str, str, Actor]:
         view = body.get("view") or {}
         try:

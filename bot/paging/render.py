@@ -1,0 +1,142 @@
+"""Block Kit for pages: the channel alert, the DM each contact gets, and `/deploy contacts`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot import ids, limits
+from bot.blocks import Block, button, quote, when
+from bot.contacts import Team
+from bot.models import Page, PageStatus
+from bot.mrkdwn import escape, mention
+
+Contacts = dict[str, Team]
+
+
+def team_name(contacts: Contacts, team: str) -> str:
+    found = contacts.get(team)
+    return found.name if found and found.name else team
+
+
+def summary(page: Page, contacts: Contacts) -> str:
+    """One line for notifications and external pagers."""
+    return f"Page for {team_name(contacts, page.team)}: {page.text}"
+
+
+def details(page: Page, team: str) -> dict[str, Any]:
+    """What external pagers receive about a page: no secrets, nothing Slack-only."""
+    return {
+        "id": page.id,
+        "dedup_key": page.dedup_key,
+        "team": team,
+        "paged_team": page.team,
+        "text": page.text,
+        "paged_by": page.paged_by,
+        "channel": page.channel_id,
+        "run": page.run_id,
+        "status": page.status,
+        "created_at": page.created_at.isoformat(),
+    }
+
+
+def alert(page: Page, contacts: Contacts) -> tuple[list[Block], str]:
+    """The alert in the channel: what, who was reached, who acknowledged, and the buttons."""
+    status = {
+        PageStatus.OPEN: ":red_circle: Waiting for an acknowledgement",
+        PageStatus.ACKNOWLEDGED: f":large_yellow_circle: Acknowledged by {mention(page.acked_by)}"
+        + (f" {when(page.acked_at)}" if page.acked_at else ""),
+        PageStatus.RESOLVED: f":white_check_mark: Resolved by {mention(page.resolved_by)}"
+        + (f" {when(page.resolved_at)}" if page.resolved_at else ""),
+    }[page.status]
+    title = f"🚨 Page: {team_name(contacts, page.team)}"[: limits.HEADER_TEXT]
+    run = f" · run #{page.run_id}" if page.run_id else ""
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title}},
+        _section(f"*{quote(page.text)}*\nPaged by {mention(page.paged_by)} {when(page.created_at)}{run}"),
+        _section(f"*Status*: {status}\n*Reached*: {_reached(page, contacts)}"),
+    ]
+    reach = _how_to_reach(contacts.get(page.chain[page.level]))
+    if reach:
+        blocks.append(_context(reach))
+    value = {"page": page.id}
+    if page.status == PageStatus.OPEN:
+        blocks.append(_actions(page, [button("Acknowledge", ids.PAGE_ACK, value, "primary"), _resolve(value)]))
+    elif page.status == PageStatus.ACKNOWLEDGED:
+        blocks.append(_actions(page, [_resolve(value)]))
+    return blocks, summary(page, contacts)
+
+
+def dm(page: Page, contacts: Contacts, level: int) -> tuple[list[Block], str]:
+    """What each contact receives in a direct message."""
+    where = f" in <#{page.channel_id}>" if page.channel_id else ""
+    escalated = f" (escalated: nobody acknowledged level {level})" if level else ""
+    team = escape(team_name(contacts, page.team))
+    text = f":rotating_light: {mention(page.paged_by)} paged *{team}*{where}{escalated}:\n>{quote(page.text)}"
+    value = {"page": page.id}
+    blocks = [_section(text), _actions(page, [button("Acknowledge", ids.PAGE_ACK, value, "primary"), _resolve(value)])]
+    return blocks, summary(page, contacts)
+
+
+def contacts_text(contacts: Contacts) -> str:
+    """`/deploy contacts`: every team, its people, how to reach them, and where a page escalates."""
+    if not contacts:
+        return "No emergency contacts are set up: add `contacts:` to deploybot.yml (README › On call)."
+    lines = ["*Emergency contacts*"]
+    for key, team in contacts.items():
+        people = " ".join(mention(u) for u in team.users)
+        if team.usergroup:
+            people += f" <!subteam^{team.usergroup}>"
+        pagers = [p for p, on in (("PagerDuty", team.pagerduty), ("webhook", team.webhook)) if on]
+        escalation = f"acknowledge within {team.ack_timeout}"
+        if team.next:
+            escalation += f", then {team_name(contacts, team.next)}"
+        if team.repeat:
+            escalation += f", repeated {team.repeat}×"
+        lines.append(
+            f"• *{escape(team.name or key)}* (`{key}`): {people.strip() or 'no Slack users'}"
+            + (f" · {' + '.join(pagers)}" if pagers else "")
+            + f" · {escalation}"
+            + (f"\n   {_how_to_reach(team)}" if _how_to_reach(team) else "")
+        )
+    lines.append("Page one with `/deploy page <team> <message>`.")
+    return "\n".join(lines)
+
+
+def _reached(page: Page, contacts: Contacts) -> str:
+    steps = []
+    for level, team in enumerate(page.chain[: page.level + 1]):
+        steps.append(f"{escape(team_name(contacts, team))}" + (" (escalated)" if level else ""))
+    text = " → ".join(steps)
+    if page.status == PageStatus.OPEN and page.escalate_at is not None:
+        following = page.chain[page.level + 1] if page.level + 1 < len(page.chain) else None
+        then = f"escalates to {escape(team_name(contacts, following))}" if following else "last level"
+        text += f" · {then} {when(page.escalate_at)} unless acknowledged"
+    elif page.status == PageStatus.OPEN:
+        text += " · :warning: nobody acknowledged at any level"
+    return text
+
+
+def _how_to_reach(team: Team | None) -> str:
+    if team is None:
+        return ""
+    ways = [
+        f":telephone_receiver: {escape(team.phone)}" if team.phone else "",
+        f":email: {escape(team.email)}" if team.email else "",
+    ]
+    return "  ".join(w for w in ways if w)
+
+
+def _resolve(value: dict[str, Any]) -> Block:
+    return button("Resolve", ids.PAGE_RESOLVE, value)
+
+
+def _actions(page: Page, elements: list[Block]) -> Block:
+    return {"type": "actions", "block_id": f"page.{page.id}", "elements": elements}
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[: limits.SECTION_TEXT]}}
+
+
+def _context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[: limits.CONTEXT_TEXT]}]}

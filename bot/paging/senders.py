@@ -1,0 +1,144 @@
+"""How one page notification goes out: a Slack DM, a PagerDuty Events v2 event, a signed webhook."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.config import DeployConfig
+from bot.models import Page
+from bot.paging import render
+
+SEVERITY = "critical"
+WEBHOOK_EVENTS = {"trigger": "page.triggered", "acknowledge": "page.acknowledged", "resolve": "page.resolved"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a send attempt came to: delivered, worth retrying (after `retry_after`), or hopeless."""
+
+    ok: bool
+    error: str | None = None
+    retry: bool = False
+    retry_after: float | None = None
+    members: tuple[str, ...] = ()  # for a user group: the people to DM
+
+
+class Senders:
+    """Sends notifications; holds the clients and reads secrets from the environment when it sends."""
+
+    def __init__(self, config: DeployConfig, slack: WebClient, http: httpx.Client, environ: Mapping[str, str]):
+        self._config = config
+        self._slack = slack
+        self._http = http
+        self._environ = environ
+
+    def send(self, page: Page, target: str, action: str, level: int) -> Outcome:
+        kind, _, name = target.partition(":")
+        try:
+            if kind == "dm":
+                return self._dm(page, name, level)
+            if kind == "usergroup":
+                return self._usergroup(name)
+            team = self._config.contacts.get(name)
+            if team is None:
+                return Outcome(False, f"team {name!r} is no longer in deploybot.yml")
+            if kind == "pagerduty" and team.pagerduty:
+                return self._pagerduty(page, name, team.pagerduty.routing_key_env, team.pagerduty.url, action)
+            if kind == "webhook" and team.webhook:
+                return self._webhook(page, name, team.webhook.url, team.webhook.secret_env, action, level)
+            return Outcome(False, f"team {name!r} has no {kind} configured any more")
+        except SlackApiError as exc:
+            return _slack_outcome(exc)
+        except (OSError, httpx.TransportError) as exc:
+            return Outcome(False, f"network: {type(exc).__name__}", retry=True)
+
+    def _dm(self, page: Page, user: str, level: int) -> Outcome:
+        blocks, text = render.dm(page, self._config.contacts, level)
+        self._slack.chat_postMessage(channel=user, blocks=blocks, text=text, unfurl_links=False)
+        return Outcome(True)
+
+    def _usergroup(self, group: str) -> Outcome:
+        response = self._slack.usergroups_users_list(usergroup=group)
+        return Outcome(True, members=tuple(response.get("users") or ()))
+
+    def _pagerduty(self, page: Page, team: str, key_env: str, url: str, action: str) -> Outcome:
+        key = self._environ.get(key_env)
+        if not key:
+            return Outcome(False, f"{key_env} is not set: PagerDuty needs the integration's routing key")
+        event: dict[str, Any] = {"routing_key": key, "event_action": action, "dedup_key": page.dedup_key}
+        if action == "trigger":
+            event |= {
+                "payload": {
+                    "summary": render.summary(page, self._config.contacts)[:1024],
+                    "source": "deploybot",
+                    "severity": SEVERITY,
+                    "custom_details": render.details(page, team),
+                },
+                "client": "deploybot",
+            }
+        response = self._http.post(url.rstrip("/") + "/v2/enqueue", json=event)
+        return _http_outcome(response, "PagerDuty")
+
+    def _webhook(self, page: Page, team: str, url: str, secret_env: str, action: str, level: int) -> Outcome:
+        secret = self._environ.get(secret_env)
+        if not secret:
+            return Outcome(False, f"{secret_env} is not set: the webhook needs its signing secret")
+        body = json.dumps(
+            {"event": WEBHOOK_EVENTS[action], "level": level, "page": render.details(page, team)},
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+        timestamp = str(int(time.time()))
+        response = self._http.post(
+            url,
+            content=body.encode(),
+            headers={
+                "Content-Type": "application/json",
+                "X-Deploybot-Timestamp": timestamp,
+                "X-Deploybot-Signature": "v1=" + sign(secret, timestamp, body),
+                # The same for every retry of this notification: receivers can drop duplicates.
+                "Idempotency-Key": f"{page.dedup_key}:{level}:{team}:{action}",
+            },
+        )
+        return _http_outcome(response, "the webhook")
+
+
+def sign(secret: str, timestamp: str, body: str) -> str:
+    """HMAC-SHA256 over "<timestamp>.<body>", hex: what a receiver recomputes to trust a call."""
+    return hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+
+
+def _http_outcome(response: httpx.Response, who: str) -> Outcome:
+    if response.is_success:
+        return Outcome(True)
+    error = f"{who} answered {response.status_code}"
+    if response.status_code == 429:
+        return Outcome(False, error, retry=True, retry_after=_seconds(response.headers.get("Retry-After")))
+    # 5xx and 408 are passing trouble; other 4xx mean the event itself is wrong and stays wrong.
+    return Outcome(False, error, retry=response.status_code >= 500 or response.status_code == 408)
+
+
+def _slack_outcome(exc: SlackApiError) -> Outcome:
+    status, error = exc.response.status_code, str(exc.response.get("error"))
+    if status == 429:
+        return Outcome(
+            False, f"Slack: {error}", retry=True, retry_after=_seconds(exc.response.headers.get("Retry-After"))
+        )
+    return Outcome(False, f"Slack: {error}", retry=status >= 500 or error in ("internal_error", "fatal_error"))
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return float(value[0] if isinstance(value, list) else value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,184 @@
+"""The paging worker: escalates pages whose timeout passed and sends queued notifications, from rows."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import db, paging
+from bot.config import DeployConfig
+from bot.models import Page, PageDelivery
+from bot.paging.senders import Outcome, Senders
+from bot.runs import Actor
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = timedelta(minutes=1)  # a page is urgent: never wait long between attempts
+LEASE = timedelta(seconds=60)
+
+
+class PageWorker:
+    """Runs in every replica; rows and their unique keys make each step happen once."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        config: DeployConfig,
+        senders: Senders,
+        clock: Callable[[], datetime],
+        on_change: Callable[[], None],
+        *,
+        poll_interval: float = 1.0,
+    ):
+        self._sessions = sessions
+        self._reader = db.read_only(sessions)
+        self._config = config
+        self._senders = senders
+        self._clock = clock
+        self._on_change = on_change
+        self._poll_interval = poll_interval
+        self._wakeup = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="pager", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                busy = self.tick(self._clock())
+            except Exception:
+                log.exception("paging pass failed; retrying")
+                busy = 0
+            if not busy:
+                self._wakeup.wait(self._poll_interval)
+            self._wakeup.clear()
+
+    def tick(self, now: datetime) -> int:
+        """Escalate what is due, then send what is due; return how many steps were taken."""
+        return self.escalate_due(now) + self.deliver_due(now)
+
+    def escalate_due(self, now: datetime) -> int:
+        with self._reader() as session:
+            due = paging.due_escalations(session, now)
+        escalated = 0
+        for page_id in due:
+            with self._sessions.begin() as session:
+                escalated += paging.escalate(session, self._config, page_id, now)
+        if escalated:
+            self._on_change()
+        return escalated
+
+    def deliver_due(self, now: datetime) -> int:
+        with self._reader() as session:
+            due = session.scalars(
+                select(PageDelivery.id)
+                .where(
+                    PageDelivery.sent_at.is_(None),
+                    PageDelivery.failed_at.is_(None),
+                    or_(PageDelivery.not_before.is_(None), PageDelivery.not_before <= now),
+                    or_(PageDelivery.lease_until.is_(None), PageDelivery.lease_until < now),
+                )
+                .order_by(PageDelivery.id)
+                .limit(50)
+            ).all()
+        return sum(self._deliver(delivery_id, now) for delivery_id in due)
+
+    def _deliver(self, delivery_id: int, now: datetime) -> bool:
+        with self._sessions.begin() as session:
+            if not _claim(session, delivery_id, now):
+                return False
+            row = session.get(PageDelivery, delivery_id)
+            assert row is not None
+            if _waits_for_earlier(session, row):
+                # An incident is acknowledged only after it was triggered: keep each target's order.
+                row.lease_until = None
+                return False
+            page = paging.get_page(session, row.page_id)
+            session.expunge(page)
+            target, action, level = row.target, row.action, row.level
+        outcome = self._senders.send(page, target, action, level)
+        with self._sessions.begin() as session:
+            row = session.get(PageDelivery, delivery_id)
+            assert row is not None
+            self._record(session, row, page, outcome, now)
+        return outcome.ok
+
+    def _record(self, session: Session, row: PageDelivery, page: Page, outcome: Outcome, now: datetime) -> None:
+        row.lease_until = None
+        row.attempts += 1
+        actor = Actor(paging.BOT, self._clock())
+        about = {"target": row.target, "action": row.action, "level": row.level}
+        if outcome.ok:
+            row.sent_at, row.last_error = actor.at, None
+            for member in outcome.members:
+                paging.queue(session, row.page_id, row.level, f"dm:{member}", "trigger", actor.at)
+            paging.record(session, page, actor, "page.notified", about)
+            if outcome.members:
+                self.wake()
+            return
+        row.last_error = outcome.error
+        if not outcome.retry:
+            row.failed_at = actor.at
+            paging.record(session, page, actor, "page.notify_failed", {**about, "error": outcome.error})
+            log.error("page %s: %s %s failed for good: %s", page.id, row.action, row.target, outcome.error)
+            return
+        wait = timedelta(seconds=outcome.retry_after) if outcome.retry_after is not None else _backoff(row.attempts)
+        row.not_before = actor.at + wait
+        log.warning(
+            "page %s: %s %s failed (%s); retrying in %.0f s",
+            page.id,
+            row.action,
+            row.target,
+            outcome.error,
+            wait.total_seconds(),
+        )
+
+
+def _claim(session: Session, delivery_id: int, now: datetime) -> bool:
+    claimed = session.execute(
+        update(PageDelivery)
+        .where(
+            PageDelivery.id == delivery_id,
+            PageDelivery.sent_at.is_(None),
+            or_(PageDelivery.lease_until.is_(None), PageDelivery.lease_until < now),
+        )
+        .values(lease_until=now + LEASE)
+    )
+    return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
+
+def _waits_for_earlier(session: Session, row: PageDelivery) -> bool:
+    earlier = session.scalar(
+        select(PageDelivery.id)
+        .where(
+            PageDelivery.page_id == row.page_id,
+            PageDelivery.target == row.target,
+            PageDelivery.level == row.level,
+            PageDelivery.id < row.id,
+            PageDelivery.sent_at.is_(None),
+            PageDelivery.failed_at.is_(None),
+        )
+        .limit(1)
+    )
+    return earlier is not None
+
+
+def _backoff(attempts: int) -> timedelta:
+    return min(timedelta(seconds=2 ** min(attempts - 1, 10)), MAX_BACKOFF)

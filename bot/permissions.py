@@ -1,0 +1,67 @@
+"""Who may do what, from deploybot.yml `permissions:`; refusals are audited."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from bot.config import Permissions
+from bot.mrkdwn import is_slack_user
+from bot.runs import RunError
+
+log = logging.getLogger(__name__)
+
+GROUP_TTL = 60.0  # seconds a user group's member list is trusted before it is asked again
+
+ROLE_NAMES = {"page": "page a team"}
+
+
+class Gatekeeper:
+    """Answers "may this user do that?"; user groups are resolved through Slack and cached briefly."""
+
+    def __init__(self, permissions: Permissions, group_members: Callable[[str], list[str]]):
+        self._permissions = permissions
+        self._group_members = group_members
+        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    def allowed(self, role: str, user_id: str) -> bool:
+        granted: list[str] = getattr(self._permissions, role)
+        if not granted:
+            return True  # nobody listed: everyone in the channel may
+        if not is_slack_user(user_id):
+            return True  # the terminal shell: its users already hold the database
+        if user_id in granted:
+            return True
+        return any(user_id in self._members(group) for group in granted if group.startswith("S"))
+
+    def require(self, role: str, user_id: str) -> None:
+        """Raise a refusal that says who may, unless `user_id` may take `role`."""
+        if not self.allowed(role, user_id):
+            granted = getattr(self._permissions, role)
+            who = ", ".join(f"<!subteam^{g}>" if g.startswith("S") else f"<@{g}>" for g in granted)
+            raise Refused(role, f"Only {who} may {ROLE_NAMES.get(role, role)} (deploybot.yml › permissions › {role}).")
+
+    def _members(self, group: str) -> frozenset[str]:
+        with self._lock:
+            cached = self._cache.get(group)
+        if cached and time.monotonic() - cached[0] < GROUP_TTL:
+            return cached[1]
+        try:
+            members = frozenset(self._group_members(group))
+        except Exception as exc:  # Slack unreachable or the scope missing: refuse rather than guess
+            log.warning("could not list the members of user group %s: %s", group, type(exc).__name__)
+            return cached[1] if cached else frozenset()
+        with self._lock:
+            self._cache[group] = (time.monotonic(), members)
+        return members
+
+
+class Refused(RunError):
+    """A permission refusal; the listener records it in the audit log."""
+
+    def __init__(self, role: str, text: str):
+        super().__init__(text)
+        self.role = role

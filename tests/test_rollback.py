@@ -1,0 +1,149 @@
+"""A failed deployment: declared failed, rollback checklist with the previous version, on-call paged, rolled back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bot import ids
+from bot.models import Event, Page, Run
+from tests.conftest import Running
+from tests.fake_slack import FakeSlack
+from tests.test_paging import CHANNEL, paging_bot
+from tests.test_slack_flow import all_text, click_item, current, start
+
+
+def parent_button(message: dict[str, Any], action_id: str) -> dict[str, Any]:
+    for block in message["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("action_id") == action_id:
+                return element
+    raise AssertionError(f"no {action_id} button on the message")
+
+
+def complete_anyway(running: Running, parent: dict[str, Any]) -> None:
+    button = parent_button(parent, ids.COMPLETE_ANYWAY)
+    running.slack.click(ids.COMPLETE_ANYWAY, button["value"], channel=CHANNEL, message_ts=parent["ts"])
+    running.settled()
+
+
+def run_of(running: Running, run_id: int) -> Run:
+    with running.app.sessions() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        return run
+
+
+def item_ids(running: Running, run_id: int) -> list[str]:
+    with running.app.sessions() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        return [item.id for item in run.template.items]
+
+
+def test_deployment_failed_posts_the_rollback_with_the_previous_version_and_pages_oncall(
+    database_url: str, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    with paging_bot(database_url, fake_slack, tmp_path) as paging:
+        bot = paging.bot
+        complete_anyway(bot, start(bot, "start v1.4.1 production")[0])  # the last good release
+        messages = start(bot, "start v1.4.2 production")
+        parent = messages[0]
+
+        # "Deployment failed…" asks for the reason in a modal, then fails the run.
+        button = parent_button(parent, ids.FAIL_DIALOG)
+        assert button["style"] == "danger"
+        assert (
+            bot.slack.click(ids.FAIL_DIALOG, button["value"], channel=CHANNEL, message_ts=parent["ts"]).status_code
+            == 200
+        )
+        view = bot.fake.calls_of("views.open")[-1].args["view"]
+        assert view["callback_id"] == ids.FAIL_VIEW
+        empty = bot.slack.submit(
+            ids.FAIL_VIEW, view["private_metadata"], {ids.REASON_FIELD: {ids.REASON_FIELD: {"value": " "}}}
+        )
+        assert empty.json() == {"response_action": "errors", "errors": {ids.REASON_FIELD: "Say what went wrong."}}
+        assert run_of(bot, 2).status == "active"
+        reason = {ids.REASON_FIELD: {ids.REASON_FIELD: {"type": "plain_text_input", "value": "error rate 12%"}}}
+        assert bot.slack.submit(ids.FAIL_VIEW, view["private_metadata"], reason, user="U500").status_code == 200
+        bot.settled()
+
+        failed = run_of(bot, 2)
+        assert failed.status == "failed" and failed.finished_by == "U500" and failed.finish_reason == "error rate 12%"
+        failed_text = all_text(current(bot, parent["ts"])[0])
+        assert "*Deployment failed*, declared by <@U500>" in failed_text and "error rate 12%" in failed_text
+
+        rollback = run_of(bot, 3)
+        assert (rollback.kind, rollback.rollback_of, rollback.rollback_to) == ("rollback", 2, "v1.4.1")
+        rollback_ts = next(
+            ts for (ch, ts), m in bot.fake.messages.items() if ch == CHANNEL and "Rollback v1.4.2" in m["text"]
+        )
+        thread = current(bot, rollback_ts)
+        everything = "".join(all_text(m) for m in thread)
+        assert "back to *v1.4.1*" in all_text(thread[0])
+        assert "`git checkout v1.4.1`" in everything and "<previous-commit>" not in everything
+        for step in (
+            "Stop new deployment",
+            "Restore database backup if needed",
+            "docker compose -f docker-compose.prod.yml up -d",
+        ):
+            assert step in everything
+
+        # One click pages on-call about it.
+        page_button = parent_button(thread[0], ids.PAGE_ONCALL)
+        bot.slack.click(ids.PAGE_ONCALL, page_button["value"], user="U500", channel=CHANNEL, message_ts=rollback_ts)
+        paging.delivered()
+        with bot.app.sessions() as session:
+            page = session.scalars(select(Page)).one()
+            assert page.team == "oncall" and page.run_id == 3 and page.paged_by == "U500"
+            assert page.text == "Deployment v1.4.2 → production failed: error rate 12%. Rollback: run #3."
+        assert len(paging.dms("U0ONCALL")) == 1
+
+        # Finishing the rollback checklist marks the deployment rolled back.
+        for item_id in item_ids(bot, 3):
+            assert click_item(bot, thread, item_id, user="U600").status_code == 200
+        bot.settled()
+        assert run_of(bot, 3).status == "complete"
+        assert run_of(bot, 2).status == "rolled_back"
+        assert "*Rolled back.* Declared failed by <@U500>" in all_text(current(bot, parent["ts"])[0])
+        with bot.app.sessions() as session:
+            kinds = [e.kind for e in session.scalars(select(Event).where(Event.run_id == 2).order_by(Event.id))]
+        assert kinds[-2:] == ["run.failed", "run.rolled_back"]
+        assert "already rolled back" in bot.slack.command("rollback", channel=CHANNEL).json()["text"]
+
+
+def test_fail_and_rollback_commands(running: Running) -> None:
+    assert "No deployment is running" in running.slack.command("fail it broke", channel=CHANNEL).json()["text"]
+    assert (
+        "No deployment in this channel to roll back"
+        in running.slack.command("rollback", channel=CHANNEL).json()["text"]
+    )
+    start(running, "start v2.0.0 staging")
+    assert "Say what went wrong" in running.slack.command("fail", channel=CHANNEL).json()["text"]
+    assert run_of(running, 1).status == "active"
+
+    # /deploy rollback on a running deployment fails it and opens the rollback; no earlier release is known.
+    answer = running.slack.command("rollback", user="U700", channel=CHANNEL).json()["text"]
+    assert "Rollback checklist started as run #2" in answer
+    running.settled()
+    assert (
+        run_of(running, 1).status == "failed"
+        and run_of(running, 1).finish_reason == "rolled back with /deploy rollback"
+    )
+    rollback = run_of(running, 2)
+    assert rollback.rollback_to is None
+    parent = next(m for (ch, _), m in running.fake.messages.items() if ch == CHANNEL and "Rollback v2.0.0" in m["text"])
+    assert "no earlier complete deployment to staging on record" in all_text(parent)
+    assert "in progress in this channel" in running.slack.command("rollback", channel=CHANNEL).json()["text"]
+
+
+def test_a_failed_deployment_refuses_further_clicks(running: Running) -> None:
+    messages = start(running, "start v3.0.0 production")
+    assert "Run #1 marked failed" in running.slack.command("fail smoke tests red", channel=CHANNEL).json()["text"]
+    click_item(running, messages, "all-tests-are-passing")
+    told = running.fake.calls_of("chat.postEphemeral")[-1].args["text"]
+    assert "Run #1 (v3.0.0) was declared failed by <@U100>: smoke tests red. Nothing changed" in told
+    assert json.dumps(running.fake.calls_of("chat.postEphemeral")[-1].args).count("rollback") >= 1
