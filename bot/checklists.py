@@ -52,6 +52,7 @@ class Schedule(_Strict):
     environment: str = "production"  # whose variables its probes read
     nudge_after: Duration
     escalate_after: Duration
+    escalate_to: Slug | None = None  # a team of deploybot.yml's contacts, paged at escalate_after; else @here
     catch_up: Duration = "6h"  # a slot missed while deploybot was down is still posted this late
 
     @field_validator("cron")

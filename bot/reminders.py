@@ -13,7 +13,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import blocks, db, runs
+from bot import blocks, db, paging, runs
 from bot.checklists import Schedule, Template
 from bot.config import DeployConfig
 from bot.models import ItemStatus, Outbox, ReminderSlot, Run
@@ -245,17 +245,33 @@ class Reminders:
                     slot = session.get(ReminderSlot, slot_id)
                     assert slot is not None and slot.run_id is not None
                     run = runs.get_run(session, slot.run_id)
+                    team = self._team_to_page(stage, slot)
+                    if team is not None:
+                        text = f"The {slot.cadence} maintenance checklist (run #{run.id}) is overdue."
+                        paging.raise_page(
+                            session, self._config, team, text, Actor(REMINDER_ACTOR, now, run.channel_id), run_id=run.id
+                        )
                     session.add(
                         Outbox(
                             channel_id=run.channel_id,
                             run_id=run.id,
                             created_at=now,
-                            text=self._overdue_text(stage, run, slot),
+                            text=self._overdue_text(stage, run, slot, team),
                         )
                     )
                 self._on_change()
 
-    def _overdue_text(self, stage: str, run: Run, slot: ReminderSlot) -> str:
+    def _team_to_page(self, stage: str, slot: ReminderSlot) -> str | None:
+        cadence = self.cadences.get(slot.cadence)
+        team = cadence.schedule.escalate_to if cadence and stage == "escalate" else None
+        if team is not None and team not in self._config.contacts:
+            log.error(
+                "maintenance %s escalates to unknown team %r; add it to contacts in deploybot.yml", slot.cadence, team
+            )
+            return None
+        return team
+
+    def _overdue_text(self, stage: str, run: Run, slot: ReminderSlot, team: str | None = None) -> str:
         cadence = self.cadences.get(slot.cadence)
         owners = " ".join(f"<@{u}>" for u in (cadence.schedule.owners if cadence else []))
         open_items = sum(s.required and s.status == ItemStatus.OPEN for s in run.items)
@@ -264,8 +280,9 @@ class Reminders:
             return (
                 f":alarm_clock: {who}: this {slot.cadence} checklist is overdue ({open_items} required item(s) open)."
             )
+        who = f"paged *{team}*:" if team else "<!here>"
         return (
-            f":rotating_light: <!here> the {slot.cadence} checklist is still not done, past its second deadline "
+            f":rotating_light: {who} the {slot.cadence} checklist is still not done, past its second deadline "
             f"({open_items} required item(s) open). {owners}".rstrip()
         )
 

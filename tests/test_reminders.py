@@ -14,7 +14,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from bot.models import ReminderSlot, Run
+from bot.models import Page, ReminderSlot, Run
 from bot.reminders import instant, slots
 from tests.conftest import ROOT, Running, launched
 from tests.fake_slack import FakeSlack
@@ -225,6 +225,33 @@ def test_overdue_runs_are_nudged_then_escalated_once_each(one: Running) -> None:
         c.args for c in one.fake.calls_of("chat.postMessage") if ":rotating_light:" in (c.args.get("text") or "")
     ]
     assert len(escalations) == 1 and "<!here>" in escalations[0]["text"]
+
+
+def test_an_overdue_checklist_can_page_a_team_instead_of_here(
+    database_url: str, fake_slack: FakeSlack, folders: tuple[Path, Path]
+) -> None:
+    checklists, config = folders
+    maintenance = yaml.safe_load((checklists / "maintenance.yml").read_text())
+    maintenance["phases"][0]["schedule"]["escalate_to"] = "oncall"
+    (checklists / "maintenance.yml").write_text(yaml.safe_dump(maintenance))
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, "contacts": {"oncall": {"users": ["U0ONCALL"]}}}))
+    with ExitStack() as stack:
+        bot = bots(1, database_url, fake_slack, folders, stack)[0]
+        start = at(BERLIN, 2026, 11, 30, 9, 0, 5)
+        bot.app.reminders.tick(start)
+        for _ in range(2):
+            bot.app.reminders.tick(start + timedelta(hours=24, minutes=1))
+        bot.wait_for(lambda: fake_slack.posted_to("U0ONCALL"), what="on-call's DM")
+        bot.settled()
+        [dm] = fake_slack.posted_to("U0ONCALL")
+        assert "The daily maintenance checklist (run #1) is overdue." in dm["text"]
+        with bot.app.sessions() as session:
+            [page] = session.scalars(select(Page)).all()
+            assert (page.team, page.run_id, page.paged_by, page.channel_id) == ("oncall", 1, "deploybot", CHANNEL)
+        escalations = [m for m in fake_slack.posted_to(CHANNEL) if ":rotating_light:" in (m.get("text") or "")]
+        assert len(escalations) == 1 and "paged *oncall*" in escalations[0]["text"]
+        assert "<!here>" not in escalations[0]["text"]
 
 
 def test_a_finished_run_is_not_nudged(one: Running) -> None:
