@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# Build: docker build -t deploybot .   Run: see README (docker-compose.yml adds PostgreSQL).
+# Build: docker build -t deploybot .   Run: see README › Operations (docker-compose.yml adds PostgreSQL).
+# Multi-stage and slim; runs as an unprivileged user; the checklists are validated at build time.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -16,8 +17,8 @@ WORKDIR /app
 COPY checklists ./checklists
 # Refuse to build an image whose checklists are invalid or break Slack's limits.
 RUN deploybot check /app/checklists
-RUN useradd --system --uid 10001 --home-dir /app deploybot && mkdir /data && chown deploybot /data
-USER deploybot
+RUN useradd --system --no-log-init --uid 10001 --home-dir /app deploybot && mkdir /data && chown 10001 /data
+USER 10001
 VOLUME ["/data"]
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=20s --retries=3 \

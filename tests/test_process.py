@@ -43,9 +43,10 @@ def bot_env(database_url: str, fake: FakeSlack, port: int, **extra: str) -> dict
 
 
 @contextmanager
-def deploybot(env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+def deploybot(env: dict[str, str], cwd: Path, command: list[str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """`deploybot run` (or `command`) until it is ready; killed afterwards if still running."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
+        command or [sys.executable, "-m", "bot", "run"],
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,
