@@ -118,11 +118,23 @@ Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
 
 class Permissions(BaseModel):
-    """Who may do what: Slack user ids (U…) or user group ids (S…). An empty list means everyone."""
+    """Who may do what: Slack user ids (U…) or user group ids (S…). A missing or empty list means everyone."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    start: list[UserOrGroupId] = []
+    abort: list[UserOrGroupId] = []
+    complete_anyway: list[UserOrGroupId] = []
+    fail: list[UserOrGroupId] = []  # declare a deployment failed, open a rollback
     page: list[UserOrGroupId] = []
+    # Checklist group id -> who may tick, untick or N/A its items (e.g. security: [S0SECURITY]).
+    groups: dict[Name, list[UserOrGroupId]] = {}
+
+    def granted(self, role: str) -> list[str]:
+        """Who holds `role` ("start", …, or "group:<id>"); empty means everyone."""
+        if role.startswith("group:"):
+            return self.groups.get(role.removeprefix("group:"), [])
+        return list(getattr(self, role))
 
 
 class DeployConfig(BaseModel):

@@ -15,7 +15,13 @@ log = logging.getLogger(__name__)
 
 GROUP_TTL = 60.0  # seconds a user group's member list is trusted before it is asked again
 
-ROLE_NAMES = {"page": "page a team"}
+ROLE_NAMES = {
+    "start": "start a deployment",
+    "abort": "abort a run",
+    "complete_anyway": "complete a run anyway",
+    "fail": "declare a deployment failed or roll it back",
+    "page": "page a team",
+}
 
 
 class Gatekeeper:
@@ -28,7 +34,7 @@ class Gatekeeper:
         self._lock = threading.Lock()
 
     def allowed(self, role: str, user_id: str) -> bool:
-        granted: list[str] = getattr(self._permissions, role)
+        granted = self._permissions.granted(role)
         if not granted:
             return True  # nobody listed: everyone in the channel may
         if not is_slack_user(user_id):
@@ -37,12 +43,19 @@ class Gatekeeper:
             return True
         return any(user_id in self._members(group) for group in granted if group.startswith("S"))
 
-    def require(self, role: str, user_id: str) -> None:
+    def require(self, role: str, user_id: str, doing: str | None = None) -> None:
         """Raise a refusal that says who may, unless `user_id` may take `role`."""
         if not self.allowed(role, user_id):
-            granted = getattr(self._permissions, role)
-            who = ", ".join(f"<!subteam^{g}>" if g.startswith("S") else f"<@{g}>" for g in granted)
-            raise Refused(role, f"Only {who} may {ROLE_NAMES.get(role, role)} (deploybot.yml › permissions › {role}).")
+            who = ", ".join(
+                f"<!subteam^{g}>" if g.startswith("S") else f"<@{g}>" for g in self._permissions.granted(role)
+            )
+            where = role.replace("group:", "groups › ")
+            doing = doing or ROLE_NAMES.get(role, role)
+            raise Refused(role, f"Only {who} may {doing} (deploybot.yml › permissions › {where}); nothing changed.")
+
+    @property
+    def guards_groups(self) -> bool:
+        return bool(self._permissions.groups)
 
     def _members(self, group: str) -> frozenset[str]:
         with self._lock:

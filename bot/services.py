@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import db, paging, runs
 from bot.blocks import layout
-from bot.checklists import Template
+from bot.checklists import Template, iter_items
 from bot.config import DeployConfig
 from bot.models import Event, Run, RunStatus
 from bot.mrkdwn import escape, is_slack_channel
@@ -67,6 +67,7 @@ class Services:
                 f"`{escape(environment)}` is not an environment name: use one lowercase word "
                 "such as `production` or `staging`."
             )
+        self.require("start", actor, version=version, environment=environment)
         template = self.deploy_template()
         channel = actor.channel_id or ""
         with self.change() as session:
@@ -83,12 +84,12 @@ class Services:
             )
             return run.id
 
-    def require(self, role: str, actor: Actor, **detail: object) -> None:
+    def require(self, role: str, actor: Actor, doing: str | None = None, **detail: object) -> None:
         """Refuse (and record the refusal) unless the actor may take `role`."""
         if self.gate is None:
             return
         try:
-            self.gate.require(role, actor.user_id)
+            self.gate.require(role, actor.user_id, doing)
         except Refused:
             with self.sessions.begin() as session:
                 session.add(
@@ -102,6 +103,18 @@ class Services:
                     )
                 )
             raise
+
+    def require_item(self, run_id: int, item_id: str, actor: Actor) -> None:
+        """Refuse a tick, untick or N/A of an item whose checklist group is reserved to some people."""
+        if self.gate is None or not self.gate.guards_groups:
+            return  # nothing to look up: clicks stay one-row transactions
+        with self.read() as session:
+            run = runs.get_run(session, run_id)
+            template = self.templates.get(run.template_id) or run.template
+            found = next(((g.id, g.title) for _, g, i in iter_items(template) if i.id == item_id), None)
+        if found is not None:
+            group_id, title = found
+            self.require(f"group:{group_id}", actor, f"tick the items of *{title}*", run=run_id, item=item_id)
 
     def page(self, team: str, text: str, actor: Actor, *, run_id: int | None = None) -> int:
         """Page a team from the actor's channel; the page belongs to the channel's active deployment, if any."""
@@ -123,6 +136,7 @@ class Services:
 
     def fail_deploy(self, run_id: int | None, reason: str, actor: Actor) -> tuple[int, int]:
         """Declare a deployment failed and post its rollback checklist; returns (failed run, rollback run)."""
+        self.require("fail", actor)
         with self.change() as session:
             if run_id is None:
                 active = runs.active_run(session, actor.channel_id or "")
@@ -136,6 +150,7 @@ class Services:
 
     def rollback(self, actor: Actor) -> int:
         """The rollback checklist for the latest deployment in the actor's channel; failing it if still running."""
+        self.require("fail", actor)
         with self.change() as session:
             latest = runs.latest_deploy(session, actor.channel_id or "")
             if latest is None:

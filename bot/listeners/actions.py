@@ -58,25 +58,32 @@ class Actions:
     def _click(self, body: dict[str, Any]) -> Click:
         return Click.parse(body, self.services.clock())
 
-    def item_done(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    def _item_click(self, body: dict[str, Any]) -> tuple[Click, int, str]:
+        """A click on one item, by someone allowed to change it."""
         click = self._click(body)
+        run_id, item_id = click.field("run", int), click.field("item", str)
+        self.services.require_item(run_id, item_id, click.actor)
+        return click, run_id, item_id
+
+    def item_done(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        click, run_id, item_id = self._item_click(body)
         with self.services.change() as session:
-            note = runs.mark_done(session, click.field("run", int), click.field("item", str), click.actor)
+            note = runs.mark_done(session, run_id, item_id, click.actor)
         ack()
         if note:
             tell(client, click.actor, note)
 
     def item_reopen(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        click = self._click(body)
+        click, run_id, item_id = self._item_click(body)
         with self.services.change() as session:
-            note = runs.reopen(session, click.field("run", int), click.field("item", str), click.actor)
+            note = runs.reopen(session, run_id, item_id, click.actor)
         ack()
         if note:
             tell(client, click.actor, note)
 
     def item_menu(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        click = self._click(body)
-        run_id, item_id, intent = click.field("run", int), click.field("item", str), click.field("do", str)
+        click, run_id, item_id = self._item_click(body)
+        intent = click.field("do", str)
         with self.services.change() as session:
             if intent == "done":
                 note = runs.mark_done(session, run_id, item_id, click.actor)
@@ -114,6 +121,7 @@ class Actions:
 
     def complete_anyway(self, ack: Ack, body: dict[str, Any]) -> None:
         click = self._click(body)
+        self.services.require("complete_anyway", click.actor, run=click.field("run", int))
         with self.services.change() as session:
             runs.complete_anyway(session, click.field("run", int), click.actor)
         ack()

@@ -122,6 +122,7 @@ class Commands:
         return f"Page #{page_id} sent to {team.lower()}. It escalates until someone acknowledges it."
 
     def abort(self, command: dict[str, Any], args: str) -> str:
+        self.services.require("abort", self._actor(command))
         with self.services.change() as session:
             run = runs.active_run(session, command["channel_id"])
             if run is None:

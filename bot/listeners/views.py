@@ -21,6 +21,7 @@ class Views:
         if not reason.strip():
             ack(response_action="errors", errors={ids.REASON_FIELD: "Say why this item does not apply."})
             return
+        self.services.require_item(run_id, item_id, actor)
         with self.services.change() as session:
             runs.mark_na(session, run_id, item_id, reason, actor)
         ack()
