@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -16,7 +15,7 @@ from typing import Any
 import yaml
 from sqlalchemy.orm import Session
 
-from bot import checklists, db
+from bot import checklists, db, logs
 from bot.config import ConfigError, Settings, load_deploy_config
 from bot.runs import RunError
 from bot.yamlfile import YamlError
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env()
-        _setup_logging(settings.log_format)
+        logs.setup(settings.log_format, settings.secret_values())
         if args.command == "check":
             return _check(args.folder or settings.checklists_path)
         if args.command == "import":
@@ -173,6 +172,7 @@ def _run(settings: Settings) -> int:
 
         socket_mode = SocketModeHandler(deploybot.bolt, settings.slack_app_token.reveal())
         socket_mode.connect()  # type: ignore[no-untyped-call]
+        deploybot.socket_connected = socket_mode.client.is_connected
         log.info("connected to Slack in Socket Mode")
     server: Any = create_server(deploybot.web, host=settings.host, port=settings.port, threads=16)
     log.info(
@@ -194,28 +194,6 @@ def _run(settings: Settings) -> int:
         deploybot.stop_workers()
         log.info("stopped")
     return 0
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def _setup_logging(log_format: str) -> None:
-    handler = logging.StreamHandler()
-    if log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from functools import cached_property
 
 import httpx
 from slack_bolt import App
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
@@ -20,10 +19,11 @@ from slack_sdk.http_retry.builtin_handlers import (
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import checklists, db
+from bot import checklists, db, logs
 from bot.blocks import check_template_limits
 from bot.config import DeployConfig, Settings, load_deploy_config
-from bot.listeners import register_listeners
+from bot.listeners import ObservedApp, register_listeners
+from bot.metrics import InstrumentedWebClient, Metrics, database_gauges
 from bot.paging.senders import Senders
 from bot.paging.worker import PageWorker
 from bot.permissions import Gatekeeper
@@ -31,7 +31,7 @@ from bot.probes.runner import ProbeRunner
 from bot.publisher import Publisher
 from bot.reminders import Reminders
 from bot.services import Services, utcnow
-from bot.web import Metrics, WebApp
+from bot.web import WebApp
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class Deploybot:
     pager: PageWorker
     metrics: Metrics = field(default_factory=Metrics)
     slack_ok: bool = False
+    # In Socket Mode: whether the socket is up (GET /healthz reports it); None in HTTP mode.
+    socket_connected: Callable[[], bool] | None = None
 
     @cached_property
     def web(self) -> WebApp:
@@ -55,9 +57,23 @@ class Deploybot:
             self.bolt,
             self.settings.slack_signing_secret,
             readiness=self.readiness,
-            gauges=lambda: {"render_backlog": self.publisher.pending()},
+            gauges=self.gauges,
             metrics=self.metrics,
+            liveness=self.liveness,
         )
+
+    def gauges(self) -> dict[str, float]:
+        with db.read_only(self.sessions)() as session:
+            gauges = {"render_backlog": float(self.publisher.pending()), **database_gauges(session)}
+        if self.socket_connected is not None:
+            gauges["socket_mode_connected"] = float(self.socket_connected())
+        return gauges
+
+    def liveness(self) -> str | None:
+        """Why this process is not alive, if it is not: in Socket Mode, a lost socket."""
+        if self.socket_connected is not None and not self.socket_connected():
+            return "Socket Mode connection to Slack is down (reconnecting)"
+        return None
 
     def start_workers(self, *, reminders: bool = True) -> None:
         """Start the background publisher, probe runner and (unless told not to) the reminder ticker."""
@@ -120,7 +136,9 @@ def create_app(
     engine = db.make_engine(settings.database_url)
     sessions = db.make_sessions(engine)
     token = settings.slack_bot_token.reveal()
-    client = WebClient(
+    metrics = Metrics()
+    client = InstrumentedWebClient(
+        metrics,
         token=token,
         base_url=settings.slack_api_url,
         timeout=10,
@@ -131,13 +149,17 @@ def create_app(
         ],
     )
     config = load_deploy_config(settings.config_path)
+    logs.scrub(settings.environ.get(name, "") for name in config.secret_names())
     _warn_about_missing_secrets(config, settings)
     # The publisher and the pager keep their retry schedules in the database, so their clients never sleep.
-    worker_client = WebClient(token=token, base_url=settings.slack_api_url, timeout=10, retry_handlers=[])
+    worker_client = InstrumentedWebClient(
+        metrics, token=token, base_url=settings.slack_api_url, timeout=10, retry_handlers=[]
+    )
     publisher = Publisher(
         sessions, worker_client, clock, min_interval=settings.render_interval, contacts=config.contacts
     )
-    bolt = App(
+    bolt = ObservedApp(
+        metrics,
         client=client,
         process_before_response=True,  # the change is committed before Slack hears the ack
         request_verification_enabled=False,  # WebApp verifies signatures before Bolt sees a byte
@@ -166,7 +188,7 @@ def create_app(
         gate=gate,
     )
     register_listeners(bolt, services)
-    return Deploybot(settings, engine, sessions, bolt, publisher, probes, reminders, pager)
+    return Deploybot(settings, engine, sessions, bolt, publisher, probes, reminders, pager, metrics)
 
 
 def _warn_about_missing_secrets(config: DeployConfig, settings: Settings) -> None:

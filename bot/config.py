@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,12 @@ class Settings:
                 "connections:write) switches to Socket Mode."
             )
 
+    def secret_values(self) -> list[str]:
+        """Every secret this process was given, for the log scrubber."""
+        values = [self.slack_bot_token.reveal(), self.slack_signing_secret.reveal(), self.slack_app_token.reveal()]
+        password = make_url(self.database_url).password if "://" in self.database_url else None
+        return [v for v in [*values, str(password or "")] if v]
+
     @property
     def database_url_masked(self) -> str:
         return make_url(self.database_url).render_as_string(hide_password=True)
@@ -166,6 +173,15 @@ class DeployConfig(BaseModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def secret_names(self) -> set[str]:
+        """The environment variables deploybot.yml reads secrets from: pager keys and ${env:NAME}."""
+        names = {t.pagerduty.routing_key_env for t in self.contacts.values() if t.pagerduty}
+        names |= {t.webhook.secret_env for t in self.contacts.values() if t.webhook}
+        for variables in self.environments.values():
+            for value in variables.values():
+                names |= set(re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", str(value)))
+        return names
 
     def variables(self, environment: str) -> dict[str, str]:
         """The variables of one environment as text; an unknown environment has none."""

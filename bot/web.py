@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -14,32 +11,14 @@ from urllib.parse import parse_qsl
 from slack_bolt import App, BoltRequest
 from slack_sdk.signature import SignatureVerifier
 
+from bot import logs
 from bot.config import Secret
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 2 * 1024 * 1024
 StartResponse = Callable[..., Any]
-
-
-class Metrics:
-    """A few Prometheus counters, kept in memory per process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[tuple[str, str]] = Counter()
-
-    def count(self, name: str, label: str) -> None:
-        with self._lock:
-            self._counts[(name, label)] += 1
-
-    def render(self, gauges: dict[str, float]) -> str:
-        with self._lock:
-            lines = [
-                f'deploybot_{name}_total{{kind="{label}"}} {n}' for (name, label), n in sorted(self._counts.items())
-            ]
-        lines += [f"deploybot_{name} {value}" for name, value in gauges.items()]
-        return "\n".join(lines) + "\n"
 
 
 class WebApp:
@@ -52,19 +31,23 @@ class WebApp:
         readiness: Callable[[], list[str]],
         gauges: Callable[[], dict[str, float]],
         metrics: Metrics,
+        liveness: Callable[[], str | None] = lambda: None,
     ):
         self._bolt = bolt
         self._verifier = SignatureVerifier(signing_secret.reveal())
         self._readiness = readiness
+        self._liveness = liveness
         self._gauges = gauges
         self.metrics = metrics
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         route = (environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"))
         if route == ("POST", "/slack/events"):
-            status, headers, body = self._slack(environ)
+            with logs.request_scope(environ.get("HTTP_X_REQUEST_ID")):
+                status, headers, body = self._slack(environ)
         elif route == ("GET", "/healthz"):
-            status, headers, body = 200, _text, "ok\n"
+            problem = self._liveness()
+            status, headers, body = (503, _text, problem + "\n") if problem else (200, _text, "ok\n")
         elif route == ("GET", "/readyz"):
             problems = self._readiness()
             status, headers, body = (503, _text, "\n".join(problems) + "\n") if problems else (200, _text, "ready\n")
@@ -84,7 +67,6 @@ class WebApp:
         return [body.encode()]
 
     def _slack(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], str]:
-        started = time.perf_counter()
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -100,16 +82,16 @@ class WebApp:
             timestamp=headers.get("x-slack-request-timestamp", ""),
             signature=headers.get("x-slack-signature", ""),
         ):
-            self.metrics.count("requests_rejected", "signature")
+            self.metrics.count("requests_rejected", reason="signature")
+            log.warning("refused a request with an invalid or stale Slack signature (401)")
             return 401, _text, "invalid or stale Slack signature\n"
-        problem, kind = malformed(body, headers["content-type"])
+        problem, _kind = malformed(body, headers["content-type"])
         if problem:
-            self.metrics.count("requests_rejected", "malformed")
+            self.metrics.count("requests_rejected", reason="malformed")
+            log.warning("refused a malformed Slack request (400): %s", problem)
             return 400, _text, f"malformed Slack request: {problem}\n"
-        self.metrics.count("requests", kind)
         response = self._bolt.dispatch(BoltRequest(body=body, query=environ.get("QUERY_STRING"), headers=headers))
         out = [(k, v) for k, values in response.headers.items() for v in values]
-        log.debug("%s answered %s in %.1f ms", kind, response.status, 1000 * (time.perf_counter() - started))
         return response.status, out, response.body
 
 

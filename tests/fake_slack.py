@@ -36,6 +36,8 @@ class FakeSlack:
     """Records every call, keeps posted messages, validates blocks, and answers faults on demand."""
 
     token: str = "xoxb-test-token-000000000000"
+    app_token: str = "xapp-1-test-app-token-000000"  # Socket Mode's apps.connections.open takes this one
+    socket_url: str | None = None  # what apps.connections.open hands out
     latency: float = 0.0
     calls: list[Call] = field(default_factory=list)
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -155,7 +157,7 @@ class FakeSlack:
             status, body = fault.status, {"ok": False, "error": fault.error}
             if fault.retry_after is not None:
                 headers["Retry-After"] = str(fault.retry_after)
-        elif request.headers.get("Authorization") != f"Bearer {self.token}":
+        elif request.headers.get("Authorization") != f"Bearer {self._token_for(method)}":
             status, body = 200, {"ok": False, "error": "invalid_auth"}
         else:
             answer = getattr(self, "_" + method.replace(".", "_"), None)
@@ -176,7 +178,15 @@ class FakeSlack:
         request.end_headers()
         request.wfile.write(data)
 
+    def _token_for(self, method: str) -> str:
+        return self.app_token if method == "apps.connections.open" else self.token
+
     # --- methods -----------------------------------------------------------------------------------
+
+    def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.socket_url is None:
+            return {"ok": False, "error": "not_allowed_token_type"}
+        return {"ok": True, "url": self.socket_url}
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import ids
+from bot import ids, logs
 from bot.listeners.actions import Actions, clicker, tell
 from bot.listeners.commands import Commands
 from bot.listeners.views import Views
+from bot.metrics import Metrics
 from bot.runs import RunError
 from bot.services import Services
 
@@ -46,6 +48,60 @@ def register_listeners(app: App, services: Services) -> None:
     app.view(re.compile(".*"))(views.unknown)
 
     app.error(_make_error_handler(services))
+
+
+class ObservedApp(App):
+    """Bolt's App, timing and logging every request it dispatches, in HTTP and Socket Mode alike."""
+
+    def __init__(self, metrics: Metrics, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.metrics = metrics
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        started = time.perf_counter()
+        body = req.body if isinstance(req.body, dict) else {}
+        kind, action = _kind(body), _action_id(body)
+        with logs.request_scope():
+            response = super().dispatch(req)
+            elapsed = time.perf_counter() - started
+            self.metrics.count("requests", kind=kind)
+            if action:
+                self.metrics.count("clicks", action=action if action in ids.KNOWN_ACTIONS else "unknown")
+            self.metrics.observe_ack(elapsed)
+            detail = action or _subcommand(body)
+            log.info(
+                "%s%s from %s answered %s in %.1f ms",
+                kind,
+                f" {detail}" if detail else "",
+                _user(body),
+                response.status,
+                1000 * elapsed,
+            )
+        return response
+
+
+def _action_id(body: dict[str, Any]) -> str | None:
+    actions = body.get("actions")
+    if body.get("type") == "block_actions" and isinstance(actions, list) and actions and isinstance(actions[0], dict):
+        return str(actions[0].get("action_id"))
+    return None
+
+
+def _subcommand(body: dict[str, Any]) -> str | None:
+    """`/deploy start`, without the rest: reasons and messages stay out of the logs."""
+    if not body.get("command"):
+        return None
+    return f"{body['command']} {(str(body.get('text') or '').split() or [''])[0][:20]}".strip()
+
+
+def _user(body: dict[str, Any]) -> str:
+    user = body.get("user")
+    return str(
+        body.get("user_id")
+        or (user.get("id") if isinstance(user, dict) else None)
+        or (body.get("event") or {}).get("user")
+        or "?"
+    )
 
 
 def _make_error_handler(services: Services) -> Any:
@@ -86,4 +142,4 @@ def _first_input(body: dict[str, Any]) -> str:
 
 
 def _kind(body: dict[str, Any]) -> str:
-    return str(body.get("command") or body.get("type") or "request")
+    return "command" if body.get("command") else str(body.get("type") or "request")

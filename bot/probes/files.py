@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+from bot import logs
 from bot.probes import ProbeError, Verdict
 from bot.probes.specs import EnvFileProbe, GitignoredProbe
 
@@ -36,6 +37,7 @@ async def env_file(spec: EnvFileProbe) -> Verdict:
     development = read_env_file(Path(spec.development_path)) if spec.development_path else {}
     pattern = re.compile(spec.secret_pattern, re.IGNORECASE)
     secrets = sorted(k for k in production if pattern.search(k))
+    logs.scrub(production[k] for k in secrets)  # they must never reach a log line, whatever happens next
     short = [k for k in secrets if len(production[k]) < spec.min_length]
     same = [k for k in secrets if k in development and development[k] == production[k]]
     # Evidence names keys and lengths only: values never leave the file.

@@ -1,0 +1,238 @@
+"""Running deploybot: Socket Mode, health and metrics endpoints, structured logs without secrets."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from bot import ids, logs
+from tests.conftest import ROOT, SIGNING_SECRET, Running
+from tests.fake_slack import FakeSlack
+from tests.fake_socket_mode import socket_mode_server
+from tests.pager_servers import receiver
+from tests.slack_requests import SLASH_COMMAND, SlackUser, click_payload
+from tests.test_process import bot_env, deploybot, free_port
+from tests.test_slack_flow import CHANNEL, item_block, start
+
+
+def wait_for(condition: object, timeout: float = 20.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()  # type: ignore[operator]
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# --- Socket Mode -------------------------------------------------------------------------------------
+
+
+def test_socket_mode_serves_commands_and_clicks_and_reports_its_socket(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    with socket_mode_server() as socket:
+        fake_slack.socket_url = socket.url
+        port = free_port()
+        env = bot_env(f"sqlite:///{tmp_path}/d.db", fake_slack, port, SLACK_APP_TOKEN=fake_slack.app_token)
+        with deploybot(env, tmp_path) as process:
+            assert socket.connected.wait(20)
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+            assert health.status_code == 200
+            assert "deploybot_socket_mode_connected 1.0" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+
+            command = {**SLASH_COMMAND, "command": "/deploy", "text": "start v9.9 production", "channel_id": CHANNEL}
+            envelope = socket.send("slash_commands", command)
+            ack = socket.ack_of(envelope)
+            assert ack["envelope_id"] == envelope
+            assert ack["payload"]["response_type"] == "ephemeral" and "Run #1 started" in ack["payload"]["text"]
+
+            wait_for(lambda: len(fake_slack.calls_of("chat.postMessage")) >= 4, what="the run's messages")
+            messages = sorted(fake_slack.messages.values(), key=lambda m: m["ts"])
+            message, block = item_block(messages, "all-tests-are-passing")
+            click = click_payload(
+                ids.ITEM_DONE,
+                block["accessory"]["value"],
+                user="U42",
+                channel=CHANNEL,
+                message_ts=message["ts"],
+                thread_ts=message["thread_ts"],
+            )
+            socket.ack_of(socket.send("interactive", click, accepts_response_payload=False))
+            wait_for(
+                lambda: (
+                    "<@U42>"
+                    in item_block(list(fake_slack.messages.values()), "all-tests-are-passing")[1]["text"]["text"]
+                ),
+                what="the tick to show in Slack",
+            )
+
+            # A dropped socket shows in /healthz until the client has reconnected.
+            socket.disconnect_all()
+            wait_for(lambda: len(socket.connections) >= 2, what="a reconnection")
+            wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, what="health again")
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(15) == 0
+    assert [c.method for c in fake_slack.calls if c.method == "apps.connections.open"]
+
+
+# --- metrics -------------------------------------------------------------------------------------------
+
+
+def metric(text: str, name: str) -> float:
+    found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
+    assert found, f"{name} is not in /metrics"
+    return float(found.group(1))
+
+
+def test_metrics_count_requests_clicks_slack_calls_and_ack_times(running: Running) -> None:
+    messages = start(running)
+    message, block = item_block(messages, "all-tests-are-passing")
+    running.fake.fail("chat.update", status=429, retry_after=0)
+    running.slack.click(
+        ids.ITEM_DONE,
+        block["accessory"]["value"],
+        channel=CHANNEL,
+        message_ts=message["ts"],
+        thread_ts=message["thread_ts"],
+    )
+    running.slack.click("no.such.action", {"run": 1}, channel=CHANNEL)
+    running.slack.post("payload=%7Bnot-json", headers={"X-Slack-Signature": "v0=forged"})
+    running.settled()
+    text = httpx.get(f"{running.url}/metrics").text
+    assert metric(text, 'deploybot_requests_total{kind="command"}') == 1
+    assert metric(text, 'deploybot_requests_total{kind="block_actions"}') == 2
+    assert metric(text, f'deploybot_clicks_total{{action="{ids.ITEM_DONE}"}}') == 1
+    assert metric(text, 'deploybot_clicks_total{action="unknown"}') == 1
+    assert metric(text, 'deploybot_requests_rejected_total{reason="signature"}') == 1
+    assert metric(text, 'deploybot_slack_api_calls_total{method="chat.postMessage"}') >= 4
+    assert metric(text, 'deploybot_slack_api_ratelimited_total{method="chat.update"}') == 1
+    assert metric(text, 'deploybot_slack_api_errors_total{error="ratelimited",method="chat.update"}') == 1
+    assert metric(text, "deploybot_ack_seconds_count") == 3
+    assert metric(text, 'deploybot_ack_seconds_bucket{le="+Inf"}') == 3
+    assert metric(text, "deploybot_render_backlog") == 0
+    assert "# TYPE deploybot_ack_seconds histogram" in text
+
+
+# --- logs ----------------------------------------------------------------------------------------------
+
+
+def test_the_scrubber_masks_a_secret_that_reaches_a_log_line() -> None:
+    stream = io.StringIO()
+    logs.setup("json", ["xoxb-very-secret-token"])
+    logging.getLogger().handlers[0].stream = stream  # type: ignore[attr-defined]
+    logs.scrub(["late-secret-from-yml"])
+    try:
+        with logs.request_scope("req-1"):
+            logging.getLogger("t").error("token %s and %s", "xoxb-very-secret-token", "late-secret-from-yml")
+            try:
+                raise ValueError("boom xoxb-very-secret-token")
+            except ValueError:
+                logging.getLogger("t").exception("failed")
+    finally:
+        logging.basicConfig(force=True)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["message"] == "token ********** and **********" and lines[0]["request_id"] == "req-1"
+    assert "xoxb-very-secret-token" not in stream.getvalue() and "boom **********" in lines[1]["message"]
+
+
+def test_a_full_run_logs_json_lines_with_request_ids_and_no_secret(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    env_file = tmp_path / ".env.production"
+    secrets = {
+        "JWT_SECRET": "jwt-production-value-9f8e7d6c5b4a39281706f5e4d3c2b1a0",
+        "WEBHOOK_SECRET": "whsec-production-value-0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+    }
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in secrets.items()))
+    pd_key, hook_secret = "pd-routing-key-must-not-leak-1234", "hook-secret-must-not-leak-5678"
+    with receiver() as pagerduty, receiver(default=200) as hook:
+        pagerduty.answer_next(400)  # a failure is logged: it must not carry the key
+        hook.answer_next(500)
+        config = tmp_path / "deploybot.yml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "environments": {"production": {"env_file": str(env_file), "development_env_file": "/nonexistent"}},
+                    "contacts": {
+                        "dba": {
+                            "users": ["U0DBA1"],
+                            "pagerduty": {"routing_key_env": "PD_KEY", "url": pagerduty.url},
+                            "webhook": {"url": hook.url, "secret_env": "HOOK_SECRET"},
+                        }
+                    },
+                }
+            )
+        )
+        checklists = tmp_path / "checklists"
+        checklists.mkdir()
+        (checklists / "deploy.yml").write_text(
+            yaml.safe_dump(
+                {
+                    "id": "production-deploy",
+                    "title": "Deploy",
+                    "phases": [
+                        {
+                            "id": "p",
+                            "title": "P",
+                            "groups": [
+                                {
+                                    "id": "g",
+                                    "title": "G",
+                                    "items": [
+                                        {
+                                            "id": "secrets-strong",
+                                            "text": "Secrets are strong",
+                                            "probe": {"kind": "env_file", "path": "${env_file}"},
+                                        },
+                                        {"id": "tests-pass", "text": "Tests pass"},
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                }
+            )
+        )
+        (checklists / "rollback.yml").write_text((ROOT / "checklists" / "rollback.yml").read_text())
+        port = free_port()
+        env = bot_env(
+            f"sqlite:///{tmp_path}/d.db",
+            fake_slack,
+            port,
+            LOG_FORMAT="json",
+            DEPLOYBOT_CONFIG=str(config),
+            DEPLOYBOT_CHECKLISTS=str(checklists),
+            PD_KEY=pd_key,
+            HOOK_SECRET=hook_secret,
+        )
+        user = SlackUser(f"http://127.0.0.1:{port}", SIGNING_SECRET)
+        with deploybot(env, tmp_path) as process:
+            assert user.command("start v1.0 production", channel=CHANNEL).status_code == 200
+            wait_for(lambda: len(fake_slack.calls_of("chat.postMessage")) >= 2, what="the run")
+            user.click(ids.ITEM_DONE, {"run": 1, "item": "tests-pass"}, channel=CHANNEL)
+            user.command("page dba the database is on fire", channel=CHANNEL)
+            wait_for(lambda: len(hook.accepted()) == 1 and pagerduty.received, what="the page's deliveries")
+            user.post("command=%2Fdeploy", headers={"X-Slack-Signature": "v0=forged"})
+            rollback = user.command("rollback", channel=CHANNEL).json()  # the run completed: roll it back
+            assert "Rollback checklist started" in rollback["text"], rollback
+            wait_for(lambda: len(fake_slack.calls_of("chat.postMessage")) >= 5, what="the rollback")
+            time.sleep(0.5)  # let the workers log what they do with the last changes
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(15) == 0
+            output = process.stdout.read() if process.stdout else ""
+        user.http.close()
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]  # every line is one JSON object
+    assert lines and all({"time", "level", "logger", "request_id", "message"} <= set(line) for line in lines)
+    handled = [line for line in lines if line["logger"] == "bot.listeners" and " answered " in line["message"]]
+    assert len(handled) >= 4 and all(re.fullmatch(r"[0-9a-f]{12}", line["request_id"]) for line in handled), [
+        (h["request_id"], h["message"]) for h in handled
+    ]
+    assert len({line["request_id"] for line in handled}) == len(handled)
+    assert any("PagerDuty answered 400" in line["message"] for line in lines)  # the failure is told…
+    for secret in [fake_slack.token, SIGNING_SECRET, pd_key, hook_secret, *secrets.values()]:
+        assert secret not in output  # …and nothing secret is
