@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 import httpx
 from slack_bolt import App
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import checklists, db, logs
 from bot.blocks import check_template_limits
 from bot.config import DeployConfig, Settings, load_deploy_config
+from bot.home import home_view
 from bot.listeners import ObservedApp, register_listeners
 from bot.metrics import InstrumentedWebClient, Metrics, database_gauges
 from bot.paging.senders import Senders
@@ -155,8 +157,17 @@ def create_app(
     worker_client = InstrumentedWebClient(
         metrics, token=token, base_url=settings.slack_api_url, timeout=10, retry_handlers=[]
     )
+
+    def render_home(session: Session, now: datetime) -> dict[str, Any]:
+        return home_view(session, now, reminders, config.contacts)
+
     publisher = Publisher(
-        sessions, worker_client, clock, min_interval=settings.render_interval, contacts=config.contacts
+        sessions,
+        worker_client,
+        clock,
+        min_interval=settings.render_interval,
+        contacts=config.contacts,
+        home=render_home,
     )
     bolt = ObservedApp(
         metrics,

@@ -78,7 +78,7 @@ def read_only(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     return sessionmaker(engine.execution_options(deploybot_read_only=True), expire_on_commit=False)
 
 
-def insert_once(session: Session, model: Any, values: dict[str, Any]) -> bool:
+def insert_once(session: Session, model: Any, values: dict[str, Any], key: Any = None) -> bool:
     """INSERT … ON CONFLICT DO NOTHING RETURNING: whether this call inserted the row.
 
     A unique key then decides which of several processes does a thing (posts a slot, sends a
@@ -91,7 +91,7 @@ def insert_once(session: Session, model: Any, values: dict[str, Any]) -> bool:
         statement = sqlite_insert(model).values(values).on_conflict_do_nothing()
     else:
         raise RuntimeError(f"deploybot supports SQLite and PostgreSQL, not {dialect}")
-    return session.execute(statement.returning(model.id)).scalar_one_or_none() is not None
+    return session.execute(statement.returning(model.id if key is None else key)).scalar_one_or_none() is not None
 
 
 def _alembic_config(engine: Engine) -> Config:

@@ -292,3 +292,17 @@ class PageDelivery(Base):
     failed_at: Mapped[datetime | None]  # given up: an answer retrying cannot change
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class HomeTab(Base):
+    """A person's App Home tab: deploybot republishes it when what it shows changes."""
+
+    __tablename__ = "home_tabs"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    opened_at: Mapped[datetime] = mapped_column(index=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64))  # what Slack shows now; NULL: publish
+    not_before: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

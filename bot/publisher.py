@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import blocks as render
 from bot import db, export, paging, runs
 from bot.contacts import Team
-from bot.models import Message, Outbox, Run, RunStatus
+from bot.models import HomeTab, Message, Outbox, Run, RunStatus
 from bot.paging import render as page_render
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,10 @@ Clock = Callable[[], datetime]
 # Failed renders are retried with doubling waits up to this; the row keeps the last error meanwhile.
 MAX_BACKOFF = timedelta(minutes=10)
 PASS_GAP = 0.05  # seconds between two passes, at least
+# The Home tab is rendered at most this often, and kept current for people who opened it this recently.
+HOME_INTERVAL = timedelta(seconds=1)
+HOME_AUDIENCE = timedelta(days=30)
+HomeRenderer = Callable[[Session, datetime], dict[str, Any]]
 # Errors that retrying cannot fix until a person acts: whoever started the run hears about it, once.
 NEEDS_A_PERSON = {
     "channel_not_found": "I cannot see that channel. In a private channel, invite me with `/invite @deploybot`.",
@@ -65,9 +69,12 @@ class Publisher:
         poll_interval: float = 1.0,
         lease: float = 60.0,
         contacts: dict[str, Team] | None = None,
+        home: HomeRenderer | None = None,
     ):
         self._sessions = sessions
         self._contacts = contacts or {}
+        self._home = home
+        self._home_rendered_at: datetime | None = None
         self._reader = db.read_only(sessions)
         self._client = client
         self._clock = clock
@@ -124,6 +131,7 @@ class Publisher:
                 self._publish(message_id)
                 handled += 1
         handled += self._deliver_outbox(now)
+        handled += self._publish_homes(now)
         if handled:
             return 0.0
         # Other replicas' changes show up at the next poll; our own deferred renders at their time.
@@ -328,6 +336,59 @@ class Publisher:
                     row.last_error = f"{status or 'network'}: {error}"
                     log.warning("outbox message %s failed (%s); retrying", outbox_id, row.last_error)
         return sent
+
+    def _publish_homes(self, now: datetime) -> int:
+        """Republish the Home tab of everyone whose tab shows something else than the database now does."""
+        if self._home is None or (self._home_rendered_at and now - self._home_rendered_at < HOME_INTERVAL):
+            return 0
+        self._home_rendered_at = now
+        with self._reader() as session:
+            if not session.scalar(select(HomeTab.user_id).where(HomeTab.opened_at >= now - HOME_AUDIENCE).limit(1)):
+                return 0  # nobody looks: nothing to render
+            view = self._home(session, now)
+            digest = hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()
+            stale = session.scalars(
+                select(HomeTab.user_id)
+                .where(
+                    HomeTab.opened_at >= now - HOME_AUDIENCE,
+                    or_(HomeTab.content_hash.is_(None), HomeTab.content_hash != digest),
+                    or_(HomeTab.not_before.is_(None), HomeTab.not_before <= now),
+                    or_(HomeTab.lease_until.is_(None), HomeTab.lease_until < now),
+                )
+                .limit(50)
+            ).all()
+        published = 0
+        for user_id in stale:
+            with self._sessions.begin() as session:
+                claimed = session.execute(
+                    update(HomeTab)
+                    .where(HomeTab.user_id == user_id, or_(HomeTab.lease_until.is_(None), HomeTab.lease_until < now))
+                    .values(lease_until=now + self._lease)
+                )
+                if not claimed.rowcount:  # type: ignore[attr-defined]
+                    continue
+            try:
+                self._client.views_publish(user_id=user_id, view=view)
+                status, headers, error = 200, {}, None
+            except SlackApiError as exc:
+                status, headers, error = exc.response.status_code, exc.response.headers, exc.response.get("error")
+            except OSError as exc:
+                status, headers, error = 0, {}, type(exc).__name__
+            with self._sessions.begin() as session:
+                tab = session.get(HomeTab, user_id)
+                assert tab is not None
+                tab.lease_until = None
+                if error is None:
+                    tab.content_hash, tab.attempts, tab.last_error = digest, 0, None
+                    published += 1
+                else:
+                    tab.attempts += 1
+                    tab.not_before = now + self._retry_delay(tab.attempts, status, headers, now)
+                    tab.last_error = f"{status or 'network'}: {error}"
+                    log.warning("Home tab of %s not published (%s); retrying", user_id, tab.last_error)
+            if error is not None and self._paused_until:
+                break
+        return published
 
     def _tell_starter(self, run_id: int, rendering: Rendering, error: str) -> None:
         with self._reader() as session:

@@ -49,6 +49,7 @@ class FakeSlack:
     uploads: dict[str, bytes] = field(default_factory=dict)  # file id -> bytes received
     files: list[dict[str, Any]] = field(default_factory=list)  # completed uploads, as shared
     usergroups: dict[str, list[str]] = field(default_factory=dict)  # user group id -> member ids
+    homes: dict[str, dict[str, Any]] = field(default_factory=dict)  # user id -> published Home tab view
     _next_ts: int = 0
     _server: ThreadingHTTPServer | None = None
 
@@ -274,6 +275,17 @@ class FakeSlack:
         if members is None:
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": members}
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        view = args.get("view") or {}
+        if not args.get("user_id") or view.get("type") != "home":
+            return {"ok": False, "error": "invalid_arguments"}
+        errors = check_view(view)
+        if errors:
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": errors}}
+        with self.lock:
+            self.homes[args["user_id"]] = view
+        return {"ok": True, "view": {**view, "id": "VHOME"}}
 
     def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("trigger_id"):

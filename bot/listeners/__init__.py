@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from bot import ids, logs
 from bot.listeners.actions import Actions, clicker, tell
 from bot.listeners.commands import Commands
+from bot.listeners.events import Events
 from bot.listeners.views import Views
 from bot.metrics import Metrics
 from bot.runs import RunError
@@ -25,8 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def register_listeners(app: App, services: Services) -> None:
-    commands, actions, views = Commands(services), Actions(services), Views(services)
+    commands, actions, views, events = Commands(services), Actions(services), Views(services), Events(services)
     app.command("/deploy")(commands.deploy)
+    app.event("app_home_opened")(events.home_opened)
 
     app.action(ids.ITEM_DONE)(actions.item_done)
     app.action(ids.ITEM_REOPEN)(actions.item_reopen)

@@ -1,0 +1,78 @@
+"""The App Home tab: published when opened, kept current (coalesced) as runs and pages change, within limits."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bot import ids
+from bot.limits import BLOCKS_PER_VIEW, check_view
+from bot.models import ItemState
+from tests.conftest import Running
+from tests.test_slack_flow import CHANNEL, click_item, start
+
+
+def open_home(running: Running, user: str = "U100") -> None:
+    event = {
+        "token": "verification-token",
+        "team_id": "T111",
+        "api_app_id": "A111",
+        "event": {"type": "app_home_opened", "user": user, "channel": "D0HOME", "tab": "home", "event_ts": "1.2"},
+        "type": "event_callback",
+        "event_id": f"Ev{time.monotonic_ns()}",
+        "event_time": int(time.time()),
+    }
+    response = running.slack.post(json.dumps(event), content_type="application/json")
+    assert response.status_code == 200, response.text
+
+
+def home_text(running: Running, user: str = "U100") -> str:
+    return json.dumps(running.fake.homes.get(user, {}).get("blocks", []), ensure_ascii=False)
+
+
+def publishes(running: Running, user: str = "U100") -> int:
+    return len([c for c in running.fake.calls_of("views.publish") if c.args["user_id"] == user])
+
+
+def shows(running: Running, text: str, user: str = "U100") -> Any:
+    return running.wait_for(lambda: text in home_text(running, user), what=f"the Home tab to show {text!r}")
+
+
+def test_home_tab_is_published_when_opened_and_follows_the_runs(running: Running) -> None:
+    open_home(running)
+    shows(running, "*Active runs*\\nNone.")
+    assert "Nothing yet." in home_text(running) and "*Open pages*\\nNone." in home_text(running)
+    assert "daily" in home_text(running).lower()  # upcoming maintenance reminders
+
+    messages = start(running)
+    shows(running, "*#1* Deployment v1.4.2 → production in <#C100>")
+    with running.app.sessions() as session:
+        required = session.scalar(select(func.count()).select_from(ItemState).where(ItemState.required))
+    assert f"0/89 · {required} required open · started by <@U100>" in home_text(running)
+
+    before = publishes(running)
+    for item_id in ("all-tests-are-passing", "code-is-reviewed-and-approved", "dependencies-are-updated"):
+        assert click_item(running, messages, item_id).status_code == 200
+    shows(running, "3/89")
+    running.settled()
+    time.sleep(1.2)  # one more Home interval: nothing else is due
+    assert publishes(running) - before <= 3  # three clicks, coalesced
+
+    button = messages[0]["blocks"][3]["elements"][0]
+    running.slack.click(ids.COMPLETE_ANYWAY, button["value"], channel=CHANNEL)
+    shows(running, ":white_check_mark: complete")
+    assert "*Active runs*\\nNone." in home_text(running)
+    assert publishes(running, "U999") == 0  # never opened it: never published
+
+
+def test_home_tab_stays_within_slacks_limits_with_many_runs(running: Running) -> None:
+    for n in range(25):
+        running.slack.command(f"start v{n}.0 production", channel=f"C{n:03d}LIM")
+    open_home(running, "U200")
+    shows(running, "*#25*", user="U200")
+    view = running.fake.homes["U200"]
+    assert check_view(view) == [] and len(view["blocks"]) <= BLOCKS_PER_VIEW
+    assert "*#6*" in home_text(running, "U200") and "*#5* " not in home_text(running, "U200")  # the newest 20
