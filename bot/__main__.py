@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import yaml
 from sqlalchemy.orm import Session
@@ -156,9 +155,8 @@ def _emit(text: str, output: Path | None) -> None:
 
 
 def _run(settings: Settings) -> int:
-    from waitress.server import create_server
-
     from bot.app import create_app
+    from bot.serve import GracefulServer
 
     settings.require_slack()
     deploybot = create_app(settings)
@@ -174,23 +172,20 @@ def _run(settings: Settings) -> int:
         socket_mode.connect()  # type: ignore[no-untyped-call]
         deploybot.socket_connected = socket_mode.client.is_connected
         log.info("connected to Slack in Socket Mode")
-    server: Any = create_server(deploybot.web, host=settings.host, port=settings.port, threads=16)
-    log.info(
-        "serving on http://%s:%s (POST /slack/events, GET /healthz /readyz /metrics)", settings.host, settings.port
-    )
+    server = GracefulServer(deploybot.web, settings.host, settings.port)
+    log.info("serving on http://%s:%s (POST /slack/events, GET /healthz /readyz /metrics)", settings.host, server.port)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        server.run()
-    except (SystemExit, KeyboardInterrupt):
-        pass
-    finally:
-        server.close()
+        log.info("%s: finishing in-flight requests and renders, then stopping", signal.Signals(signum).name)
         if socket_mode is not None:
             socket_mode.close()  # type: ignore[no-untyped-call]
+        server.drain()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        server.run()
+    finally:
         deploybot.stop_workers()
         log.info("stopped")
     return 0

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -87,6 +88,7 @@ class Publisher:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._paused_until: datetime | None = None
+        self._deadline = 0.0  # when stopping: the monotonic time to give up flushing
 
     def wake(self) -> None:
         """Tell the publisher that something changed; it renders without waiting for the next poll."""
@@ -96,12 +98,13 @@ class Publisher:
         self._thread = threading.Thread(target=self._loop, name="publisher", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish what is due now, then stop."""
+    def stop(self, timeout: float = 4.0) -> None:
+        """Render what is still behind (the spacing between updates waived), then stop; give up after `timeout`."""
+        self._deadline = time.monotonic() + timeout
         self._stopping.set()
         self._wakeup.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(timeout + 1)
 
     def _loop(self) -> None:
         while True:
@@ -111,7 +114,9 @@ class Publisher:
                 log.exception("publisher pass failed; retrying")
                 delay = self._poll_interval
             if self._stopping.is_set():
-                return
+                if time.monotonic() >= self._deadline or self.pending() == 0:
+                    return
+                delay = min(delay, PASS_GAP)
             self._wakeup.wait(delay)
             # A burst of clicks wakes us once per click; looking at most every PASS_GAP keeps the
             # publisher's queries from competing with the clicks themselves.
@@ -148,12 +153,14 @@ class Publisher:
             return behind + unsent
 
     def _due(self, now: datetime) -> list[int]:
+        # Shutting down: the spacing between updates is waived, a failure's back-off is not.
+        waived = [Message.attempts == 0] if self._stopping.is_set() else []
         with self._reader() as session:
             query = (
                 select(Message.id)
                 .where(
                     _behind(),
-                    or_(Message.not_before.is_(None), Message.not_before <= now),
+                    or_(Message.not_before.is_(None), Message.not_before <= now, *waived),
                     or_(Message.lease_until.is_(None), Message.lease_until < now),
                 )
                 .order_by(Message.run_id, Message.part)

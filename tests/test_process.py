@@ -7,14 +7,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import create_engine, select
 
+from bot import ids
 from bot.models import ItemState
 from tests.conftest import ROOT, SIGNING_SECRET
 from tests.fake_slack import FakeSlack
@@ -147,3 +150,45 @@ def test_sigterm_stops_cleanly(tmp_path: Path, fake_slack: FakeSlack) -> None:
         output = process.stdout.read() if process.stdout else ""
     assert "stopped" in output
     assert fake_slack.token not in output and SIGNING_SECRET not in output
+
+
+def test_sigterm_finishes_in_flight_requests_and_pending_renders(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    port = free_port()
+    # Renders of one message at most every 30 s: the click's update is still pending at SIGTERM.
+    env = bot_env(f"sqlite:///{tmp_path}/d.db", fake_slack, port, DEPLOYBOT_RENDER_INTERVAL="30")
+    user = SlackUser(f"http://127.0.0.1:{port}", SIGNING_SECRET)
+    with deploybot(env, tmp_path) as process:
+        assert user.command("start v1.4.2 production", channel=CHANNEL).status_code == 200
+        deadline = time.monotonic() + 20
+        while len(fake_slack.calls_of("chat.postMessage")) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        message, block = item_block(list(fake_slack.messages.values()), "all-tests-are-passing")
+        assert (
+            user.click(
+                ids.ITEM_DONE, block["accessory"]["value"], user="U88", channel=CHANNEL, message_ts=message["ts"]
+            ).status_code
+            == 200
+        )
+        # A request still in flight when SIGTERM arrives: opening a modal while Slack answers slowly.
+        fake_slack.latency = 1.5
+        na = next(b for m in fake_slack.messages.values() for b in m["blocks"] if b.get("block_id") == "part.1")
+        button = na["elements"][0]
+        answers: list[int] = []
+        slow = threading.Thread(
+            target=lambda: answers.append(user.click(ids.NA_DIALOG, button["value"], channel=CHANNEL).status_code)
+        )
+        slow.start()
+        time.sleep(0.5)
+        stopped_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(httpx.TransportError):  # no longer accepting
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        assert process.wait(10) == 0
+        assert time.monotonic() - stopped_at < 10
+        slow.join(10)
+    assert answers == [200]  # the in-flight request was answered
+    assert fake_slack.calls_of("views.open")
+    _, shown = item_block(list(fake_slack.messages.values()), "all-tests-are-passing")
+    assert "<@U88>" in shown["text"]["text"]  # the pending render went out before exit
+    user.http.close()
