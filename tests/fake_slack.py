@@ -50,6 +50,7 @@ class FakeSlack:
     files: list[dict[str, Any]] = field(default_factory=list)  # completed uploads, as shared
     usergroups: dict[str, list[str]] = field(default_factory=dict)  # user group id -> member ids
     homes: dict[str, dict[str, Any]] = field(default_factory=dict)  # user id -> published Home tab view
+    down_until: float = 0.0  # monotonic time until which every call gets 503 (an outage)
     _next_ts: int = 0
     _server: ThreadingHTTPServer | None = None
 
@@ -91,6 +92,10 @@ class FakeSlack:
         """Answer the next `times` calls of `method` (to `channel`, if given) with an error: 429 by default."""
         with self.lock:
             self.faults[method] += [Fault(status, retry_after, error, channel)] * times
+
+    def outage(self, seconds: float) -> None:
+        """Answer every call with 503 for the next `seconds`."""
+        self.down_until = time.monotonic() + seconds
 
     def calls_of(self, method: str) -> list[Call]:
         with self.lock:
@@ -154,6 +159,8 @@ class FakeSlack:
             if fault:
                 queue.remove(fault)
         headers: dict[str, str] = {}
+        if at < self.down_until:
+            fault = Fault(503, None, "service_unavailable", None)
         if fault:
             status, body = fault.status, {"ok": False, "error": fault.error}
             if fault.retry_after is not None:

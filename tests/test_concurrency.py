@@ -181,3 +181,23 @@ def test_a_channel_the_bot_cannot_post_in_is_explained_to_the_starter(running: R
     assert "I could not post run #1 (v5.0.0 → production) in <#CPRIVATE>: Slack says `not_in_channel`" in dms[0]["text"]
     assert "/invite @deploybot" in dms[0]["text"]
     assert len([c for c in running.fake.calls_of("chat.postMessage") if c.args["channel"] == "CPRIVATE"]) == 4
+
+
+def test_a_30_second_slack_outage_delays_messages_but_loses_none(running: Running) -> None:
+    messages = start(running)
+    running.fake.outage(30)
+    started = time.monotonic()
+    for n, item_id in enumerate(["all-tests-are-passing", "code-is-reviewed-and-approved", "dependencies-are-updated"]):
+        assert click_item(running, messages, item_id, user=f"U5{n}").status_code == 200  # acks need no Slack
+    assert running.slack.command("start v2.0 staging", channel="C200").status_code == 200
+    time.sleep(2)
+    assert running.app.publisher.pending() > 0  # nothing got through meanwhile
+    running.settled(timeout=90)
+    assert time.monotonic() - started >= 29  # delayed by the outage…
+    final = running.fake.thread(CHANNEL, messages[0]["ts"])
+    for n, item_id in enumerate(["all-tests-are-passing", "code-is-reviewed-and-approved", "dependencies-are-updated"]):
+        _, block = item_block(final, item_id)
+        assert f"<@U5{n}>" in block["text"]["text"]  # …but nothing is lost
+    assert [m for (ch, _), m in running.fake.messages.items() if ch == "C200" and not m["thread_ts"]]
+    failures = [c for c in running.fake.calls if c.status == 503]
+    assert failures and all(c.at < running.fake.down_until + 0.01 for c in failures)
