@@ -1,0 +1,153 @@
+"""Three `deploybot run` processes behind a (random) load balancer, sharing the real PostgreSQL and nothing else."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, select
+
+from bot import ids
+from bot.models import Event, ItemState, Message, Page, PageDelivery, ReminderSlot, Run
+from tests.conftest import ROOT, SIGNING_SECRET, postgres_schema_url
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import SlackUser
+from tests.test_process import bot_env, deploybot, free_port
+from tests.test_slack_flow import CHANNEL, item_block
+
+REPLICAS = 3
+USERS = [f"U{900 + n}" for n in range(30)]
+CLICKS = 300
+MAINTENANCE = "CMAINT0001"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from postgres_schema_url()
+
+
+def folders(tmp_path: Path) -> dict[str, str]:
+    checklists = tmp_path / "checklists"
+    shutil.copytree(ROOT / "checklists", checklists)
+    maintenance = yaml.safe_load((checklists / "maintenance.yml").read_text())
+    maintenance["phases"][0]["schedule"]["cron"] = "* * * * *"  # a slot every minute: all replicas race for it
+    (checklists / "maintenance.yml").write_text(yaml.safe_dump(maintenance))
+    config = tmp_path / "deploybot.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "timezone": "UTC",
+                "maintenance_channel": MAINTENANCE,
+                "contacts": {"oncall": {"users": ["U0ONCALL"], "ack_timeout": "1h"}},
+            }
+        )
+    )
+    return {"DEPLOYBOT_CHECKLISTS": str(checklists), "DEPLOYBOT_CONFIG": str(config)}
+
+
+def test_three_replicas_lose_nothing_and_do_everything_once(
+    tmp_path: Path, fake_slack: FakeSlack, postgres_url: str
+) -> None:
+    extra = folders(tmp_path)
+    with ExitStack() as stack:
+        ports = [free_port() for _ in range(REPLICAS)]
+        for port in ports:
+            stack.enter_context(deploybot(bot_env(postgres_url, fake_slack, port, **extra), tmp_path))
+        users = [SlackUser(f"http://127.0.0.1:{port}", SIGNING_SECRET) for port in ports]
+        balancer = random.Random(7)
+
+        assert users[0].command("start v5.0.0 production", channel=CHANNEL).status_code == 200
+        engine = create_engine(postgres_url)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                run_id = conn.scalar(select(Run.id).where(Run.kind == "deploy"))
+                parts = conn.scalars(select(Message.ts).where(Message.run_id == run_id)).all()
+            if parts and all(parts):
+                break
+            time.sleep(0.05)
+        messages = sorted(
+            (m for (ch, _), m in fake_slack.messages.items() if ch == CHANNEL), key=lambda m: float(m["ts"])
+        )
+        with engine.connect() as conn:
+            item_ids = list(
+                conn.scalars(select(ItemState.item_id).where(ItemState.run_id == run_id).order_by(ItemState.position))
+            )[:60]
+
+        def click(n: int) -> int:
+            item_id, user = balancer.choice(item_ids), balancer.choice(USERS)
+            message, _ = item_block(messages, item_id)
+            client = balancer.choice(users)
+            return client.click(
+                ids.ITEM_DONE,
+                {"run": run_id, "item": item_id},
+                user=user,
+                channel=CHANNEL,
+                message_ts=message["ts"],
+                thread_ts=message["thread_ts"],
+            ).status_code
+
+        with ThreadPoolExecutor(30) as pool:
+            statuses = list(pool.map(click, range(CLICKS)))
+        assert statuses == [200] * CLICKS
+
+        # Two pages from two replicas.
+        assert users[1].command("page oncall disk full on db-1", channel=CHANNEL).status_code == 200
+        assert users[2].command("page oncall replica lag 30s", channel=CHANNEL).status_code == 200
+
+        # Every message converges to the database state.
+        def converged() -> bool:
+            shown = [m for (ch, _), m in fake_slack.messages.items() if ch == CHANNEL and m.get("thread_ts")]
+            ticked = sum(
+                1
+                for m in shown
+                for b in m["blocks"]
+                if b.get("block_id", "").startswith("item.") and "<@U9" in b["text"]["text"]
+            )
+            return ticked == len(item_ids) and len(fake_slack.posted_to("U0ONCALL")) == 2
+
+        deadline = time.monotonic() + 60
+        while not converged() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert converged(), "the messages never showed every tick and both pages"
+
+        with engine.connect() as conn:
+            states = conn.execute(
+                select(ItemState.item_id, ItemState.status, ItemState.changed_by).where(ItemState.run_id == run_id)
+            ).all()
+            done = {s.item_id: s.changed_by for s in states if s.status == "done"}
+            ticks = Counter(conn.scalars(select(Event.item_id).where(Event.kind == "item.done")))
+            run = conn.execute(select(Run.status, Run.rev).where(Run.id == run_id)).one()
+            slots = conn.execute(select(ReminderSlot.cadence, ReminderSlot.local_time, ReminderSlot.status)).all()
+            pages = conn.execute(select(Page.id, Page.text)).all()
+            deliveries = Counter(conn.execute(select(PageDelivery.page_id, PageDelivery.target)).all())
+        engine.dispose()
+
+        # No lost ticks: every clicked item is done, by its first clicker, recorded once.
+        assert set(done) == set(item_ids) and all(ticks[i] == 1 for i in item_ids)
+        assert run.status == "active"
+        parent = fake_slack.thread(CHANNEL, messages[0]["ts"])[0]
+        assert f"*{len(item_ids)} / 89* done" in str(parent["blocks"])
+        assert fake_slack.overlaps == []  # no two replicas ever updated one message at once
+
+        # Each reminder slot posted once, whichever replica won it.
+        posted_slots = [(c, t) for c, t, status in slots if status == "posted"]
+        assert posted_slots and len(posted_slots) == len(set(posted_slots))
+        maintenance_parents = [
+            m for (ch, _), m in fake_slack.messages.items() if ch == MAINTENANCE and not m["thread_ts"]
+        ]
+        assert len(maintenance_parents) == len(posted_slots)
+
+        # No duplicate pages: two pages, each DM'd once.
+        assert sorted(text for _, text in pages) == ["disk full on db-1", "replica lag 30s"]
+        assert all(n == 1 for n in deliveries.values())
+        for user in users:
+            user.http.close()
