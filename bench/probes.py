@@ -9,6 +9,7 @@ per-probe overhead (probe time beyond the target's 200 ms) of each is compared.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import platform
 import re
@@ -28,7 +29,6 @@ from pydantic import TypeAdapter
 
 from bot.probes import Variables, run_all
 from bot.probes.specs import ProbeSpec
-from tests.probe_servers import http_server
 
 DELAY = 0.2
 PROBES = 20
@@ -85,21 +85,69 @@ def through_blackbox(exporter: str, targets: list[str]) -> list[float]:
         return list(pool.map(probe, targets))
 
 
+def serve_targets(port: int) -> None:
+    """The targets, in their own process: sharing deploybot's interpreter (and GIL) would slow both."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            status, headers, body = route("GET", self.path, {})
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 128
+
+    Server(("127.0.0.1", port), Handler).serve_forever()
+
+
+@contextmanager
+def targets_process() -> Iterator[str]:
+    port = free_port()
+    process = multiprocessing.Process(target=serve_targets, args=(port,), daemon=True)
+    process.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"{url}/ready", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.join(5)
+
+
 def main() -> None:
     adapter = TypeAdapter(ProbeSpec)
-    with http_server(route) as url:
+    with targets_process() as url:
         specs = {f"probe-{n}": adapter.validate_python({"kind": "http", "url": f"{url}/{n}"}) for n in range(PROBES)}
         asyncio.run(run_all({"warm-up": specs["probe-0"]}, Variables("bench", {}, {})))  # imports, TLS trust store
         started = time.perf_counter()
         verdicts = asyncio.run(run_all(specs, Variables("bench", {}, {})))
         wall = (time.perf_counter() - started) * 1000
+        alone = [asyncio.run(run_all({"one": spec}, Variables("bench", {}, {})))["one"].ms for spec in specs.values()]
         binary = shutil.which("prometheus-blackbox-exporter")
         blackbox: list[float] | None = None
+        blackbox_alone: list[float] = []
         if binary:
             with blackbox_exporter(binary) as exporter:
                 targets = [f"{url}/{n}" for n in range(PROBES)]
                 through_blackbox(exporter, targets[:1])  # warm-up
                 blackbox = through_blackbox(exporter, targets)
+                blackbox_alone = [through_blackbox(exporter, [target])[0] for target in targets]
     slowest = max(v.ms for v in verdicts.values())
     failed = sum(not v.ok for v in verdicts.values())
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -109,16 +157,16 @@ def main() -> None:
     if blackbox is None:
         print("prometheus-blackbox-exporter is not installed: no side-by-side comparison (apt install it)")
         return
-    ours = statistics.median(v.ms for v in verdicts.values()) - DELAY * 1000
-    theirs = statistics.median(blackbox) - DELAY * 1000
-    print(
-        f"same {PROBES} targets, all at once, per-probe time beyond the target's {DELAY * 1000:.0f} ms (median): "
-        f"deploybot {ours:.1f} ms · blackbox-exporter {theirs:.1f} ms · overhead ratio {ours / theirs:.2f}"
-    )
-    print(
-        f"median probe: deploybot {statistics.median(v.ms for v in verdicts.values()):.1f} ms, "
-        f"blackbox-exporter {statistics.median(blackbox):.1f} ms (its own probe_duration_seconds)"
-    )
+    print("side by side with prometheus-blackbox-exporter (its own probe_duration_seconds), same targets:")
+    for label, ours_ms, theirs_ms in (
+        ("one at a time", alone, blackbox_alone),
+        (f"{PROBES} at once", [v.ms for v in verdicts.values()], blackbox),
+    ):
+        ours, theirs = statistics.median(ours_ms) - DELAY * 1000, statistics.median(theirs_ms) - DELAY * 1000
+        print(
+            f"  {label}: median time beyond the target's {DELAY * 1000:.0f} ms: deploybot {ours:.1f} ms, "
+            f"blackbox-exporter {theirs:.1f} ms · per-probe overhead ratio {ours / theirs:.1f}"
+        )
 
 
 if __name__ == "__main__":

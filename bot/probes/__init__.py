@@ -127,7 +127,10 @@ async def run_probe(spec: ProbeSpec, variables: Variables) -> Verdict:
 
 async def run_all(specs: Mapping[str, ProbeSpec], variables: Variables) -> dict[str, Verdict]:
     """Run every probe at once: the suite takes about as long as its slowest probe."""
-    results = await asyncio.gather(*(run_probe(spec, variables) for spec in specs.values()))
+    from bot.probes.web import shared_clients
+
+    async with shared_clients():
+        results = await asyncio.gather(*(run_probe(spec, variables) for spec in specs.values()))
     return dict(zip(specs, results, strict=True))
 
 

@@ -17,6 +17,7 @@ from bot.config import DeployConfig
 from bot.models import ItemState, ProbeStatus, Run, RunStatus
 from bot.probes import Variables, Verdict, run_probe
 from bot.probes.specs import ProbeSpec
+from bot.probes.web import shared_clients
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ class ProbeRunner:
             self._thread.join(timeout)
 
     async def _main(self, ready: threading.Event) -> None:
+        async with shared_clients():
+            await self._serve(ready)
+
+    async def _serve(self, ready: threading.Event) -> None:
         self._loop, self._wakeup = asyncio.get_running_loop(), asyncio.Event()
         ready.set()
         while not self._stopping:
