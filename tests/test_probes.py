@@ -94,7 +94,7 @@ def test_latency_percentiles_against_the_budget() -> None:
     with http_server(slow(0.8)) as url:
         slow_one = check({"kind": "latency", "url": url, "requests": 2, "p95_ms": 500})
         assert not slow_one.ok and "over the 500 ms budget (2 requests)" in slow_one.reason
-        assert slow_one.reason.startswith("p95 8")
+        assert int(slow_one.reason.split()[1]) >= 800  # "p95 812 ms …": at least the server's delay
 
 
 def test_latency_requests_are_bounded() -> None:
