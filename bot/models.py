@@ -105,7 +105,11 @@ class Run(Base):
         return self.status == RunStatus.ACTIVE
 
     def state_of(self, item_id: str) -> ItemState | None:
-        return next((s for s in self.items if s.item_id == item_id), None)
+        # Renderers ask for every item of an 89-item run: index the loaded states once.
+        index: dict[str, ItemState] | None = self.__dict__.get("_state_index")
+        if index is None or len(index) != len(self.items):
+            index = self.__dict__["_state_index"] = {s.item_id: s for s in self.items}
+        return index.get(item_id)
 
 
 class ItemState(Base):

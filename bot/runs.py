@@ -398,12 +398,27 @@ def _changed(
 ) -> None:
     """Record the event, complete the run if nothing required is open, and ask for a render."""
     _record(session, run, actor, kind, item_id, data)
-    if completes and run.is_active and not _open_required(session, run):
+    if completes and run.is_active and _all_required_resolved(session, run, item_id):
         _finish(session, run, RunStatus.COMPLETE, actor)
         _record(session, run, actor, "run.completed")
     run.rev += 1
-    session.flush()
+    # This statement's autoflush writes the whole change at once: one flush per click.
     session.execute(update(Message).where(Message.run_id == run.id).values(wanted_rev=run.rev))
+
+
+def _all_required_resolved(session: Session, run: Run, changed: str | None) -> bool:
+    """Whether no required item is open — asked without flushing: the changed item is judged in memory."""
+    with session.no_autoflush:
+        if changed is not None:
+            state = session.get(ItemState, (run.id, changed))  # from the identity map: no query
+            if state is not None and state.required and state.status == ItemStatus.OPEN:
+                return False
+        others = select(ItemState.item_id).where(
+            ItemState.run_id == run.id, ItemState.required, ItemState.status == ItemStatus.OPEN
+        )
+        if changed is not None:
+            others = others.where(ItemState.item_id != changed)
+        return not session.scalar(select(others.exists()))
 
 
 def _record(

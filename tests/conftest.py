@@ -21,6 +21,7 @@ from waitress import create_server
 from bot import db
 from bot.app import Deploybot, create_app
 from bot.config import Settings
+from bot.listeners.actions import wait_for_notices
 from bot.services import utcnow
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackUser
@@ -104,6 +105,11 @@ class Running:
                 return result
             time.sleep(0.02)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def told(self) -> list[Any]:
+        """The ephemeral answers people got, once those already handed out have gone to Slack."""
+        wait_for_notices()
+        return self.fake.calls_of("chat.postEphemeral")
 
     def settled(self, timeout: float = 15.0) -> None:
         """Wait until every message shows the database state (nothing behind, nothing leased)."""

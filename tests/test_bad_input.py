@@ -27,7 +27,7 @@ def snapshot(running: Running) -> tuple[int, int, list[tuple[str, str]]]:
 
 
 def last_ephemeral(running: Running) -> dict:
-    return running.fake.calls_of("chat.postEphemeral")[-1].args
+    return running.told()[-1].args
 
 
 def test_forged_signature_is_refused_and_writes_nothing(running: Running) -> None:

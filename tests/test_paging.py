@@ -207,7 +207,7 @@ def test_a_page_reaches_the_channel_the_team_pagerduty_and_the_webhook_and_follo
     # Acknowledge: escalation stops, the alert says who, the pagers follow.
     assert paged.click(ids.PAGE_ACK, user="U0DBA2").status_code == 200
     paged.delivered()
-    assert "You acknowledged page #1" in paged.bot.fake.calls_of("chat.postEphemeral")[-1].args["text"]
+    assert "You acknowledged page #1" in paged.bot.told()[-1].args["text"]
     alert = paged.alert()
     assert "Acknowledged by <@U0DBA2>" in json.dumps(alert["blocks"]) and buttons(alert) == [ids.PAGE_RESOLVE]
     assert [r.json["event_action"] for r in paged.pagerduty.received] == ["trigger", "acknowledge"]
@@ -265,7 +265,7 @@ def test_escalation_goes_level_by_level_until_someone_acknowledges(paged: Paging
     # Late is better than never: an acknowledgement still lands, and only once.
     assert paged.click(ids.PAGE_ACK, user="U0DEV2").status_code == 200
     assert paged.click(ids.PAGE_ACK, user="U0DBA1").status_code == 200
-    told = [c.args["text"] for c in paged.bot.fake.calls_of("chat.postEphemeral")]
+    told = [c.args["text"] for c in paged.bot.told()]
     assert "You acknowledged page #1" in told[-2]
     assert "<@U0DEV2> already acknowledged page #1" in told[-1]
     assert [e.data["team"] for e in paged.events("page.escalated")] == ["oncall", "devops"]
@@ -297,7 +297,7 @@ def test_two_clicks_at_once_one_acknowledges_and_both_are_told(paged: Paging) ->
     assert answers == [200, 200]
     [ack] = paged.events("page.acknowledged")
     winner, loser = ack.user_id, ({"U0DBA1", "U0DBA2"} - {ack.user_id}).pop()
-    told = {c.args["user"]: c.args["text"] for c in paged.bot.fake.calls_of("chat.postEphemeral")}
+    told = {c.args["user"]: c.args["text"] for c in paged.bot.told()}
     assert told[winner].startswith("You acknowledged page #1")
     assert told[loser].startswith(f"<@{winner}> already acknowledged page #1")
     paged.delivered()
@@ -423,7 +423,7 @@ def test_bad_page_requests_get_a_clear_answer_and_change_nothing(paged: Paging) 
     assert "Say what is wrong: `/deploy page dba <message>`" in paged.page("page dba")["text"]
     assert "Say whom and why" in paged.page("page")["text"]
     assert paged.click(ids.PAGE_ACK, page_id=99).status_code == 200
-    assert "Page #99 does not exist" in paged.bot.fake.calls_of("chat.postEphemeral")[-1].args["text"]
+    assert "Page #99 does not exist" in paged.bot.told()[-1].args["text"]
     with paged.bot.app.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Page)) == 0
 

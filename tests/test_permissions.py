@@ -42,7 +42,7 @@ def refusals(bot: Running) -> list[Event]:
 
 
 def last_ephemeral(bot: Running) -> str:
-    return str(bot.fake.calls_of("chat.postEphemeral")[-1].args["text"])
+    return str(bot.told()[-1].args["text"])
 
 
 def state(bot: Running, item_id: str) -> tuple[str, str | None]:

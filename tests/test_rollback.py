@@ -144,6 +144,6 @@ def test_a_failed_deployment_refuses_further_clicks(running: Running) -> None:
     messages = start(running, "start v3.0.0 production")
     assert "Run #1 marked failed" in running.slack.command("fail smoke tests red", channel=CHANNEL).json()["text"]
     click_item(running, messages, "all-tests-are-passing")
-    told = running.fake.calls_of("chat.postEphemeral")[-1].args["text"]
+    told = running.told()[-1].args["text"]
     assert "Run #1 (v3.0.0) was declared failed by <@U100>: smoke tests red. Nothing changed" in told
-    assert json.dumps(running.fake.calls_of("chat.postEphemeral")[-1].args).count("rollback") >= 1
+    assert json.dumps(running.told()[-1].args).count("rollback") >= 1

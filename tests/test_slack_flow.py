@@ -180,7 +180,7 @@ def test_a_second_click_on_a_done_item_changes_nothing_and_says_who(running: Run
         state = session.get(ItemState, (1, "backend-service-is-running"))
         assert state is not None and state.changed_by == "U201"
         assert session.scalar(select(func.count()).select_from(Event).where(Event.kind == "item.done")) == 1
-    told = running.fake.calls_of("chat.postEphemeral")[-1].args
+    told = running.told()[-1].args
     assert (
         told["user"] == "U202" and "Already done by <@U201>" in told["text"] and told["thread_ts"] == messages[0]["ts"]
     )

@@ -11,7 +11,6 @@ from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot import ids, logs
 from bot.listeners.actions import Actions, clicker, tell
@@ -123,10 +122,7 @@ def _make_error_handler(services: Services) -> Any:
         if body.get("type") == "view_submission":
             return _json({"response_action": "errors", "errors": {_first_input(body): text[:1000]}})
         if body.get("type") == "block_actions" and (body.get("user") or {}).get("id"):
-            try:
-                tell(client, clicker(body, services.clock()), text)
-            except SlackApiError as exc:
-                log.warning("could not tell the user about a refused click: %s", exc.response.get("error"))
+            tell(client, clicker(body, services.clock()), text)
         return BoltResponse(status=200, body="")
 
     return handle_error

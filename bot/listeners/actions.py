@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from slack_bolt import Ack
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot import blocks, export, ids, paging, runs
 from bot.runs import Actor, RunError
 from bot.services import Services
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -199,9 +204,32 @@ def clicker(body: dict[str, Any], at: datetime) -> Actor:
     )
 
 
+# Answers to the clicker go out beside the request, not in it: Slack waits for the acknowledgement,
+# and a slow Slack API (retrying a 5xx) must not push it past Slack's 3 seconds.
+_notices = ThreadPoolExecutor(max_workers=4, thread_name_prefix="notice")
+_pending: set[Future[None]] = set()
+
+
 def tell(client: WebClient, actor: Actor, text: str) -> None:
     """Answer the clicker only, in the thread they clicked in (in a DM with the bot, as a message)."""
-    if actor.channel_id and actor.channel_id.startswith("D"):
-        client.chat_postMessage(channel=actor.channel_id, text=text)
-    elif actor.channel_id:
-        client.chat_postEphemeral(channel=actor.channel_id, user=actor.user_id, text=text, thread_ts=actor.thread_ts)
+    if actor.channel_id:
+        future = _notices.submit(_tell, client, actor.channel_id, actor, text)
+        _pending.add(future)
+        future.add_done_callback(_pending.discard)
+
+
+def wait_for_notices(timeout: float = 10.0) -> None:
+    """Block until the answers already handed out have reached Slack (or failed)."""
+    wait(list(_pending), timeout)
+
+
+def _tell(client: WebClient, channel: str, actor: Actor, text: str) -> None:
+    try:
+        if channel.startswith("D"):
+            client.chat_postMessage(channel=channel, text=text)
+        else:
+            client.chat_postEphemeral(channel=channel, user=actor.user_id, text=text, thread_ts=actor.thread_ts)
+    except SlackApiError as exc:
+        log.warning("could not answer %s: Slack says %s", actor.user_id, exc.response.get("error"))
+    except OSError as exc:
+        log.warning("could not answer %s: %s", actor.user_id, type(exc).__name__)
