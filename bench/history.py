@@ -1,4 +1,4 @@
-"""History scale: with 10,000 finished runs, how long `/deploy list` takes, and do PostgreSQL's plans use indexes.
+"""History scale: with 10,000 finished runs, how long `/deploy list` and the Home tab take; PostgreSQL's plans.
 
 Usage: python -m bench.history [--postgres]
 """
@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert, text
 
 from bench.burst import database
+from bot.home import home_view
 from bot.models import Run
 from tests.conftest import launched
 from tests.fake_slack import FakeSlack
@@ -72,6 +73,17 @@ def main() -> None:
                 f"{name}: {RUNS} finished runs; `/deploy list` answered in median {statistics.median(timings):.1f} ms, "
                 f"max {max(timings):.1f} ms over 30 requests (target < 100 ms)"
             )
+            home = []
+            for _ in range(30):
+                started = time.perf_counter()
+                with bot.app.sessions() as session:
+                    view = home_view(session, datetime.now(UTC), bot.app.reminders, {})
+                home.append((time.perf_counter() - started) * 1000)
+            assert "*#10000*" in str(view["blocks"]) and len(view["blocks"]) <= 100
+            print(
+                f"{name}: the Home tab (active runs, last ten finished, reminders, open pages) rendered in median "
+                f"{statistics.median(home):.1f} ms, max {max(home):.1f} ms over 30 renders (target < 100 ms)"
+            )
             if name == "postgresql":
                 with bot.app.engine.connect() as conn:
                     # The query runs.recent_runs builds for one channel.
@@ -86,6 +98,19 @@ def main() -> None:
                         .all()
                     )
                 print("  plan: " + " / ".join(line.strip() for line in plan))
+                with bot.app.engine.connect() as conn:
+                    # The Home tab's "last finished" query.
+                    plan = (
+                        conn.execute(
+                            text(
+                                "EXPLAIN SELECT * FROM runs WHERE status != 'active' AND finished_at IS NOT NULL "
+                                "ORDER BY finished_at DESC LIMIT 10"
+                            )
+                        )
+                        .scalars()
+                        .all()
+                    )
+                print("  Home tab plan: " + " / ".join(line.strip() for line in plan))
         fake.stop()
 
 

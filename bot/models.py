@@ -81,7 +81,7 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.ACTIVE, index=True)
     started_by: Mapped[str] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(index=True)
-    finished_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None] = mapped_column(index=True)  # the Home tab's "last finished"
     finished_by: Mapped[str | None] = mapped_column(String(32))
     finish_reason: Mapped[str | None] = mapped_column(Text)
     # Required items still open when someone completed the run anyway.

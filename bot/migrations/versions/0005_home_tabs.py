@@ -1,4 +1,4 @@
-"""home tabs: who opened deploybot's App Home, and what it last showed them
+"""home tabs: who opened deploybot's App Home, and what it last showed them; runs by finish time
 
 Revision ID: 0005
 Revises: 0004
@@ -32,9 +32,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("home_tabs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_home_tabs_opened_at"), ["opened_at"], unique=False)
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_runs_finished_at"), ["finished_at"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_runs_finished_at"))
     with op.batch_alter_table("home_tabs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_home_tabs_opened_at"))
 
