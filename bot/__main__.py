@@ -172,7 +172,7 @@ def _run(settings: Settings) -> int:
         socket_mode.connect()  # type: ignore[no-untyped-call]
         deploybot.socket_connected = socket_mode.client.is_connected
         log.info("connected to Slack in Socket Mode")
-    server = GracefulServer(deploybot.web, settings.host, settings.port)
+    server = GracefulServer(deploybot.web, settings.host, settings.port, settings.threads)
     log.info("serving on http://%s:%s (POST /slack/events, GET /healthz /readyz /metrics)", settings.host, server.port)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

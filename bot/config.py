@@ -60,6 +60,7 @@ class Settings:
     port: int
     log_format: str
     render_interval: float
+    threads: int  # HTTP worker threads: few, since clicks are CPU-bound under one GIL
     # The whole environment, for probes' ${env:NAME}; kept out of repr because it holds secrets.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -71,8 +72,11 @@ class Settings:
         try:
             port = int(env.get("PORT", "3000"))
             render_interval = float(env.get("DEPLOYBOT_RENDER_INTERVAL", "1.0"))
+            threads = int(env.get("DEPLOYBOT_THREADS", "6"))
         except ValueError as exc:
-            raise ConfigError(f"PORT and DEPLOYBOT_RENDER_INTERVAL must be numbers ({exc})") from None
+            raise ConfigError(
+                f"PORT, DEPLOYBOT_RENDER_INTERVAL and DEPLOYBOT_THREADS must be numbers ({exc})"
+            ) from None
         return cls(
             slack_bot_token=Secret(env.get("SLACK_BOT_TOKEN", "")),
             slack_signing_secret=Secret(env.get("SLACK_SIGNING_SECRET", "")),
@@ -85,6 +89,7 @@ class Settings:
             port=port,
             log_format=env.get("LOG_FORMAT", "text"),
             render_interval=render_interval,
+            threads=max(1, threads),
             environ=dict(env),
         )
 

@@ -109,7 +109,9 @@ def start(
 def get_run(session: Session, run_id: int, *, lock: bool = False) -> Run:
     """Load a run or explain that it does not exist."""
     query = select(Run).where(Run.id == run_id)
-    run = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    # FOR NO KEY UPDATE: serializes changes of the row, yet never waits on the key-share locks that
+    # inserting an event (whose foreign key points here) takes.
+    run = session.scalars(query.with_for_update(key_share=True) if lock else query).one_or_none()
     if run is None:
         raise RunError(f"Run #{run_id} does not exist. `/deploy list` shows the recent runs.")
     return run

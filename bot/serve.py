@@ -18,7 +18,7 @@ DRAIN_TIMEOUT = 4.0  # seconds for in-flight requests; renders get their own few
 class GracefulServer:
     """Serves until `drain()`: then it stops accepting, lets in-flight requests finish, and returns from `run()`."""
 
-    def __init__(self, app: Callable[..., Any], host: str, port: int, threads: int = 16):
+    def __init__(self, app: Callable[..., Any], host: str, port: int, threads: int):
         server: Any = create_server(app, host=host, port=port, threads=threads)
         self._server = server
         self.port: int = server.effective_port

@@ -134,7 +134,9 @@ class Server:
     """Waitress on a loopback port, in a thread, stopped from inside its own loop."""
 
     def __init__(self, app: Deploybot):
-        self._server: Any = create_server(app.web, host="127.0.0.1", port=0, threads=16, channel_timeout=5)
+        self._server: Any = create_server(
+            app.web, host="127.0.0.1", port=0, threads=app.settings.threads, channel_timeout=5
+        )
         self.url = f"http://127.0.0.1:{self._server.effective_port}"
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()

@@ -128,7 +128,9 @@ def due_escalations(session: Session, now: datetime) -> list[int]:
 
 def get_page(session: Session, page_id: int, *, lock: bool = False) -> Page:
     query = select(Page).where(Page.id == page_id)
-    page = session.scalars(query.with_for_update() if lock else query).one_or_none()
+    # FOR NO KEY UPDATE: serializes changes of the row, yet never waits on the key-share locks that
+    # inserting an event (whose foreign key points here) takes.
+    page = session.scalars(query.with_for_update(key_share=True) if lock else query).one_or_none()
     if page is None:
         raise RunError(f"Page #{page_id} does not exist.")
     return page

@@ -42,6 +42,9 @@ class Senders:
         self._http = http
         self._environ = environ
 
+    def close(self) -> None:
+        self._http.close()
+
     def send(self, page: Page, target: str, action: str, level: int) -> Outcome:
         kind, _, name = target.partition(":")
         try:

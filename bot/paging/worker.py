@@ -58,6 +58,7 @@ class PageWorker:
         self._wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._senders.close()
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
