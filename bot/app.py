@@ -21,7 +21,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import checklists, db, logs
-from bot.blocks import check_template_limits
 from bot.config import DeployConfig, Settings, load_deploy_config
 from bot.home import home_view
 from bot.listeners import ObservedApp, register_listeners
@@ -33,6 +32,7 @@ from bot.probes.runner import ProbeRunner
 from bot.publisher import Publisher
 from bot.reminders import Reminders
 from bot.services import Services, utcnow
+from bot.slack_fit import check_template_limits
 from bot.web import WebApp
 
 log = logging.getLogger(__name__)

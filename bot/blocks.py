@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bot import ids, limits
 from bot.checklists import Group, Item, Template
 from bot.models import ItemState, ItemStatus, ProbeStatus, Run, RunStatus
 from bot.mrkdwn import escape, mention
-from bot.runs import MAX_NOTE, MAX_REASON
 
 Block = dict[str, Any]
 
@@ -108,12 +107,13 @@ def _mrkdwn(text: str) -> Block:
     return {"type": "mrkdwn", "text": text}
 
 
-def _section(text: str, **extra: Any) -> Block:
-    return {"type": "section", "text": _mrkdwn(text), **extra}
+def section(text: str, **extra: Any) -> Block:
+    # Clipped as a last resort: the callers keep their texts well under Slack's limit.
+    return {"type": "section", "text": _mrkdwn(text[: limits.SECTION_TEXT]), **extra}
 
 
-def _context(text: str) -> Block:
-    return {"type": "context", "elements": [_mrkdwn(text)]}
+def context(text: str) -> Block:
+    return {"type": "context", "elements": [_mrkdwn(text[: limits.CONTEXT_TEXT])]}
 
 
 # --- the parent message ----------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
                 _mrkdwn(f"*Status*\n{status}"),
             ],
         },
-        _section(
+        section(
             f"{progress_bar(run)}  *{done} / {total}* done"
             + (f" · {na} N/A" if na else "")
             + _open_required_text(run)
@@ -178,7 +178,7 @@ def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
     ]
     blocks += _outcome_blocks(run, label)
     if comparison:
-        blocks.append(_context(f":scales: {comparison}"[: limits.CONTEXT_TEXT]))
+        blocks.append(context(f":scales: {comparison}"[: limits.CONTEXT_TEXT]))
     if not run.is_active:
         value = {"run": run.id}
         blocks.append({"type": "actions", "block_id": "export", "elements": [{
@@ -219,7 +219,7 @@ def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
                 ],
             }
         )
-    blocks.append(_context(f"Run #{run.id} · the checklist is in the thread below"))
+    blocks.append(context(f"Run #{run.id} · the checklist is in the thread below"))
     return blocks
 
 
@@ -286,7 +286,7 @@ def _outcome_blocks(run: Run, label: str) -> list[Block]:
         f"*Last Updated*: {when(run.finished_at)}  ·  *Deployed By*: {mention(run.started_by)}  ·  "
         f"*Version*: {escape(run.version)}"
     )
-    return [_section(text[: limits.SECTION_TEXT]), _context(footer)]
+    return [section(text[: limits.SECTION_TEXT]), context(footer)]
 
 
 # --- the checklist parts ---------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def part_blocks(run: Run, part: Part, number: int) -> list[Block]:
     """One threaded checklist message: a header, its groups and items, and its action buttons."""
     blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": part.title[:150]}}]
     for group, items in part.groups:
-        blocks.append(_section(f"*{group.title}*"))
+        blocks.append(section(f"*{group.title}*"))
         for item in items:
             state = run.state_of(item.id)
             assert state is not None, f"run {run.id} lacks item {item.id}"
@@ -329,7 +329,7 @@ def _item_block(run: Run, item: Item, state: ItemState) -> Block:
     if state.note and state.note_by and state.note_at:
         earlier = f" _(+{state.note_count - 1} earlier)_" if state.note_count > 1 else ""
         lines.append(f":memo: {mention(state.note_by)} {when(state.note_at)}: {quote(state.note)}{earlier}")
-    block = _section("\n".join(lines), block_id=f"item.{item.id}")
+    block = section("\n".join(lines), block_id=f"item.{item.id}")
     if run.is_active:
         value = {"run": run.id, "item": item.id}
         if state.status == ItemStatus.OPEN and state.probe_status == ProbeStatus.FAILED:
@@ -371,150 +371,3 @@ def _item_line(item: Item, state: ItemState) -> str:
 def message_text(run: Run, part: Part | None = None) -> str:
     """The plain-text fallback Slack shows in notifications."""
     return status_line(run) if part is None else f"{part.title} — {status_line(run)}"
-
-
-# --- modals ----------------------------------------------------------------------------------------
-
-
-def item_modal(
-    run: Run, part: Part, callback_id: str, *, na: bool, channel_id: str | None = None, message_ts: str | None = None
-) -> Block:
-    """A modal asking which item of a part, and why (N/A) or what (note)."""
-    groups = []
-    for group, items in part.groups:
-        options = [
-            {"text": {"type": "plain_text", "text": _clip(item.text, limits.OPTION_TEXT)}, "value": item.id}
-            for item in items
-            if not (na and (s := run.state_of(item.id)) is not None and s.status == ItemStatus.NA)
-        ]
-        if options:
-            groups.append({"label": {"type": "plain_text", "text": _clip(group.title, 75)}, "options": options})
-    field = ids.REASON_FIELD if na else ids.NOTE_FIELD
-    return {
-        "type": "modal",
-        "callback_id": callback_id,
-        # Where the form was opened from, so the audit trail can say which message it came from.
-        "private_metadata": json.dumps({"run": run.id, "channel": channel_id, "message": message_ts}),
-        "title": {"type": "plain_text", "text": "Mark item N/A" if na else "Add a note"},
-        "submit": {"type": "plain_text", "text": "Mark N/A" if na else "Add note"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            _context(f"Run #{run.id} · {escape(run.version)} → {escape(run.environment)} · {escape(part.title)}"),
-            {
-                "type": "input",
-                "block_id": ids.ITEM_FIELD,
-                "label": {"type": "plain_text", "text": "Item"},
-                "element": {
-                    "type": "static_select",
-                    "action_id": ids.ITEM_FIELD,
-                    "placeholder": {"type": "plain_text", "text": "Choose an item"},
-                    "option_groups": groups,
-                },
-            },
-            {
-                "type": "input",
-                "block_id": field,
-                "label": {"type": "plain_text", "text": "Why does it not apply?" if na else "Note"},
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": field,
-                    "multiline": True,
-                    "max_length": 500,
-                },
-            },
-        ],
-    }
-
-
-def fail_modal(run: Run, channel_id: str | None, message_ts: str | None) -> Block:
-    """A modal asking what went wrong before a deployment is declared failed."""
-    return {
-        "type": "modal",
-        "callback_id": ids.FAIL_VIEW,
-        "private_metadata": json.dumps({"run": run.id, "channel": channel_id, "message": message_ts}),
-        "title": {"type": "plain_text", "text": "Deployment failed"},
-        "submit": {"type": "plain_text", "text": "Declare failed"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            _context(f"Run #{run.id} · {escape(run.version)} → {escape(run.environment)}"),
-            _section(
-                "The run is marked failed and the rollback checklist is posted in the channel, "
-                "with the previous successful version filled in."
-            ),
-            {
-                "type": "input",
-                "block_id": ids.REASON_FIELD,
-                "label": {"type": "plain_text", "text": "What went wrong?"},
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": ids.REASON_FIELD,
-                    "multiline": True,
-                    "max_length": MAX_REASON,
-                },
-            },
-        ],
-    }
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# --- limits of a whole template --------------------------------------------------------------------
-
-
-def check_template_limits(template: Template) -> list[str]:
-    """Render a template in its bulkiest states and report every Slack limit it would break."""
-    parts = layout(template)
-    errors: list[str] = []
-    for status in (ItemStatus.OPEN, ItemStatus.DONE, ItemStatus.NA):
-        run = _bulkiest_run(template, status)
-        errors += [f"parent message: {e}" for e in limits.check_blocks(parent_blocks(run))]
-        for number, part in enumerate(parts, 1):
-            errors += [f"{part.title}: {e}" for e in limits.check_blocks(part_blocks(run, part, number))]
-            for na in (True, False):
-                errors += [f"{part.title} modal: {e}" for e in limits.check_view(item_modal(run, part, "x", na=na))]
-        run.status, run.finished_at, run.finished_by = RunStatus.COMPLETE, run.started_at, run.started_by
-        run.overridden_items = [item.id for item in template.items]
-        errors += [f"parent message when complete: {e}" for e in limits.check_blocks(parent_blocks(run))]
-    return sorted(set(errors))
-
-
-def _bulkiest_run(template: Template, status: str) -> Run:
-    """An unsaved run whose every item shows as much text as the schema allows."""
-    now = datetime(2030, 1, 1, tzinfo=UTC)
-    long_user = "U" + "0" * 20
-    run = Run(
-        id=10**9,
-        kind=template.kind,
-        template_snapshot=template.model_dump(mode="json"),
-        version="v" * 64,
-        environment="e" * 64,
-        channel_id="C0",
-        started_by=long_user,
-        started_at=now,
-        status=RunStatus.ACTIVE,
-        rev=1,
-        overridden_items=None,
-    )
-    run.items = [
-        ItemState(
-            item_id=item.id,
-            position=n,
-            required=item.required,
-            status=status,
-            changed_by=long_user,
-            changed_at=now,
-            na_reason="&" * MAX_REASON,
-            note="<" * MAX_NOTE,
-            note_by=long_user,
-            note_at=now,
-            note_count=99,
-            # Open items show a failed probe (the longest line), done ones an overridden one.
-            probe_status=ProbeStatus.FAILED if item.probe else None,
-            probe_reason="&" * 1000,
-            probe_at=now,
-        )
-        for n, item in enumerate(template.items)
-    ]
-    return run

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import limits, paging
-from bot.blocks import BAR_WIDTH, Block, duration, quote, when
+from bot.blocks import BAR_WIDTH, Block, duration, quote, section, when
 from bot.contacts import Team
 from bot.models import ItemState, ItemStatus, Page, Run, RunStatus
 from bot.mrkdwn import escape, mention
@@ -49,19 +49,19 @@ def home_view(
     counts = _progress(session, [r.id for r in active])
     blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": "deploybot"}}]
     blocks.append(
-        _section("*Active runs*" if active else "*Active runs*\nNone. Start one with `/deploy start <version>`.")
+        section("*Active runs*" if active else "*Active runs*\nNone. Start one with `/deploy start <version>`.")
     )
-    blocks += [_section(_active_line(run, counts[run.id])) for run in active]
+    blocks += [section(_active_line(run, counts[run.id])) for run in active]
     blocks.append({"type": "divider"})
-    blocks.append(_section("*Last finished*" if finished else "*Last finished*\nNothing yet."))
+    blocks.append(section("*Last finished*" if finished else "*Last finished*\nNothing yet."))
     if finished:
-        blocks.append(_section("\n".join(_finished_line(run) for run in finished)))
+        blocks.append(section("\n".join(_finished_line(run) for run in finished)))
     blocks.append({"type": "divider"})
-    blocks.append(_section("*Upcoming reminders*\n" + _reminders(reminders, now)))
+    blocks.append(section("*Upcoming reminders*\n" + _reminders(reminders, now)))
     pages = paging.open_pages(session)[:MAX_PAGES]
     blocks.append({"type": "divider"})
-    blocks.append(_section("*Open pages*" + ("" if pages else "\nNone.")))
-    blocks += [_section(_page_line(page, contacts)) for page in pages]
+    blocks.append(section("*Open pages*" + ("" if pages else "\nNone.")))
+    blocks += [section(_page_line(page, contacts)) for page in pages]
     return {"type": "home", "blocks": blocks[: limits.BLOCKS_PER_VIEW]}
 
 
@@ -125,7 +125,3 @@ def _page_line(page: Page, contacts: dict[str, Team]) -> str:
         f":rotating_light: *{escape(team_name(contacts, page.team))}*: {quote(page.text, 300)} · {state} · "
         f"paged by {mention(page.paged_by)} {when(page.created_at)}"
     )
-
-
-def _section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[: limits.SECTION_TEXT]}}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import blocks, ids
+from bot import blocks, ids, modals, slack_fit
 from bot.checklists import Template, load_template
 from bot.limits import check_blocks
 from bot.models import ItemState, ItemStatus, Run, RunStatus
@@ -113,7 +113,7 @@ def test_every_message_fits_slacks_limits(template: Template, status: str) -> No
                     assert len(element["value"]) <= 2000
         assert check_blocks(message) == []
     for part in blocks.layout(template):
-        modal = blocks.item_modal(run, part, ids.NOTE_VIEW, na=False)
+        modal = modals.item_modal(run, part, ids.NOTE_VIEW, na=False)
         options = [o for g in modal["blocks"][1]["element"]["option_groups"] for o in g["options"]]
         assert len(options) <= 100
         assert all(len(o["text"]["text"]) <= 75 for o in options)
@@ -231,5 +231,5 @@ def test_limits_checker_reports_each_breach() -> None:
 
 
 def test_template_limit_check_passes_for_shipped_and_flags_impossible_ones() -> None:
-    assert blocks.check_template_limits(SEED) == []
-    assert blocks.check_template_limits(synthetic(300)) == []
+    assert slack_fit.check_template_limits(SEED) == []
+    assert slack_fit.check_template_limits(synthetic(300)) == []

@@ -13,7 +13,7 @@ from slack_bolt import Ack
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks, export, ids, paging, runs
+from bot import blocks, export, ids, modals, paging, runs
 from bot.runs import Actor, RunError
 from bot.services import Services
 
@@ -155,7 +155,7 @@ class Actions:
         click = self._click(body)
         with self.services.read() as session:
             run = runs.ensure_active(runs.get_run(session, click.field("run", int)))
-            view = blocks.fail_modal(run, click.actor.channel_id, click.actor.message_ts)
+            view = modals.fail_modal(run, click.actor.channel_id, click.actor.message_ts)
         ack()
         client.views_open(trigger_id=click.trigger_id, view=view)
 
@@ -173,7 +173,7 @@ class Actions:
             parts = blocks.layout(run.template)
             if not 1 <= number <= len(parts):
                 raise RunError(f"Run #{run.id} has no part {number}; nothing changed. Try `/deploy status`.")
-            view = blocks.item_modal(
+            view = modals.item_modal(
                 run,
                 parts[number - 1],
                 ids.NA_VIEW if na else ids.NOTE_VIEW,

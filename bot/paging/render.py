@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot import ids, limits
-from bot.blocks import Block, button, quote, when
+from bot.blocks import Block, button, context, quote, section, when
 from bot.contacts import Team
 from bot.models import Page, PageStatus
 from bot.mrkdwn import escape, mention
@@ -52,12 +52,12 @@ def alert(page: Page, contacts: Contacts) -> tuple[list[Block], str]:
     run = f" · run #{page.run_id}" if page.run_id else ""
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": title}},
-        _section(f"*{quote(page.text)}*\nPaged by {mention(page.paged_by)} {when(page.created_at)}{run}"),
-        _section(f"*Status*: {status}\n*Reached*: {_reached(page, contacts)}"),
+        section(f"*{quote(page.text)}*\nPaged by {mention(page.paged_by)} {when(page.created_at)}{run}"),
+        section(f"*Status*: {status}\n*Reached*: {_reached(page, contacts)}"),
     ]
     reach = _how_to_reach(contacts.get(page.chain[page.level]))
     if reach:
-        blocks.append(_context(reach))
+        blocks.append(context(reach))
     value = {"page": page.id}
     if page.status == PageStatus.OPEN:
         blocks.append(_actions(page, [button("Acknowledge", ids.PAGE_ACK, value, "primary"), _resolve(value)]))
@@ -73,7 +73,7 @@ def dm(page: Page, contacts: Contacts, level: int) -> tuple[list[Block], str]:
     team = escape(team_name(contacts, page.team))
     text = f":rotating_light: {mention(page.paged_by)} paged *{team}*{where}{escalated}:\n>{quote(page.text)}"
     value = {"page": page.id}
-    blocks = [_section(text), _actions(page, [button("Acknowledge", ids.PAGE_ACK, value, "primary"), _resolve(value)])]
+    blocks = [section(text), _actions(page, [button("Acknowledge", ids.PAGE_ACK, value, "primary"), _resolve(value)])]
     return blocks, summary(page, contacts)
 
 
@@ -132,11 +132,3 @@ def _resolve(value: dict[str, Any]) -> Block:
 
 def _actions(page: Page, elements: list[Block]) -> Block:
     return {"type": "actions", "block_id": f"page.{page.id}", "elements": elements}
-
-
-def _section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[: limits.SECTION_TEXT]}}
-
-
-def _context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[: limits.CONTEXT_TEXT]}]}
