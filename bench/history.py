@@ -55,6 +55,13 @@ def fill(bot, count: int) -> None:  # type: ignore[no-untyped-def]
             session.execute(insert(Run), rows[chunk : chunk + 1000])
 
 
+def explain(bot, where: str) -> str:  # type: ignore[no-untyped-def]
+    """PostgreSQL's plan for the ten runs `where` picks, on one line."""
+    with bot.app.engine.connect() as conn:
+        plan = conn.execute(text(f"EXPLAIN SELECT * FROM runs {where} LIMIT 10")).scalars().all()
+    return " / ".join(line.strip() for line in plan)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--postgres", action="store_true")
@@ -85,32 +92,12 @@ def main() -> None:
                 f"{statistics.median(home):.1f} ms, max {max(home):.1f} ms over 30 renders (target < 100 ms)"
             )
             if name == "postgresql":
-                with bot.app.engine.connect() as conn:
-                    # The query runs.recent_runs builds for one channel.
-                    plan = (
-                        conn.execute(
-                            text(
-                                "EXPLAIN SELECT * FROM runs WHERE channel_id = 'CHIST3' "
-                                "ORDER BY started_at DESC, id DESC LIMIT 10"
-                            )
-                        )
-                        .scalars()
-                        .all()
-                    )
-                print("  plan: " + " / ".join(line.strip() for line in plan))
-                with bot.app.engine.connect() as conn:
-                    # The Home tab's "last finished" query.
-                    plan = (
-                        conn.execute(
-                            text(
-                                "EXPLAIN SELECT * FROM runs WHERE status != 'active' AND finished_at IS NOT NULL "
-                                "ORDER BY finished_at DESC LIMIT 10"
-                            )
-                        )
-                        .scalars()
-                        .all()
-                    )
-                print("  Home tab plan: " + " / ".join(line.strip() for line in plan))
+                # The queries runs.recent_runs builds for one channel, and the Home tab's "last finished".
+                print("  plan: " + explain(bot, "WHERE channel_id = 'CHIST3' ORDER BY started_at DESC, id DESC"))
+                print(
+                    "  Home tab plan: "
+                    + explain(bot, "WHERE status != 'active' AND finished_at IS NOT NULL ORDER BY finished_at DESC")
+                )
         fake.stop()
 
 

@@ -14,7 +14,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -29,6 +28,7 @@ from pydantic import TypeAdapter
 
 from bot.probes import Variables, run_all
 from bot.probes.specs import ProbeSpec
+from tests.test_process import free_port
 
 DELAY = 0.2
 PROBES = 20
@@ -53,22 +53,21 @@ def blackbox_exporter(binary: str) -> Iterator[str]:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(200):
-                try:
-                    httpx.get(f"{url}/-/healthy", timeout=1)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.05)
+            wait_until_up(f"{url}/-/healthy")
             yield url
         finally:
             process.terminate()
             process.wait(10)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def wait_until_up(url: str) -> None:
+    """Poll `url` until something answers (at most 10 s)."""
+    for _ in range(200):
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
 
 
 def through_blackbox(exporter: str, targets: list[str]) -> list[float]:
@@ -118,12 +117,7 @@ def targets_process() -> Iterator[str]:
     process.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                httpx.get(f"{url}/ready", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        wait_until_up(f"{url}/ready")
         yield url
     finally:
         process.terminate()

@@ -64,8 +64,12 @@ class Deploybot:
             liveness=self.liveness,
         )
 
+    @cached_property
+    def _reader(self) -> sessionmaker[Session]:
+        return db.read_only(self.sessions)
+
     def gauges(self) -> dict[str, float]:
-        with db.read_only(self.sessions)() as session:
+        with self._reader() as session:
             gauges = {"render_backlog": float(self.publisher.pending()), **database_gauges(session)}
         if self.socket_connected is not None:
             gauges["socket_mode_connected"] = float(self.socket_connected())
@@ -205,8 +209,6 @@ def create_app(
 def _warn_about_missing_secrets(config: DeployConfig, settings: Settings) -> None:
     """Name (never show) each pager secret deploybot.yml refers to that the environment lacks."""
     for name, team in config.contacts.items():
-        wanted = [team.pagerduty.routing_key_env] if team.pagerduty else []
-        wanted += [team.webhook.secret_env] if team.webhook else []
-        for variable in wanted:
+        for variable in team.secret_names:
             if not settings.environ.get(variable):
                 log.error("contacts › %s needs the environment variable %s; pages to it will fail", name, variable)

@@ -128,14 +128,24 @@ def progress(run: Run) -> tuple[int, int, int]:
 
 def progress_bar(run: Run) -> str:
     done, na, total = progress(run)
-    filled = round(BAR_WIDTH * (done + na) / total) if total else BAR_WIDTH
+    return bar(done + na, total)
+
+
+def bar(resolved: int, total: int) -> str:
+    """A fixed-width text bar: how many of `total` items are resolved."""
+    filled = round(BAR_WIDTH * resolved / total) if total else BAR_WIDTH
     return "`" + "█" * filled + "░" * (BAR_WIDTH - filled) + "`"
+
+
+def kind_title(kind: str) -> str:
+    """'Deployment', 'Maintenance' or 'Rollback'."""
+    return _KIND_TITLES.get(kind, kind.title())
 
 
 def status_line(run: Run) -> str:
     """One line of text saying where a run stands, for summaries and notifications."""
     done, na, total = progress(run)
-    label = _KIND_TITLES.get(run.kind, run.kind.title())
+    label = kind_title(run.kind)
     na_text = f", {na} N/A" if na else ""
     return f"{label} {run.version} → {run.environment}: {run.status}, {done}/{total} done{na_text}"
 
@@ -144,7 +154,7 @@ def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
     """The run's summary message: who, what, where, how far, how it ended, and (when given) how it
     compares with the last release."""
     done, na, total = progress(run)
-    label = _KIND_TITLES.get(run.kind, run.kind.title())
+    label = kind_title(run.kind)
     status = {
         RunStatus.ACTIVE: ":large_blue_circle: In progress",
         RunStatus.COMPLETE: ":white_check_mark: Complete",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy.engine import make_url
 
 from bot.contacts import Team, UserOrGroupId, check_contacts
+from bot.probes import VARIABLE
 from bot.yamlfile import load_model
 
 
@@ -181,11 +181,10 @@ class DeployConfig(BaseModel):
 
     def secret_names(self) -> set[str]:
         """The environment variables deploybot.yml reads secrets from: pager keys and ${env:NAME}."""
-        names = {t.pagerduty.routing_key_env for t in self.contacts.values() if t.pagerduty}
-        names |= {t.webhook.secret_env for t in self.contacts.values() if t.webhook}
+        names = {name for team in self.contacts.values() for name in team.secret_names}
         for variables in self.environments.values():
             for value in variables.values():
-                names |= set(re.findall(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}", str(value)))
+                names |= {name for from_env, name in VARIABLE.findall(str(value)) if from_env}
         return names
 
     def variables(self, environment: str) -> dict[str, str]:

@@ -47,6 +47,12 @@ class Team(_Strict):
     pagerduty: PagerDuty | None = None
     webhook: Webhook | None = None
 
+    @property
+    def secret_names(self) -> list[str]:
+        """The environment variables holding this team's pager secrets."""
+        names = [self.pagerduty.routing_key_env] if self.pagerduty else []
+        return names + ([self.webhook.secret_env] if self.webhook else [])
+
     @model_validator(mode="after")
     def _reachable(self) -> Team:
         if not (self.users or self.usergroup or self.pagerduty or self.webhook):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -92,6 +93,28 @@ def insert_once(session: Session, model: Any, values: dict[str, Any], key: Any =
     else:
         raise RuntimeError(f"deploybot supports SQLite and PostgreSQL, not {dialect}")
     return session.execute(statement.returning(model.id if key is None else key)).scalar_one_or_none() is not None
+
+
+def load(session: Session, model: Any, key: Any, *, lock: bool = False) -> Any:
+    """One row by primary key, or None; with `lock`, held until the transaction ends."""
+    query = select(model).where(model.__mapper__.primary_key[0] == key)
+    # FOR NO KEY UPDATE: serializes changes of the row, yet never waits on the key-share locks that
+    # inserting a row whose foreign key points here (an event) takes.
+    return session.scalars(query.with_for_update(key_share=True) if lock else query).one_or_none()
+
+
+def unleased(model: Any, now: datetime) -> Any:
+    """The rows of `model` nobody holds a lease on at `now`."""
+    return or_(model.lease_until.is_(None), model.lease_until < now)
+
+
+def take_lease(session: Session, model: Any, key: Any, now: datetime, until: datetime, *also: Any) -> bool:
+    """Lease one row (lease_until) unless another thread or replica holds it; whether this call got it."""
+    key_column = model.__mapper__.primary_key[0]
+    taken = session.execute(
+        update(model).where(key_column == key, unleased(model, now), *also).values(lease_until=until)
+    )
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
 
 
 def _alembic_config(engine: Engine) -> Config:

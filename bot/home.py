@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import limits, paging
-from bot.blocks import BAR_WIDTH, Block, duration, quote, section, when
+from bot.blocks import Block, bar, duration, kind_title, quote, section, when
 from bot.contacts import Team
 from bot.models import ItemState, ItemStatus, Page, Run, RunStatus
 from bot.mrkdwn import escape, mention
@@ -20,7 +20,6 @@ from bot.reminders import Reminders, next_slot
 MAX_ACTIVE = 20
 MAX_FINISHED = 10
 MAX_PAGES = 10
-_LABELS = {"deploy": "Deployment", "maintenance": "Maintenance", "rollback": "Rollback"}
 _ENDINGS = {
     RunStatus.COMPLETE: ":white_check_mark: complete",
     RunStatus.ABORTED: ":octagonal_sign: aborted",
@@ -89,12 +88,10 @@ def _progress(session: Session, run_ids: list[int]) -> dict[int, dict[str, int]]
 
 def _active_line(run: Run, counts: dict[str, int]) -> str:
     resolved, total = counts["done"] + counts["na"], counts["total"]
-    filled = round(BAR_WIDTH * resolved / total) if total else BAR_WIDTH
-    bar = "`" + "█" * filled + "░" * (BAR_WIDTH - filled) + "`"
     return (
-        f"*#{run.id}* {_LABELS.get(run.kind, run.kind)} {escape(run.version)} → {escape(run.environment)} "
-        f"in <#{run.channel_id}>\n{bar} {resolved}/{total} · {counts['open_required']} required open · "
-        f"started by {mention(run.started_by)} {when(run.started_at)}"
+        f"*#{run.id}* {kind_title(run.kind)} {escape(run.version)} → {escape(run.environment)} "
+        f"in <#{run.channel_id}>\n{bar(resolved, total)} {resolved}/{total} · "
+        f"{counts['open_required']} required open · started by {mention(run.started_by)} {when(run.started_at)}"
     )
 
 

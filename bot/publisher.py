@@ -45,6 +45,28 @@ NEEDS_A_PERSON = {
 
 
 @dataclass(frozen=True)
+class Failure:
+    """How a Slack call failed: its HTTP status (0: the network), headers and Slack's error."""
+
+    status: int
+    headers: Any
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.status or 'network'}: {self.error}"
+
+
+def attempt(call: Callable[..., Any], **kwargs: Any) -> tuple[Any, Failure | None]:
+    """Call the Slack Web API once: (response, None), or (None, what went wrong)."""
+    try:
+        return call(**kwargs), None
+    except SlackApiError as exc:
+        return None, Failure(exc.response.status_code, exc.response.headers, str(exc.response.get("error")))
+    except OSError as exc:  # connection refused, reset, timed out
+        return None, Failure(0, {}, type(exc).__name__)
+
+
+@dataclass(frozen=True)
 class Rendering:
     message_id: int
     channel_id: str
@@ -161,7 +183,7 @@ class Publisher:
                 .where(
                     _behind(),
                     or_(Message.not_before.is_(None), Message.not_before <= now, *waived),
-                    or_(Message.lease_until.is_(None), Message.lease_until < now),
+                    db.unleased(Message, now),
                 )
                 .order_by(Message.run_id, Message.part)
                 .limit(50)
@@ -180,13 +202,7 @@ class Publisher:
     def _claim(self, message_id: int, now: datetime) -> bool:
         """Take the lease on one message, so no other thread or replica renders it meanwhile."""
         with self._sessions.begin() as session:
-            claimed = session.execute(
-                update(Message)
-                .where(Message.id == message_id)
-                .where(or_(Message.lease_until.is_(None), Message.lease_until < now))
-                .values(lease_until=now + self._lease)
-            )
-            return bool(claimed.rowcount)  # type: ignore[attr-defined]
+            return db.take_lease(session, Message, message_id, now, now + self._lease)
 
     def _publish(self, message_id: int) -> None:
         rendering = self._render(message_id)
@@ -195,29 +211,28 @@ class Publisher:
         if rendering.unchanged:
             self._done(rendering, rendering.ts, sent=False)
             return
-        try:
-            if rendering.ts is None:
-                response = self._client.chat_postMessage(
-                    channel=rendering.channel_id,
-                    thread_ts=rendering.thread_ts,
-                    blocks=rendering.blocks,
-                    text=rendering.text,
-                    unfurl_links=False,
-                    unfurl_media=False,
-                )
-                ts = response["ts"]
-            else:
-                self._client.chat_update(
-                    channel=rendering.channel_id, ts=rendering.ts, blocks=rendering.blocks, text=rendering.text
-                )
-                ts = rendering.ts
-        except SlackApiError as exc:
-            self._failed(rendering, exc.response.status_code, exc.response.headers, exc.response.get("error"))
+        if rendering.ts is None:
+            response, failure = attempt(
+                self._client.chat_postMessage,
+                channel=rendering.channel_id,
+                thread_ts=rendering.thread_ts,
+                blocks=rendering.blocks,
+                text=rendering.text,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        else:
+            response, failure = attempt(
+                self._client.chat_update,
+                channel=rendering.channel_id,
+                ts=rendering.ts,
+                blocks=rendering.blocks,
+                text=rendering.text,
+            )
+        if failure is not None:
+            self._failed(rendering, failure)
             return
-        except OSError as exc:  # connection refused, reset, timed out
-            self._failed(rendering, 0, {}, type(exc).__name__)
-            return
-        self._done(rendering, ts, sent=True)
+        self._done(rendering, rendering.ts or response["ts"], sent=True)
 
     def _render(self, message_id: int) -> Rendering | None:
         with self._reader() as session:
@@ -289,6 +304,15 @@ class Publisher:
             return wait
         return min(timedelta(seconds=0.5 * 2 ** min(attempts - 1, 12)), MAX_BACKOFF)
 
+    def _retry_later(self, row: Message | Outbox | HomeTab, failure: Failure, now: datetime) -> timedelta:
+        """Record a failed attempt on its row, hand the lease back, and say how long it waits."""
+        row.attempts += 1
+        wait = self._retry_delay(row.attempts, failure.status, failure.headers, now)
+        row.not_before = now + wait
+        row.lease_until = None
+        row.last_error = str(failure)
+        return wait
+
     def _deliver_outbox(self, now: datetime) -> int:
         """Send nudges and other must-deliver messages, each once, retrying until Slack takes it."""
         with self._reader() as session:
@@ -297,7 +321,7 @@ class Publisher:
                 .where(
                     Outbox.sent_at.is_(None),
                     or_(Outbox.not_before.is_(None), Outbox.not_before <= now),
-                    or_(Outbox.lease_until.is_(None), Outbox.lease_until < now),
+                    db.unleased(Outbox, now),
                 )
                 .order_by(Outbox.id)
                 .limit(20)
@@ -305,12 +329,7 @@ class Publisher:
         sent = 0
         for outbox_id in due:
             with self._sessions.begin() as session:
-                claimed = session.execute(
-                    update(Outbox)
-                    .where(Outbox.id == outbox_id, or_(Outbox.lease_until.is_(None), Outbox.lease_until < now))
-                    .values(lease_until=now + self._lease)
-                )
-                if not claimed.rowcount:  # type: ignore[attr-defined]
+                if not db.take_lease(session, Outbox, outbox_id, now, now + self._lease):
                     continue
                 row = session.get(Outbox, outbox_id)
                 assert row is not None
@@ -323,25 +342,16 @@ class Publisher:
                     if thread_ts is None:  # its run is not posted yet: wait for it
                         row.lease_until = None
                         continue
-            try:
-                self._client.chat_postMessage(channel=channel, text=text, thread_ts=thread_ts)
-                status, headers, error = 200, {}, None
-            except SlackApiError as exc:
-                status, headers, error = exc.response.status_code, exc.response.headers, exc.response.get("error")
-            except OSError as exc:
-                status, headers, error = 0, {}, type(exc).__name__
+            _, failure = attempt(self._client.chat_postMessage, channel=channel, text=text, thread_ts=thread_ts)
             with self._sessions.begin() as session:
                 row = session.get(Outbox, outbox_id)
                 assert row is not None
-                row.lease_until = None
-                if error is None:
-                    row.sent_at = self._clock()
+                if failure is None:
+                    row.lease_until, row.sent_at = None, self._clock()
                     sent += 1
                 else:
-                    row.attempts += 1
-                    row.not_before = now + self._retry_delay(row.attempts, status, headers, now)
-                    row.last_error = f"{status or 'network'}: {error}"
-                    log.warning("outbox message %s failed (%s); retrying", outbox_id, row.last_error)
+                    self._retry_later(row, failure, now)
+                    log.warning("outbox message %s failed (%s); retrying", outbox_id, failure)
         return sent
 
     def _publish_homes(self, now: datetime) -> int:
@@ -360,40 +370,26 @@ class Publisher:
                     HomeTab.opened_at >= now - HOME_AUDIENCE,
                     or_(HomeTab.content_hash.is_(None), HomeTab.content_hash != digest),
                     or_(HomeTab.not_before.is_(None), HomeTab.not_before <= now),
-                    or_(HomeTab.lease_until.is_(None), HomeTab.lease_until < now),
+                    db.unleased(HomeTab, now),
                 )
                 .limit(50)
             ).all()
         published = 0
         for user_id in stale:
             with self._sessions.begin() as session:
-                claimed = session.execute(
-                    update(HomeTab)
-                    .where(HomeTab.user_id == user_id, or_(HomeTab.lease_until.is_(None), HomeTab.lease_until < now))
-                    .values(lease_until=now + self._lease)
-                )
-                if not claimed.rowcount:  # type: ignore[attr-defined]
+                if not db.take_lease(session, HomeTab, user_id, now, now + self._lease):
                     continue
-            try:
-                self._client.views_publish(user_id=user_id, view=view)
-                status, headers, error = 200, {}, None
-            except SlackApiError as exc:
-                status, headers, error = exc.response.status_code, exc.response.headers, exc.response.get("error")
-            except OSError as exc:
-                status, headers, error = 0, {}, type(exc).__name__
+            _, failure = attempt(self._client.views_publish, user_id=user_id, view=view)
             with self._sessions.begin() as session:
                 tab = session.get(HomeTab, user_id)
                 assert tab is not None
-                tab.lease_until = None
-                if error is None:
-                    tab.content_hash, tab.attempts, tab.last_error = digest, 0, None
+                if failure is None:
+                    tab.lease_until, tab.content_hash, tab.attempts, tab.last_error = None, digest, 0, None
                     published += 1
                 else:
-                    tab.attempts += 1
-                    tab.not_before = now + self._retry_delay(tab.attempts, status, headers, now)
-                    tab.last_error = f"{status or 'network'}: {error}"
-                    log.warning("Home tab of %s not published (%s); retrying", user_id, tab.last_error)
-            if error is not None and self._paused_until:
+                    self._retry_later(tab, failure, now)
+                    log.warning("Home tab of %s not published (%s); retrying", user_id, failure)
+            if failure is not None and self._paused_until:
                 break
         return published
 
@@ -407,25 +403,16 @@ class Publisher:
         except (SlackApiError, OSError) as exc:
             log.warning("could not tell the starter of run %s about %s: %s", run_id, error, type(exc).__name__)
 
-    def _failed(self, rendering: Rendering, status: int, headers: Any, error: str | None) -> None:
-        now = self._clock()
+    def _failed(self, rendering: Rendering, failure: Failure) -> None:
         with self._sessions.begin() as session:
             message = session.get(Message, rendering.message_id)
             assert message is not None
-            message.attempts += 1
-            wait = self._retry_delay(message.attempts, status, headers, now)
-            message.not_before = now + wait
-            message.lease_until = None
-            message.last_error = f"{status or 'network'}: {error}"
+            wait = self._retry_later(message, failure, self._clock())
             first_failure, run_id = message.attempts == 1, message.run_id
-        if first_failure and error in NEEDS_A_PERSON and run_id is not None:
-            self._tell_starter(run_id, rendering, str(error))
+        if first_failure and failure.error in NEEDS_A_PERSON and run_id is not None:
+            self._tell_starter(run_id, rendering, failure.error)
         log.warning(
-            "render of message %s failed (%s: %s); retrying in %.1f s",
-            rendering.message_id,
-            status or "network",
-            error,
-            wait.total_seconds(),
+            "render of message %s failed (%s); retrying in %.1f s", rendering.message_id, failure, wait.total_seconds()
         )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot import db
 from bot.checklists import Template
 from bot.models import (
     PROBE_ACTOR,
@@ -108,10 +109,7 @@ def start(
 
 def get_run(session: Session, run_id: int, *, lock: bool = False) -> Run:
     """Load a run or explain that it does not exist."""
-    query = select(Run).where(Run.id == run_id)
-    # FOR NO KEY UPDATE: serializes changes of the row, yet never waits on the key-share locks that
-    # inserting an event (whose foreign key points here) takes.
-    run = session.scalars(query.with_for_update(key_share=True) if lock else query).one_or_none()
+    run: Run | None = db.load(session, Run, run_id, lock=lock)
     if run is None:
         raise RunError(f"Run #{run_id} does not exist. `/deploy list` shows the recent runs.")
     return run
@@ -431,15 +429,17 @@ def _record(
     item_id: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        Event(
-            run_id=run.id,
-            item_id=item_id,
-            kind=kind,
-            user_id=actor.user_id,
-            at=actor.at,
-            channel_id=actor.channel_id,
-            message_ts=actor.message_ts,
-            data=data or {},
-        )
+    session.add(event(actor, kind, data, run_id=run.id, item_id=item_id))
+
+
+def event(actor: Actor, kind: str, data: dict[str, Any] | None = None, **about: Any) -> Event:
+    """An audit event: who did `kind`, when, from which message; `about` names the run, item or page."""
+    return Event(
+        kind=kind,
+        user_id=actor.user_id,
+        at=actor.at,
+        channel_id=actor.channel_id,
+        message_ts=actor.message_ts,
+        data=data or {},
+        **about,
     )

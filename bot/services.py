@@ -15,7 +15,7 @@ from bot import db, paging, runs
 from bot.blocks import layout
 from bot.checklists import Template, iter_items
 from bot.config import DeployConfig
-from bot.models import Event, Run, RunStatus
+from bot.models import Run, RunStatus
 from bot.mrkdwn import escape, is_slack_channel
 from bot.permissions import Gatekeeper, Refused
 from bot.reminders import Reminders
@@ -92,16 +92,7 @@ class Services:
             self.gate.require(role, actor.user_id, doing)
         except Refused:
             with self.sessions.begin() as session:
-                session.add(
-                    Event(
-                        kind="permission.refused",
-                        user_id=actor.user_id,
-                        at=actor.at,
-                        channel_id=actor.channel_id,
-                        message_ts=actor.message_ts,
-                        data={"role": role, **detail},
-                    )
-                )
+                session.add(runs.event(actor, "permission.refused", {"role": role, **detail}))
             raise
 
     def require_item(self, run_id: int, item_id: str, actor: Actor) -> None:

@@ -87,6 +87,17 @@ def settings_for(database_url: str, fake: FakeSlack, **extra: str) -> Settings:
     )
 
 
+def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll until `condition()` is truthy; fail with `what` if it never is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 @dataclass
 class Running:
     """A deploybot serving HTTP on loopback, with its fake Slack and a signed-request client."""
@@ -97,14 +108,7 @@ class Running:
     slack: SlackUser
 
     def wait_for(self, condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-        """Poll until `condition()` is truthy; fail with `what` if it never is."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = condition()
-            if result:
-                return result
-            time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        return wait_for(condition, timeout, what)
 
     def told(self) -> list[Any]:
         """The ephemeral answers people got, once those already handed out have gone to Slack."""

@@ -14,24 +14,13 @@ import httpx
 import yaml
 
 from bot import ids, logs
-from tests.conftest import ROOT, SIGNING_SECRET, Running
+from tests.conftest import ROOT, SIGNING_SECRET, Running, wait_for
 from tests.fake_slack import FakeSlack
 from tests.fake_socket_mode import socket_mode_server
 from tests.pager_servers import receiver
 from tests.slack_requests import SLASH_COMMAND, SlackUser, click_payload
 from tests.test_process import bot_env, deploybot, free_port
 from tests.test_slack_flow import CHANNEL, item_block, start
-
-
-def wait_for(condition: object, timeout: float = 20.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()  # type: ignore[operator]
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 # --- Socket Mode -------------------------------------------------------------------------------------
 

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from bot import db
 from bot.config import DeployConfig
 from bot.contacts import escalation_chain, seconds
-from bot.models import Event, Message, Page, PageDelivery, PageStatus
+from bot.models import Message, Page, PageDelivery, PageStatus
 from bot.mrkdwn import is_slack_channel, mention
-from bot.runs import Actor, RunError
+from bot.runs import Actor, RunError, event
 
 BOT = "deploybot"  # who escalations are attributed to
 MAX_TEXT = 500
@@ -127,10 +127,7 @@ def due_escalations(session: Session, now: datetime) -> list[int]:
 
 
 def get_page(session: Session, page_id: int, *, lock: bool = False) -> Page:
-    query = select(Page).where(Page.id == page_id)
-    # FOR NO KEY UPDATE: serializes changes of the row, yet never waits on the key-share locks that
-    # inserting an event (whose foreign key points here) takes.
-    page = session.scalars(query.with_for_update(key_share=True) if lock else query).one_or_none()
+    page: Page | None = db.load(session, Page, page_id, lock=lock)
     if page is None:
         raise RunError(f"Page #{page_id} does not exist.")
     return page
@@ -145,18 +142,7 @@ def pages_of_run(session: Session, run_id: int) -> list[Page]:
 
 
 def record(session: Session, page: Page, actor: Actor, kind: str, data: dict[str, Any] | None = None) -> None:
-    session.add(
-        Event(
-            run_id=page.run_id,
-            page_id=page.id,
-            kind=kind,
-            user_id=actor.user_id,
-            at=actor.at,
-            channel_id=actor.channel_id,
-            message_ts=actor.message_ts,
-            data=data or {},
-        )
-    )
+    session.add(event(actor, kind, data, run_id=page.run_id, page_id=page.id))
 
 
 # --- internals -------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import db, paging
@@ -94,7 +94,7 @@ class PageWorker:
                     PageDelivery.sent_at.is_(None),
                     PageDelivery.failed_at.is_(None),
                     or_(PageDelivery.not_before.is_(None), PageDelivery.not_before <= now),
-                    or_(PageDelivery.lease_until.is_(None), PageDelivery.lease_until < now),
+                    db.unleased(PageDelivery, now),
                 )
                 .order_by(PageDelivery.id)
                 .limit(50)
@@ -103,7 +103,7 @@ class PageWorker:
 
     def _deliver(self, delivery_id: int, now: datetime) -> bool:
         with self._sessions.begin() as session:
-            if not _claim(session, delivery_id, now):
+            if not db.take_lease(session, PageDelivery, delivery_id, now, now + LEASE, PageDelivery.sent_at.is_(None)):
                 return False
             row = session.get(PageDelivery, delivery_id)
             assert row is not None
@@ -150,19 +150,6 @@ class PageWorker:
             outcome.error,
             wait.total_seconds(),
         )
-
-
-def _claim(session: Session, delivery_id: int, now: datetime) -> bool:
-    claimed = session.execute(
-        update(PageDelivery)
-        .where(
-            PageDelivery.id == delivery_id,
-            PageDelivery.sent_at.is_(None),
-            or_(PageDelivery.lease_until.is_(None), PageDelivery.lease_until < now),
-        )
-        .values(lease_until=now + LEASE)
-    )
-    return bool(claimed.rowcount)  # type: ignore[attr-defined]
 
 
 def _waits_for_earlier(session: Session, row: PageDelivery) -> bool:

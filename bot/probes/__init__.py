@@ -33,7 +33,7 @@ class Unreachable(Exception):
     """The target could not be reached; the text is the failure reason."""
 
 
-_VARIABLE = re.compile(r"\$\{(env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
+VARIABLE = re.compile(r"\$\{(env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class Variables:
@@ -62,7 +62,7 @@ class Variables:
                 )
             return self.expand(self._values[name])
 
-        return _VARIABLE.sub(replace, text)
+        return VARIABLE.sub(replace, text)
 
     def apply(self, spec: BaseModel) -> Any:
         """A copy of `spec` with every string field expanded."""
