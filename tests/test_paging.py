@@ -378,6 +378,19 @@ def test_pagerduty_429_and_500_are_retried_nothing_lost_nothing_doubled(paged: P
         ]
 
 
+def test_an_acknowledgement_waits_for_its_trigger_to_get_through(paged: Paging) -> None:
+    paged.pagerduty.answer_next(500)  # the trigger must be retried (after 1 s)…
+    paged.page()
+    paged.bot.wait_for(lambda: paged.pagerduty.received, what="the first trigger attempt")
+    assert paged.click(ids.PAGE_ACK, user="U0DBA1").status_code == 200  # …and is acknowledged meanwhile
+    paged.delivered()
+    assert [(r.json["event_action"], r.status) for r in paged.pagerduty.received] == [
+        ("trigger", 500),
+        ("trigger", 202),
+        ("acknowledge", 202),
+    ]
+
+
 def test_a_rejected_event_is_given_up_and_audited_not_retried_forever(paged: Paging) -> None:
     paged.pagerduty.answer_next(400)
     paged.page()
