@@ -6,25 +6,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import db
 from bot.checklists import Template
 from bot.models import (
-    PROBE_ACTOR,
     Event,
     ItemState,
     ItemStatus,
     Message,
-    ProbeResult,
     ProbeStatus,
     Run,
     RunStatus,
 )
 from bot.mrkdwn import is_slack_channel, mention
-from bot.probes import Verdict
 
 MAX_REASON = 500
 MAX_NOTE = 500
@@ -103,7 +100,7 @@ def start(
     )
     if parts is not None:
         session.add_all(Message(run_id=run.id, part=p, channel_id=channel_id) for p in range(parts + 1))
-    _record(session, run, actor, "run.started", data={"version": version, "environment": environment, "probes": probes})
+    _record(session, run, actor, "run.started", {"version": version, "environment": environment, "probes": probes})
     return run
 
 
@@ -159,103 +156,17 @@ def recent_runs(session: Session, limit: int = 10, channel_id: str | None = None
     return list(session.scalars(query))
 
 
-def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> str | None:
-    """Tick an item. Returns a note for the clicker when nothing changed, else None."""
-    run, state = _lock_item(session, run_id, item_id, actor)
-    if state.status == ItemStatus.DONE:
-        who = "verified by deploybot" if state.verified_by_probe else f"done by {mention(state.changed_by)}"
-        return f"Already {who}; nothing changed."
-    if state.probe_status == ProbeStatus.FAILED:
-        # Ticking over a failed probe is an override: keep who did it and what the probe said.
-        _set(state, ItemStatus.DONE, actor)
-        _changed(session, run, actor, "item.override", item_id, {"probe_reason": state.probe_reason})
-        return None
-    _set(state, ItemStatus.DONE, actor)
-    _changed(session, run, actor, "item.done", item_id)
-    return None
-
-
-def reopen(session: Session, run_id: int, item_id: str, actor: Actor) -> str | None:
-    """Untick an item (from done or N/A). Returns a note for the clicker when nothing changed."""
-    run, state = _lock_item(session, run_id, item_id, actor)
-    if state.status == ItemStatus.OPEN:
-        return "That item is already open; nothing changed."
-    previous = state.status
-    _set(state, ItemStatus.OPEN, actor)
-    _changed(session, run, actor, "item.reopened", item_id, {"was": previous})
-    return None
-
-
-def mark_na(session: Session, run_id: int, item_id: str, reason: str, actor: Actor) -> None:
-    """Mark an item not applicable; a reason is required."""
-    reason = reason.strip()
-    if not reason:
-        raise RunError("Say why this item does not apply: a reason is required for N/A.")
-    if len(reason) > MAX_REASON:
-        raise RunError(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
-    run, state = _lock_item(session, run_id, item_id, actor)
-    _set(state, ItemStatus.NA, actor)
-    state.na_reason = reason
-    _changed(session, run, actor, "item.na", item_id, {"reason": reason})
-
-
-def add_note(session: Session, run_id: int, item_id: str, text: str, actor: Actor) -> None:
-    """Attach a note to an item; the latest note is shown, all are kept in the audit log."""
-    text = text.strip()
-    if not text:
-        raise RunError("The note is empty; write something to add.")
-    if len(text) > MAX_NOTE:
-        raise RunError(f"Keep notes under {MAX_NOTE} characters (this one has {len(text)}).")
-    run, state = _lock_item(session, run_id, item_id, actor)
-    state.note, state.note_by, state.note_at = text, actor.user_id, actor.at
-    state.note_count += 1
-    _changed(session, run, actor, "item.note", item_id, {"text": text}, completes=False)
-
-
-def record_probe(session: Session, run_id: int, item_id: str, verdict: Verdict, kind: str, at: datetime) -> None:
-    """Store a probe's verdict; it ticks or fails the item unless a person already decided it."""
-    # Lock the run first: an insert's foreign-key lock taken before it would deadlock with a twin.
-    run = get_run(session, run_id, lock=True)
-    session.add(
-        ProbeResult(
-            run_id=run_id,
-            item_id=item_id,
-            kind=kind,
-            ok=verdict.ok,
-            reason=verdict.reason,
-            evidence=verdict.evidence,
-            ms=verdict.ms,
-            at=at,
-        )
-    )
-    state = session.get(ItemState, (run_id, item_id))
-    if state is None or not run.is_active:
-        return
-    state.probe_status = ProbeStatus.PASSED if verdict.ok else ProbeStatus.FAILED
-    state.probe_reason, state.probe_at, state.probe_lease_until = verdict.reason, at, None
-    actor = Actor(PROBE_ACTOR, at)
-    data = {"reason": verdict.reason, "ms": verdict.ms}
-    if verdict.ok and state.status == ItemStatus.OPEN:
-        _set(state, ItemStatus.DONE, actor)
-        _changed(session, run, actor, "item.verified", item_id, data)
-    elif not verdict.ok and state.verified_by_probe:
-        _set(state, ItemStatus.OPEN, actor)
-        _changed(session, run, actor, "item.failed", item_id, data)
-    else:
-        _changed(session, run, actor, "item.verified" if verdict.ok else "item.failed", item_id, data)
-
-
 def rerun_probes(session: Session, run_id: int, item_id: str | None, actor: Actor) -> int:
     """Queue the probes of one item, or of every probed item; returns how many."""
     run = _lock_active(session, run_id)
-    _same_channel(run, actor)
+    same_channel(run.id, run.channel_id, actor)
     probed = {i.id for i in run.template.items if i.probe is not None}
     if item_id is not None and item_id not in probed:
         raise RunError("That item has no probe to re-run.")
     states = [s for s in run.items if s.item_id in probed and (item_id is None or s.item_id == item_id)]
     for state in states:
         state.probe_status, state.probe_lease_until = ProbeStatus.PENDING, None
-    _changed(session, run, actor, "probe.rerun", item_id, {"items": len(states)}, completes=False)
+    _changed(session, run, actor, "probe.rerun", {"items": len(states)}, item_id)
     return len(states)
 
 
@@ -265,7 +176,7 @@ def complete_anyway(session: Session, run_id: int, actor: Actor) -> list[str]:
     open_items = _open_required(session, run)
     run.overridden_items = open_items
     _finish(session, run, RunStatus.COMPLETE, actor)
-    _changed(session, run, actor, "run.completed_anyway", None, {"open_items": open_items}, completes=False)
+    _changed(session, run, actor, "run.completed_anyway", {"open_items": open_items})
     return open_items
 
 
@@ -279,7 +190,7 @@ def fail(session: Session, run_id: int, reason: str, actor: Actor) -> Run:
         raise RunError(f"Run #{run.id} is a {run.kind} run; only a deployment can fail.")
     run.finish_reason = reason[:MAX_REASON]
     _finish(session, run, RunStatus.FAILED, actor)
-    _changed(session, run, actor, "run.failed", None, {"reason": run.finish_reason}, completes=False)
+    _changed(session, run, actor, "run.failed", {"reason": run.finish_reason})
     return run
 
 
@@ -296,7 +207,7 @@ def abort(session: Session, run_id: int, reason: str, actor: Actor) -> Run:
     run = _lock_active(session, run_id)
     run.finish_reason = reason[:MAX_REASON]
     _finish(session, run, RunStatus.ABORTED, actor)
-    _changed(session, run, actor, "run.aborted", None, {"reason": run.finish_reason}, completes=False)
+    _changed(session, run, actor, "run.aborted", {"reason": run.finish_reason})
     return run
 
 
@@ -305,42 +216,27 @@ def events_of(session: Session, run_id: int) -> list[Event]:
     return list(session.scalars(select(Event).where(Event.run_id == run_id).order_by(Event.id)))
 
 
-# --- internals -------------------------------------------------------------------------------------
-
-
-def _lock_active(session: Session, run_id: int) -> Run:
-    # The row lock serializes concurrent changes of one run on PostgreSQL; SQLite's
-    # BEGIN IMMEDIATE already serializes every writer.
-    return ensure_active(get_run(session, run_id, lock=True))
+def complete(session: Session, run: Run, actor: Actor) -> None:
+    """Complete a run whose last required item was just resolved (the caller asked for the render)."""
+    _finish(session, run, RunStatus.COMPLETE, actor)
+    _record(session, run, actor, "run.completed")
 
 
 def ensure_active(run: Run) -> Run:
     """Refuse any change to a finished run, saying how and by whom it ended."""
     if not run.is_active:
-        raise RunError(_finished_message(run))
+        raise RunError(finished_message(run))
     return run
 
 
-def _lock_item(session: Session, run_id: int, item_id: str, actor: Actor) -> tuple[Run, ItemState]:
-    run = _lock_active(session, run_id)
-    _same_channel(run, actor)
-    # One row, not the whole checklist: a click touches a single item.
-    state = session.get(ItemState, (run.id, item_id))
-    if state is None:
-        raise RunError(
-            f"Run #{run.id} has no item '{item_id}'. The message may be out of date: "
-            "`/deploy status` shows the current checklist."
-        )
-    return run, state
-
-
-def _same_channel(run: Run, actor: Actor) -> None:
+def same_channel(run_id: int, channel_id: str, actor: Actor) -> None:
     """A Slack click acts only on its own channel's run (the terminal shell picks runs by number)."""
-    if actor.channel_id and is_slack_channel(actor.channel_id) and actor.channel_id != run.channel_id:
-        raise RunError(f"That button belongs to run #{run.id} in <#{run.channel_id}>; nothing changed.")
+    if actor.channel_id and is_slack_channel(actor.channel_id) and actor.channel_id != channel_id:
+        raise RunError(f"That button belongs to run #{run_id} in <#{channel_id}>; nothing changed.")
 
 
-def _finished_message(run: Run) -> str:
+def finished_message(run: Run) -> str:
+    """Why a finished run refuses changes: how it ended, by whom."""
     who = f" by {mention(run.finished_by)}" if run.finished_by else ""
     if run.status == RunStatus.ABORTED:
         return f"Run #{run.id} ({run.version}) was aborted{who}: {run.finish_reason}. Nothing changed."
@@ -352,15 +248,41 @@ def _finished_message(run: Run) -> str:
     return f"Run #{run.id} ({run.version}) is already {run.status}{who}. Nothing changed."
 
 
-def _set(state: ItemState, status: str, actor: Actor) -> None:
-    state.status = status
-    state.changed_by = actor.user_id if status != ItemStatus.OPEN else None
-    state.changed_at = actor.at if status != ItemStatus.OPEN else None
-    state.na_reason = None
+def want_render(conn: Connection, run_id: int, rev: int) -> None:
+    """Mark every message of the run as behind revision `rev`: the publisher renders it after commit."""
+    conn.execute(_WANT_RENDER, {"run": run_id, "rev": rev})
+
+
+def event_values(actor: Actor, kind: str, data: dict[str, Any] | None = None, **about: Any) -> dict[str, Any]:
+    """An audit event's columns: who did `kind`, when, from which message; `about` names the run, item or page."""
+    return {
+        "kind": kind,
+        "user_id": actor.user_id,
+        "at": actor.at,
+        "channel_id": actor.channel_id,
+        "message_ts": actor.message_ts,
+        "data": data or {},
+        **about,
+    }
+
+
+def event(actor: Actor, kind: str, data: dict[str, Any] | None = None, **about: Any) -> Event:
+    """An audit event, as a row to add to the session."""
+    return Event(**event_values(actor, kind, data, **about))
+
+
+# --- internals -------------------------------------------------------------------------------------
+
+_WANT_RENDER = update(Message).where(Message.run_id == bindparam("run")).values(wanted_rev=bindparam("rev"))
+
+
+def _lock_active(session: Session, run_id: int) -> Run:
+    # The row lock serializes concurrent changes of one run on PostgreSQL; SQLite's
+    # BEGIN IMMEDIATE already serializes every writer.
+    return ensure_active(get_run(session, run_id, lock=True))
 
 
 def _open_required(session: Session, run: Run) -> list[str]:
-    session.flush()
     return list(
         session.scalars(
             select(ItemState.item_id)
@@ -381,44 +303,16 @@ def _finish(session: Session, run: Run, status: str, actor: Actor) -> None:
         if failed.status in (RunStatus.FAILED, RunStatus.COMPLETE, RunStatus.ABORTED):
             previous = failed.status
             failed.status = RunStatus.ROLLED_BACK
-            _changed(
-                session, failed, actor, "run.rolled_back", None, {"rollback": run.id, "was": previous}, completes=False
-            )
+            _changed(session, failed, actor, "run.rolled_back", {"rollback": run.id, "was": previous})
 
 
 def _changed(
-    session: Session,
-    run: Run,
-    actor: Actor,
-    kind: str,
-    item_id: str | None,
-    data: dict[str, Any] | None = None,
-    *,
-    completes: bool = True,
+    session: Session, run: Run, actor: Actor, kind: str, data: dict[str, Any], item_id: str | None = None
 ) -> None:
-    """Record the event, complete the run if nothing required is open, and ask for a render."""
-    _record(session, run, actor, kind, item_id, data)
-    if completes and run.is_active and _all_required_resolved(session, run, item_id):
-        _finish(session, run, RunStatus.COMPLETE, actor)
-        _record(session, run, actor, "run.completed")
+    """Record a run-wide change and ask for a render."""
+    _record(session, run, actor, kind, data, item_id)
     run.rev += 1
-    # This statement's autoflush writes the whole change at once: one flush per click.
-    session.execute(update(Message).where(Message.run_id == run.id).values(wanted_rev=run.rev))
-
-
-def _all_required_resolved(session: Session, run: Run, changed: str | None) -> bool:
-    """Whether no required item is open — asked without flushing: the changed item is judged in memory."""
-    with session.no_autoflush:
-        if changed is not None:
-            state = session.get(ItemState, (run.id, changed))  # from the identity map: no query
-            if state is not None and state.required and state.status == ItemStatus.OPEN:
-                return False
-        others = select(ItemState.item_id).where(
-            ItemState.run_id == run.id, ItemState.required, ItemState.status == ItemStatus.OPEN
-        )
-        if changed is not None:
-            others = others.where(ItemState.item_id != changed)
-        return not session.scalar(select(others.exists()))
+    want_render(session.connection(), run.id, run.rev)
 
 
 def _record(
@@ -426,20 +320,7 @@ def _record(
     run: Run,
     actor: Actor,
     kind: str,
-    item_id: str | None = None,
     data: dict[str, Any] | None = None,
+    item_id: str | None = None,
 ) -> None:
     session.add(event(actor, kind, data, run_id=run.id, item_id=item_id))
-
-
-def event(actor: Actor, kind: str, data: dict[str, Any] | None = None, **about: Any) -> Event:
-    """An audit event: who did `kind`, when, from which message; `about` names the run, item or page."""
-    return Event(
-        kind=kind,
-        user_id=actor.user_id,
-        at=actor.at,
-        channel_id=actor.channel_id,
-        message_ts=actor.message_ts,
-        data=data or {},
-        **about,
-    )

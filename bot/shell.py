@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Callable
 from typing import TextIO
 
-from bot import db, export, paging, runs
+from bot import db, export, items, paging, runs
 from bot.app import load_checklists
 from bot.checklists import iter_items
 from bot.config import Settings, load_deploy_config
@@ -136,25 +136,25 @@ class Shell:
     def tick(self, args: list[str]) -> str:
         run_id, item_id = self._item(args)
         with self.services.change() as session:
-            note = runs.mark_done(session, run_id, item_id, self._actor())
-        return note or f"done: {item_id}\n{self._progress(run_id)}"
+            items.mark_done(session, run_id, item_id, self._actor())
+        return f"done: {item_id}\n{self._progress(run_id)}"
 
     def untick(self, args: list[str]) -> str:
         run_id, item_id = self._item(args)
         with self.services.change() as session:
-            note = runs.reopen(session, run_id, item_id, self._actor())
-        return note or f"open again: {item_id}\n{self._progress(run_id)}"
+            items.reopen(session, run_id, item_id, self._actor())
+        return f"open again: {item_id}\n{self._progress(run_id)}"
 
     def na(self, args: list[str]) -> str:
         run_id, item_id = self._item(args)
         with self.services.change() as session:
-            runs.mark_na(session, run_id, item_id, " ".join(args[1:]), self._actor())
+            items.mark_na(session, run_id, item_id, " ".join(args[1:]), self._actor())
         return f"N/A: {item_id}\n{self._progress(run_id)}"
 
     def note(self, args: list[str]) -> str:
         run_id, item_id = self._item(args)
         with self.services.change() as session:
-            runs.add_note(session, run_id, item_id, " ".join(args[1:]), self._actor())
+            items.add_note(session, run_id, item_id, " ".join(args[1:]), self._actor())
         return f"noted on {item_id}"
 
     def complete_anyway(self, _args: list[str]) -> str:

@@ -175,11 +175,14 @@ def test_tick_untick_na_and_note_are_shown_and_audited(running: Running) -> None
 def test_a_second_click_on_a_done_item_changes_nothing_and_says_who(running: Running) -> None:
     messages = start(running)
     click_item(running, messages, "backend-service-is-running", user="U201")
+    with running.app.sessions() as session:
+        rev = session.get_one(Run, 1).rev
     click_item(running, messages, "backend-service-is-running", user="U202")  # same stale "Done" button
     with running.app.sessions() as session:
         state = session.get(ItemState, (1, "backend-service-is-running"))
         assert state is not None and state.changed_by == "U201"
         assert session.scalar(select(func.count()).select_from(Event).where(Event.kind == "item.done")) == 1
+        assert session.get_one(Run, 1).rev == rev  # refused, so rolled back: not even a new revision
     told = running.told()[-1].args
     assert (
         told["user"] == "U202" and "Already done by <@U201>" in told["text"] and told["thread_ts"] == messages[0]["ts"]

@@ -13,7 +13,7 @@ from slack_bolt import Ack
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks, export, ids, modals, paging, runs
+from bot import blocks, export, ids, items, modals, paging, runs
 from bot.runs import Actor, RunError
 from bot.services import Services
 
@@ -70,36 +70,29 @@ class Actions:
         self.services.require_item(run_id, item_id, click.actor)
         return click, run_id, item_id
 
-    def item_done(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    def item_done(self, ack: Ack, body: dict[str, Any]) -> None:
         click, run_id, item_id = self._item_click(body)
         with self.services.change() as session:
-            note = runs.mark_done(session, run_id, item_id, click.actor)
+            items.mark_done(session, run_id, item_id, click.actor)
         ack()
-        if note:
-            tell(client, click.actor, note)
 
-    def item_reopen(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    def item_reopen(self, ack: Ack, body: dict[str, Any]) -> None:
         click, run_id, item_id = self._item_click(body)
         with self.services.change() as session:
-            note = runs.reopen(session, run_id, item_id, click.actor)
+            items.reopen(session, run_id, item_id, click.actor)
         ack()
-        if note:
-            tell(client, click.actor, note)
 
-    def item_menu(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    def item_menu(self, ack: Ack, body: dict[str, Any]) -> None:
         click, run_id, item_id = self._item_click(body)
         intent = click.field("do", str)
         with self.services.change() as session:
             if intent == "done":
-                note = runs.mark_done(session, run_id, item_id, click.actor)
+                items.mark_done(session, run_id, item_id, click.actor)
             elif intent == "rerun":
                 runs.rerun_probes(session, run_id, item_id, click.actor)
-                note = None
             else:
                 raise RunError(f"deploybot does not know the choice {intent!r}; nothing changed.")
         ack()
-        if note:
-            tell(client, click.actor, note)
 
     def rerun_probes(self, ack: Ack, body: dict[str, Any]) -> None:
         click = self._click(body)

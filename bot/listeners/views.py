@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt import Ack
 
-from bot import ids, runs
+from bot import ids, items
 from bot.runs import Actor, RunError
 from bot.services import Services
 
@@ -23,7 +23,7 @@ class Views:
             return
         self.services.require_item(run_id, item_id, actor)
         with self.services.change() as session:
-            runs.mark_na(session, run_id, item_id, reason, actor)
+            items.mark_na(session, run_id, item_id, reason, actor)
         ack()
 
     def note_submitted(self, ack: Ack, body: dict[str, Any]) -> None:
@@ -32,7 +32,7 @@ class Views:
             ack(response_action="errors", errors={ids.NOTE_FIELD: "The note is empty."})
             return
         with self.services.change() as session:
-            runs.add_note(session, run_id, item_id, text, actor)
+            items.add_note(session, run_id, item_id, text, actor)
         ack()
 
     def fail_submitted(self, ack: Ack, body: dict[str, Any]) -> None:

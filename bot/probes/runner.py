@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import db, runs
+from bot import db, items
 from bot.config import DeployConfig
 from bot.models import ItemState, ProbeStatus, Run, RunStatus
 from bot.probes import Variables, Verdict, run_probe
@@ -148,6 +148,6 @@ class ProbeRunner:
 
     def _record(self, run_id: int, item_id: str, kind: str, verdict: Verdict) -> None:
         with self._sessions.begin() as session:
-            runs.record_probe(session, run_id, item_id, verdict, kind, self._clock())
+            items.record_probe(session, run_id, item_id, verdict, kind, self._clock())
         log.info("probe %s of run %s: %s (%s)", item_id, run_id, "pass" if verdict.ok else "FAIL", verdict.reason)
         self._on_change()

@@ -1,0 +1,187 @@
+"""Item rules: tick, untick, N/A, note, a probe's verdict. Every function takes a session, never commits.
+
+A click is what deploybot does most, and a person waits on each one. These rules therefore run as
+statements built once and executed on the session's connection: the ORM's unit of work cost more
+than the writes themselves (`python -m bench.ack` measures it). Run-wide changes stay in runs.py.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, bindparam, exists, insert, select, update
+from sqlalchemy.orm import Session
+
+from bot import runs
+from bot.models import PROBE_ACTOR, Event, ItemState, ItemStatus, ProbeResult, ProbeStatus, Run, RunStatus
+from bot.mrkdwn import mention
+from bot.probes import Verdict
+from bot.runs import MAX_NOTE, MAX_REASON, Actor, RunError
+
+_this_item = (ItemState.run_id == bindparam("run"), ItemState.item_id == bindparam("item"))
+
+# Parameters are named apart from the columns: an UPDATE's SET clause claims the column names.
+# Bumping an active run's revision takes its row lock (FOR NO KEY UPDATE, as db.load does) and says
+# where the run is, in one round trip. Changes of one run queue here; a refused change rolls back.
+_CLAIM_RUN = (
+    update(Run)
+    .where(Run.id == bindparam("run"), Run.status == RunStatus.ACTIVE)
+    .values(rev=Run.rev + 1)
+    .returning(Run.id, Run.channel_id, Run.rev)
+)
+_ITEM = select(ItemState.__table__).where(*_this_item)
+_SET_STATUS = (
+    update(ItemState)
+    .where(*_this_item)
+    .values(status=bindparam("to"), changed_by=bindparam("by"), changed_at=bindparam("at"), na_reason=bindparam("why"))
+)
+_SET_PROBE = (
+    update(ItemState)
+    .where(*_this_item)
+    .values(
+        probe_status=bindparam("verdict"),
+        probe_reason=bindparam("why"),
+        probe_at=bindparam("at"),
+        probe_lease_until=None,
+    )
+)
+_SET_NOTE = (
+    update(ItemState)
+    .where(*_this_item)
+    .values(
+        note=bindparam("text"), note_by=bindparam("by"), note_at=bindparam("at"), note_count=ItemState.note_count + 1
+    )
+)
+_OTHERS_OPEN = select(
+    exists().where(
+        ItemState.run_id == bindparam("run"),
+        ItemState.required,
+        ItemState.status == ItemStatus.OPEN,
+        ItemState.item_id != bindparam("item"),
+    )
+)
+_ADD_EVENT = insert(Event)
+_ADD_PROBE_RESULT = insert(ProbeResult)
+
+
+def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> None:
+    """Tick an item; ticking one already done is refused (and so changes nothing)."""
+    conn, run, state = _lock_item(session, run_id, item_id, actor)
+    if state["status"] == ItemStatus.DONE:
+        by_probe = state["changed_by"] == PROBE_ACTOR
+        who = "verified by deploybot" if by_probe else "done by " + mention(state["changed_by"])
+        raise RunError(f"Already {who}; nothing changed.")
+    _set_status(conn, state, ItemStatus.DONE, actor)
+    if state["probe_status"] == ProbeStatus.FAILED:
+        # Ticking over a failed probe is an override: keep who did it and what the probe said.
+        _changed(session, run, actor, "item.override", state, {"probe_reason": state["probe_reason"]}, resolved=True)
+    else:
+        _changed(session, run, actor, "item.done", state, resolved=True)
+
+
+def reopen(session: Session, run_id: int, item_id: str, actor: Actor) -> None:
+    """Untick an item (from done or N/A); unticking an open one is refused."""
+    conn, run, state = _lock_item(session, run_id, item_id, actor)
+    if state["status"] == ItemStatus.OPEN:
+        raise RunError("That item is already open; nothing changed.")
+    _set_status(conn, state, ItemStatus.OPEN, actor)
+    _changed(session, run, actor, "item.reopened", state, {"was": state["status"]})
+
+
+def mark_na(session: Session, run_id: int, item_id: str, reason: str, actor: Actor) -> None:
+    """Mark an item not applicable; a reason is required."""
+    reason = reason.strip()
+    if not reason:
+        raise RunError("Say why this item does not apply: a reason is required for N/A.")
+    if len(reason) > MAX_REASON:
+        raise RunError(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
+    conn, run, state = _lock_item(session, run_id, item_id, actor)
+    _set_status(conn, state, ItemStatus.NA, actor, reason)
+    _changed(session, run, actor, "item.na", state, {"reason": reason}, resolved=True)
+
+
+def add_note(session: Session, run_id: int, item_id: str, text: str, actor: Actor) -> None:
+    """Attach a note to an item; the latest note is shown, all are kept in the audit log."""
+    text = text.strip()
+    if not text:
+        raise RunError("The note is empty; write something to add.")
+    if len(text) > MAX_NOTE:
+        raise RunError(f"Keep notes under {MAX_NOTE} characters (this one has {len(text)}).")
+    conn, run, state = _lock_item(session, run_id, item_id, actor)
+    conn.execute(_SET_NOTE, {"run": run_id, "item": item_id, "text": text, "by": actor.user_id, "at": actor.at})
+    _changed(session, run, actor, "item.note", state, {"text": text})
+
+
+def record_probe(session: Session, run_id: int, item_id: str, verdict: Verdict, kind: str, at: datetime) -> None:
+    """Store a probe's verdict; it ticks or fails the item unless a person already decided it."""
+    conn = session.connection()
+    # Claim the run first: an insert's foreign-key lock taken before it would deadlock with a twin.
+    run = conn.execute(_CLAIM_RUN, {"run": run_id}).mappings().one_or_none()
+    result = {"run_id": run_id, "item_id": item_id, "kind": kind, "ok": verdict.ok, "at": at, "ms": verdict.ms}
+    if run is not None or session.get(Run, run_id) is not None:  # a finished run still keeps the evidence
+        conn.execute(_ADD_PROBE_RESULT, {**result, "reason": verdict.reason, "evidence": verdict.evidence})
+    state = conn.execute(_ITEM, {"run": run_id, "item": item_id}).mappings().one_or_none()
+    if state is None or run is None:
+        return
+    passed = ProbeStatus.PASSED if verdict.ok else ProbeStatus.FAILED
+    conn.execute(_SET_PROBE, {"run": run_id, "item": item_id, "verdict": passed, "why": verdict.reason, "at": at})
+    actor = Actor(PROBE_ACTOR, at)
+    data = {"reason": verdict.reason, "ms": verdict.ms}
+    if verdict.ok and state["status"] == ItemStatus.OPEN:
+        _set_status(conn, state, ItemStatus.DONE, actor)
+        _changed(session, run, actor, "item.verified", state, data, resolved=True)
+    elif not verdict.ok and state["status"] == ItemStatus.DONE and state["changed_by"] == PROBE_ACTOR:
+        _set_status(conn, state, ItemStatus.OPEN, actor)
+        _changed(session, run, actor, "item.failed", state, data)
+    else:
+        _changed(session, run, actor, "item.verified" if verdict.ok else "item.failed", state, data)
+
+
+def _lock_item(session: Session, run_id: int, item_id: str, actor: Actor) -> tuple[Connection, RowMapping, RowMapping]:
+    """Claim an active run of the actor's channel and read one of its items (one row, not the checklist)."""
+    conn = session.connection()
+    run = conn.execute(_CLAIM_RUN, {"run": run_id}).mappings().one_or_none()
+    if run is None:
+        raise RunError(runs.finished_message(runs.get_run(session, run_id)))  # get_run says if it does not exist
+    runs.same_channel(run["id"], run["channel_id"], actor)
+    state = conn.execute(_ITEM, {"run": run_id, "item": item_id}).mappings().one_or_none()
+    if state is None:
+        raise RunError(
+            f"Run #{run_id} has no item '{item_id}'. The message may be out of date: "
+            "`/deploy status` shows the current checklist."
+        )
+    return conn, run, state
+
+
+def _set_status(conn: Connection, state: RowMapping, status: str, actor: Actor, na_reason: str | None = None) -> None:
+    kept = status != ItemStatus.OPEN  # an open item was changed by nobody
+    conn.execute(
+        _SET_STATUS,
+        {
+            "run": state["run_id"],
+            "item": state["item_id"],
+            "to": status,
+            "by": actor.user_id if kept else None,
+            "at": actor.at if kept else None,
+            "why": na_reason,
+        },
+    )
+
+
+def _changed(
+    session: Session,
+    run: RowMapping,
+    actor: Actor,
+    kind: str,
+    state: RowMapping,
+    data: dict[str, Any] | None = None,
+    *,
+    resolved: bool = False,
+) -> None:
+    """Record the event, ask for a render, and complete the run if `resolved` closed its last required item."""
+    conn = session.connection()
+    conn.execute(_ADD_EVENT, runs.event_values(actor, kind, data, run_id=run["id"], item_id=state["item_id"]))
+    runs.want_render(conn, run["id"], run["rev"])
+    if resolved and not conn.execute(_OTHERS_OPEN, {"run": run["id"], "item": state["item_id"]}).scalar():
+        runs.complete(session, runs.get_run(session, run["id"]), actor)
