@@ -14,7 +14,17 @@ from sqlalchemy import Connection, RowMapping, bindparam, exists, insert, select
 from sqlalchemy.orm import Session
 
 from bot import runs
-from bot.models import PROBE_ACTOR, Event, ItemState, ItemStatus, ProbeResult, ProbeStatus, Run, RunStatus
+from bot.models import (
+    PROBE_ACTOR,
+    Event,
+    ItemState,
+    ItemStatus,
+    ProbeResult,
+    ProbeStatus,
+    Run,
+    RunStatus,
+    verified_by_probe,
+)
 from bot.mrkdwn import mention
 from bot.probes import Verdict
 from bot.runs import MAX_NOTE, MAX_REASON, Actor, RunError
@@ -69,7 +79,7 @@ def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> None
     """Tick an item; ticking one already done is refused (and so changes nothing)."""
     conn, run, state = _lock_item(session, run_id, item_id, actor)
     if state["status"] == ItemStatus.DONE:
-        by_probe = state["changed_by"] == PROBE_ACTOR
+        by_probe = verified_by_probe(state["status"], state["changed_by"])
         who = "verified by deploybot" if by_probe else "done by " + mention(state["changed_by"])
         raise RunError(f"Already {who}; nothing changed.")
     _set_status(conn, state, ItemStatus.DONE, actor)
@@ -131,7 +141,7 @@ def record_probe(session: Session, run_id: int, item_id: str, verdict: Verdict, 
     if verdict.ok and state["status"] == ItemStatus.OPEN:
         _set_status(conn, state, ItemStatus.DONE, actor)
         _changed(session, run, actor, "item.verified", state, data, resolved=True)
-    elif not verdict.ok and state["status"] == ItemStatus.DONE and state["changed_by"] == PROBE_ACTOR:
+    elif not verdict.ok and verified_by_probe(state["status"], state["changed_by"]):
         _set_status(conn, state, ItemStatus.OPEN, actor)
         _changed(session, run, actor, "item.failed", state, data)
     else:

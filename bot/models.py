@@ -61,6 +61,11 @@ class ProbeStatus:
 PROBE_ACTOR = "deploybot"
 
 
+def verified_by_probe(status: str, changed_by: str | None) -> bool:
+    """Whether an item is done because its probe passed (not because a person ticked it)."""
+    return status == ItemStatus.DONE and changed_by == PROBE_ACTOR
+
+
 class Run(Base):
     """One execution of a checklist template, with a frozen snapshot of that template."""
 
@@ -139,7 +144,7 @@ class ItemState(Base):
 
     @property
     def verified_by_probe(self) -> bool:
-        return self.status == ItemStatus.DONE and self.changed_by == PROBE_ACTOR
+        return verified_by_probe(self.status, self.changed_by)
 
     @property
     def overrode_probe(self) -> bool:
