@@ -41,10 +41,20 @@ _CLAIM_RUN = (
     .returning(Run.id, Run.channel_id, Run.rev)
 )
 _ITEM = select(ItemState.__table__).where(*_this_item)
+_other = ItemState.__table__.alias("other")
 _SET_STATUS = (
     update(ItemState)
     .where(*_this_item)
     .values(status=bindparam("to"), changed_by=bindparam("by"), changed_at=bindparam("at"), na_reason=bindparam("why"))
+    # Whether another required item of the run is still open, read in the same round trip.
+    .returning(
+        exists().where(
+            _other.c.run_id == bindparam("run"),
+            _other.c.required,
+            _other.c.status == ItemStatus.OPEN,
+            _other.c.item_id != bindparam("item"),
+        )
+    )
 )
 _SET_PROBE = (
     update(ItemState)
@@ -63,14 +73,6 @@ _SET_NOTE = (
         note=bindparam("text"), note_by=bindparam("by"), note_at=bindparam("at"), note_count=ItemState.note_count + 1
     )
 )
-_OTHERS_OPEN = select(
-    exists().where(
-        ItemState.run_id == bindparam("run"),
-        ItemState.required,
-        ItemState.status == ItemStatus.OPEN,
-        ItemState.item_id != bindparam("item"),
-    )
-)
 _ADD_EVENT = insert(Event)
 _ADD_PROBE_RESULT = insert(ProbeResult)
 
@@ -82,12 +84,12 @@ def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> None
         by_probe = verified_by_probe(state["status"], state["changed_by"])
         who = "verified by deploybot" if by_probe else "done by " + mention(state["changed_by"])
         raise RunError(f"Already {who}; nothing changed.")
-    _set_status(conn, state, ItemStatus.DONE, actor)
+    last = not _set_status(conn, state, ItemStatus.DONE, actor)
     if state["probe_status"] == ProbeStatus.FAILED:
         # Ticking over a failed probe is an override: keep who did it and what the probe said.
-        _changed(session, run, actor, "item.override", state, {"probe_reason": state["probe_reason"]}, resolved=True)
+        _changed(session, run, actor, "item.override", state, {"probe_reason": state["probe_reason"]}, last=last)
     else:
-        _changed(session, run, actor, "item.done", state, resolved=True)
+        _changed(session, run, actor, "item.done", state, last=last)
 
 
 def reopen(session: Session, run_id: int, item_id: str, actor: Actor) -> None:
@@ -107,8 +109,8 @@ def mark_na(session: Session, run_id: int, item_id: str, reason: str, actor: Act
     if len(reason) > MAX_REASON:
         raise RunError(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
     conn, run, state = _lock_item(session, run_id, item_id, actor)
-    _set_status(conn, state, ItemStatus.NA, actor, reason)
-    _changed(session, run, actor, "item.na", state, {"reason": reason}, resolved=True)
+    last = not _set_status(conn, state, ItemStatus.NA, actor, reason)
+    _changed(session, run, actor, "item.na", state, {"reason": reason}, last=last)
 
 
 def add_note(session: Session, run_id: int, item_id: str, text: str, actor: Actor) -> None:
@@ -139,8 +141,8 @@ def record_probe(session: Session, run_id: int, item_id: str, verdict: Verdict, 
     actor = Actor(PROBE_ACTOR, at)
     data = {"reason": verdict.reason, "ms": verdict.ms}
     if verdict.ok and state["status"] == ItemStatus.OPEN:
-        _set_status(conn, state, ItemStatus.DONE, actor)
-        _changed(session, run, actor, "item.verified", state, data, resolved=True)
+        last = not _set_status(conn, state, ItemStatus.DONE, actor)
+        _changed(session, run, actor, "item.verified", state, data, last=last)
     elif not verdict.ok and verified_by_probe(state["status"], state["changed_by"]):
         _set_status(conn, state, ItemStatus.OPEN, actor)
         _changed(session, run, actor, "item.failed", state, data)
@@ -164,18 +166,21 @@ def _lock_item(session: Session, run_id: int, item_id: str, actor: Actor) -> tup
     return conn, run, state
 
 
-def _set_status(conn: Connection, state: RowMapping, status: str, actor: Actor, na_reason: str | None = None) -> None:
+def _set_status(conn: Connection, state: RowMapping, status: str, actor: Actor, na_reason: str | None = None) -> bool:
+    """Set an item's status; whether another required item of its run is still open."""
     kept = status != ItemStatus.OPEN  # an open item was changed by nobody
-    conn.execute(
-        _SET_STATUS,
-        {
-            "run": state["run_id"],
-            "item": state["item_id"],
-            "to": status,
-            "by": actor.user_id if kept else None,
-            "at": actor.at if kept else None,
-            "why": na_reason,
-        },
+    return bool(
+        conn.execute(
+            _SET_STATUS,
+            {
+                "run": state["run_id"],
+                "item": state["item_id"],
+                "to": status,
+                "by": actor.user_id if kept else None,
+                "at": actor.at if kept else None,
+                "why": na_reason,
+            },
+        ).scalar_one()
     )
 
 
@@ -187,11 +192,11 @@ def _changed(
     state: RowMapping,
     data: dict[str, Any] | None = None,
     *,
-    resolved: bool = False,
+    last: bool = False,
 ) -> None:
-    """Record the event, ask for a render, and complete the run if `resolved` closed its last required item."""
+    """Record the event, ask for a render, and complete the run if this change resolved its `last` required item."""
     conn = session.connection()
     conn.execute(_ADD_EVENT, runs.event_values(actor, kind, data, run_id=run["id"], item_id=state["item_id"]))
     runs.want_render(conn, run["id"], run["rev"])
-    if resolved and not conn.execute(_OTHERS_OPEN, {"run": run["id"], "item": state["item_id"]}).scalar():
+    if last:
         runs.complete(session, runs.get_run(session, run["id"]), actor)
