@@ -1,7 +1,9 @@
 """Acknowledgement latency of signed clicks through the real HTTP endpoint, next to a bare Bolt app; memory.
 
 Usage: python -m bench.ack [--postgres]
-Both servers run as separate processes on loopback; one client process sends clicks at a fixed rate.
+Each server runs as its own process on loopback; one client process sends clicks at a fixed rate. Beside
+the bare Bolt app (the framework's floor) runs its twin that commits one row per click before the ack
+(the floor of any bot whose acknowledged click is durable, on the same database).
 """
 
 from __future__ import annotations
@@ -119,20 +121,27 @@ def measure(database: str, database_url: str) -> list[str]:
     with ExitStack() as stack:
         bot_url, bot_pid = stack.enter_context(server(["bot", "run"], database_url, fake))
         floor_url, _ = stack.enter_context(server(["bench.floor_app"], database_url, fake))
+        durable_url, _ = stack.enter_context(
+            server(["bench.floor_app"], database_url, fake, FLOOR_DATABASE_URL=database_url)
+        )
         bot, floor = SlackUser(bot_url, SIGNING_SECRET), SlackUser(floor_url, SIGNING_SECRET)
+        durable = SlackUser(durable_url, SIGNING_SECRET)
         assert bot.command("start v1.0.0 production", channel="CBENCH").status_code == 200
         run_id = 1
         sent = 0
         fire(bot, clicks_for(run_id, items, 40), 40)  # warm-up: connections, imports, caches
         sent += 40
         fire(floor, clicks_for(run_id, items, 40), 40)
+        fire(durable, clicks_for(run_id, items, 40), 40)
         for rate, count in RATES:
             ours = fire(bot, clicks_for(run_id, items, count, sent), rate)
             sent += count
             base = fire(floor, clicks_for(run_id, items, count), rate)
-            (m, p99), (fm, fp99) = stats(ours), stats(base)
+            written = fire(durable, clicks_for(run_id, items, count), rate)
+            (m, p99), (fm, fp99), (dm, dp99) = stats(ours), stats(base), stats(written)
             rows.append(
-                f"| {database} | {rate}/s | {count} | {m:.1f} | {p99:.1f} | {fm:.1f} | {fp99:.1f} | {m / fm:.2f} |"
+                f"| {database} | {rate}/s | {count} | {m:.1f} | {p99:.1f} | {fm:.1f} | {fp99:.1f} | {m / fm:.2f} "
+                f"| {dm:.1f} | {dp99:.1f} | {m / dm:.2f} |"
             )
         # Memory: RSS after 1k and after 10k further clicks, sent as fast as 64 clients manage.
         fire(bot, clicks_for(run_id, items, 1_000, sent), 1_000)
@@ -153,9 +162,9 @@ def main() -> None:
     args = parser.parse_args()
     print(
         "| database | rate | clicks | deploybot median ms | deploybot p99 ms | bare Bolt median ms | "
-        "bare Bolt p99 ms | median ratio |"
+        "bare Bolt p99 ms | median ratio | bare Bolt + 1 durable write median ms | its p99 ms | median ratio to it |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     memory = []
     for name in ("sqlite", "postgresql") if args.postgres else ("sqlite",):
         with database(name) as url:

@@ -8,19 +8,23 @@ import logging
 import re
 import signal
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import yaml
+from sqlalchemy import create_engine, make_url, select, text
 
 from bot import ids, logs
-from tests.conftest import ROOT, SIGNING_SECRET, Running, wait_for
+from bot.models import Event
+from tests.conftest import POSTGRES_URL, ROOT, SIGNING_SECRET, Running, launched, postgres_schema_url, wait_for
 from tests.fake_slack import FakeSlack
 from tests.fake_socket_mode import socket_mode_server
 from tests.pager_servers import receiver
 from tests.slack_requests import SLASH_COMMAND, SlackUser, click_payload
 from tests.test_process import bot_env, deploybot, free_port
-from tests.test_slack_flow import CHANNEL, item_block, start
+from tests.test_slack_flow import CHANNEL, click_item, item_block, start
 
 # --- Socket Mode -------------------------------------------------------------------------------------
 
@@ -69,6 +73,30 @@ def test_socket_mode_serves_commands_and_clicks_and_reports_its_socket(tmp_path:
             process.send_signal(signal.SIGTERM)
             assert process.wait(15) == 0
     assert [c.method for c in fake_slack.calls if c.method == "apps.connections.open"]
+
+
+# --- the database going away -------------------------------------------------------------------------
+
+
+def test_a_click_lands_after_postgresql_closed_every_pooled_connection(fake_slack: FakeSlack) -> None:
+    """A database restart or failover leaves the pool holding dead connections; no click may fail on one."""
+    name = f"deploybot-{uuid.uuid4().hex[:8]}"  # tells this app's connections apart in pg_stat_activity
+    with contextmanager(postgres_schema_url)() as schema_url:
+        url = make_url(schema_url).update_query_dict({"application_name": name}).render_as_string(False)
+        with launched(url, fake_slack) as bot:
+            messages = start(bot)
+            admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                dropped = conn.execute(
+                    text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = :n"),
+                    {"n": name},
+                ).scalar_one()
+            admin.dispose()
+            assert dropped >= 1
+            response = click_item(bot, messages, "code-is-reviewed-and-approved")
+            assert response.status_code == 200 and response.text == ""
+            with bot.app.sessions() as session:
+                assert session.scalar(select(Event.user_id).where(Event.kind == "item.done")) == "U200"
 
 
 # --- metrics -------------------------------------------------------------------------------------------
