@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 SUITES = [
-    ("Acknowledgement latency and memory (deploybot vs a bare Bolt app, same server stack)", "bench.ack"),
+    ("Acknowledgement latency and memory (deploybot, a bare Bolt app, one committing a row per click)", "bench.ack"),
     ("Burst on one run (30 clicks in a second, then 50 clicks/s for 10 s)", "bench.burst"),
     ("Probe suite (20 probes, targets answering in 200 ms)", "bench.probes"),
     ("History scale (10,000 finished runs)", "bench.history"),
