@@ -55,3 +55,17 @@ def test_view_submission_with_every_field(running: Running) -> None:
     with running.app.sessions() as session:
         state = session.get(ItemState, (1, "all-tests-are-passing"))
         assert state is not None and (state.status, state.na_reason) == ("na", "no tests")
+
+
+def test_the_events_url_verification_handshake_echoes_the_challenge(running: Running) -> None:
+    """Slack sends this (signed) when someone sets the app's Events request URL; it must answer at once."""
+    body = json.dumps(
+        {
+            "token": "legacy",
+            "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+            "type": "url_verification",
+        }
+    )
+    response = running.slack.post(body, "application/json")
+    assert response.status_code == 200
+    assert response.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
