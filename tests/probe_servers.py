@@ -1,8 +1,9 @@
-"""Real servers on 127.0.0.1 for the probes to check: plain HTTP, and HTTPS with generated certificates."""
+"""Real servers on 127.0.0.1 for the probes to check: HTTP, HTTPS with generated certificates, and DNS."""
 
 from __future__ import annotations
 
 import datetime
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -10,6 +11,10 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -76,7 +81,8 @@ class Certificates:
         self.ca.cert_pem.write_to_path(self.ca_file)
 
     def context(self, state: str) -> ssl.SSLContext:
-        """A server context whose certificate is valid, expired, future, self_signed, wrong_host, no_chain or soon."""
+        """A server context whose certificate is valid, expired, future, self_signed, wrong_host, no_chain,
+        with_root (the root sent too) or soon."""
         now = datetime.datetime.now(datetime.UTC)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         if state == "self_signed":
@@ -100,6 +106,11 @@ class Certificates:
             # Serve the leaf alone: the client cannot reach the CA without the intermediate.
             path = self.folder / "leaf-only.pem"
             path.write_bytes(leaf.private_key_pem.bytes() + leaf.cert_chain_pems[0].bytes())
+            context.load_cert_chain(path)
+        elif state == "with_root":
+            path = self.folder / "with-root.pem"
+            chain = b"".join(pem.bytes() for pem in leaf.cert_chain_pems) + self.ca.cert_pem.bytes()
+            path.write_bytes(leaf.private_key_pem.bytes() + chain)
             context.load_cert_chain(path)
         else:
             leaf.configure_cert(context)
@@ -125,3 +136,43 @@ def _self_signed(name: str) -> tuple[bytes, bytes]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+@contextmanager
+def dns_server(records: dict[tuple[str, str], list[str]]) -> Iterator[str]:
+    """Answer DNS queries over UDP on a free loopback port from `records` ((name, type) -> values); yields host:port.
+
+    A name with no record of the asked type gets an empty answer; an unknown name gets NXDOMAIN.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    address = sock.getsockname()
+    stopping = threading.Event()
+    names = {name for name, _ in records}
+
+    def serve() -> None:
+        while True:
+            data, peer = sock.recvfrom(4096)
+            if stopping.is_set():
+                return
+            query = dns.message.from_wire(data)
+            response = dns.message.make_response(query)
+            question = query.question[0]
+            name = question.name.to_text(omit_final_dot=True).lower()
+            kind = dns.rdatatype.to_text(question.rdtype)
+            if values := records.get((name, kind)):
+                response.answer.append(dns.rrset.from_text(question.name, 60, "IN", kind, *values))
+            elif name not in names:
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            sock.sendto(response.to_wire(), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"{address[0]}:{address[1]}"
+    finally:
+        stopping.set()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waker:
+            waker.sendto(b"stop", address)
+        thread.join(5)
+        sock.close()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import shutil
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from pydantic import TypeAdapter
 from bot.probes import Variables, Verdict, run_all, run_probe
 from bot.probes.specs import ProbeSpec
 from tests.conftest import POSTGRES_URL
-from tests.probe_servers import Certificates, http_server, ok
+from tests.probe_servers import Certificates, dns_server, http_server, ok
 
 SPEC = TypeAdapter(ProbeSpec)
 
@@ -105,24 +107,56 @@ def test_latency_requests_are_bounded() -> None:
 # --- tls -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("state", "reason"),
-    [
-        ("expired", "certificate has expired"),
-        ("future", "certificate is not yet valid"),
-        ("self_signed", "certificate is self-signed"),
-        ("wrong_host", "hostname mismatch: the certificate is not valid for localhost"),
-        ("no_chain", "incomplete chain"),
-    ],
-)
-def test_tls_failures_are_told_apart(certs: Certificates, state: str, reason: str) -> None:
+def tls_check(certs: Certificates, state: str, ca_file: str | None) -> Verdict:
     with http_server(ok(), certs.context(state)) as url:
         port = int(url.rsplit(":", 1)[1])
-        verdict = check(
-            {"kind": "tls", "host": "127.0.0.1", "server_name": "localhost", "port": port, "ca_file": certs.ca_file}
-        )
+        spec = {"kind": "tls", "host": "127.0.0.1", "server_name": "localhost", "port": port}
+        return check({**spec, "ca_file": ca_file} if ca_file else spec)
+
+
+def day(offset: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=offset)).date().isoformat()
+
+
+@pytest.mark.parametrize(
+    ("state", "with_ca", "reason"),
+    [
+        ("expired", True, f"certificate expired on {day(-1)} (1 day ago)"),
+        ("future", True, f"certificate is not yet valid: valid from {day(2)}"),
+        ("self_signed", True, "self-signed certificate (CN=localhost): no authority vouches for it"),
+        ("wrong_host", True, "name mismatch: the certificate is for wrong.example, not localhost"),
+        ("no_chain", True, "incomplete chain: the server sends only its own certificate, and its issuer OU=Testing CA"),
+        ("valid", False, "issued by an authority the trust store does not know: OU=Testing CA"),
+        ("with_root", False, "issued by an authority the trust store does not know: OU=Testing CA"),
+    ],
+)
+def test_tls_failures_are_told_apart(certs: Certificates, state: str, with_ca: bool, reason: str) -> None:
+    verdict = tls_check(certs, state, certs.ca_file if with_ca else None)
     assert not verdict.ok
-    assert verdict.reason.startswith(reason)
+    assert verdict.reason.startswith(reason), verdict.reason
+    assert verdict.evidence["server_name"] == "localhost" and verdict.evidence["verify_error"]
+    assert verdict.evidence["chain"][0] == verdict.evidence["subject"]
+
+
+def test_tls_an_unknown_private_ca_is_named_not_called_an_incomplete_chain(certs: Certificates) -> None:
+    root = certs.ca._certificate.subject.rfc4514_string()  # what the server's chain leads to
+    for state in ("valid", "with_root"):
+        verdict = tls_check(certs, state, None)
+        assert verdict.reason == (
+            f"issued by an authority the trust store does not know: {root} (set ca_file to its certificate)"
+        )
+        assert "incomplete" not in verdict.reason
+    (certs.folder / "other").mkdir(exist_ok=True)
+    other = Certificates(certs.folder / "other")
+    assert tls_check(certs, "valid", other.ca_file).reason == (
+        f"issued by an authority the trust store does not know: {root} (ca_file {other.ca_file} does not hold it)"
+    )
+
+
+def test_tls_an_expired_certificate_from_an_unknown_ca_says_both(certs: Certificates) -> None:
+    verdict = tls_check(certs, "expired", None)
+    assert verdict.reason.startswith(f"certificate expired on {day(-1)} (1 day ago); issued by an authority")
+    assert verdict.evidence["not_after"].startswith(day(-1))
 
 
 def test_tls_valid_and_expiring_soon(certs: Certificates) -> None:
@@ -148,17 +182,76 @@ def test_tls_valid_and_expiring_soon(certs: Certificates) -> None:
     assert not soon.ok and "fewer than 14" in soon.reason and soon.evidence["days_left"] in (9, 10)
 
 
-def test_tls_without_the_ca_is_not_trusted(certs: Certificates) -> None:
-    with http_server(ok(), certs.context("valid")) as url:
-        port = int(url.rsplit(":", 1)[1])
-        verdict = check({"kind": "tls", "host": "127.0.0.1", "server_name": "localhost", "port": port})
-    assert not verdict.ok and "issuer is unknown" in verdict.reason
-
-
 def test_https_http_probe_uses_the_configured_ca(certs: Certificates) -> None:
     with http_server(ok(), certs.context("valid")) as url:
         url = url.replace("127.0.0.1", "localhost")
         assert check({"kind": "http", "url": url, "ca_file": certs.ca_file}).ok
+
+
+def test_http_kinds_give_the_tls_reasons_with_evidence(certs: Certificates) -> None:
+    with http_server(ok(**SECURE), certs.context("expired")) as url:
+        url = url.replace("127.0.0.1", "localhost")
+        for kind in ("http", "headers", "cors", "webhook_auth", "rate_limit", "latency"):
+            verdict = check({"kind": kind, "url": url, "ca_file": certs.ca_file})
+            assert not verdict.ok
+            assert verdict.reason == f"{url}: certificate expired on {day(-1)} (1 day ago)", (kind, verdict.reason)
+            assert verdict.evidence["not_after"].startswith(day(-1)) and verdict.evidence["url"] == url
+    with http_server(ok(), certs.context("valid")) as url:
+        unknown = check({"kind": "http", "url": url.replace("127.0.0.1", "localhost")})
+        assert "issued by an authority the trust store does not know" in unknown.reason
+        assert "CERTIFICATE_VERIFY_FAILED" not in unknown.reason and unknown.evidence["chain"]
+        by_address = check({"kind": "http", "url": url, "ca_file": certs.ca_file})
+        assert by_address.reason == f"{url}: name mismatch: the certificate is for localhost, not 127.0.0.1"
+
+
+def test_server_name_is_sent_as_sni_and_host(certs: Certificates) -> None:
+    seen: list[str] = []
+
+    def route(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        seen.append(headers["host"])
+        return 200, SECURE, b"ok"
+
+    with http_server(route, certs.context("valid")) as url:
+        port = int(url.rsplit(":", 1)[1])
+        named = {"url": url, "ca_file": certs.ca_file, "server_name": "localhost"}
+        for kind in ("http", "headers", "webhook_auth"):
+            seen.clear()
+            verdict = check({"kind": kind, **named, **({"expect_status": [200]} if kind == "webhook_auth" else {})})
+            assert verdict.ok, (kind, verdict.reason)
+            assert seen == [f"localhost:{port}"]
+        wrong = check({"kind": "http", **named, "server_name": "wrong.example"})
+        assert wrong.reason == f"{url}: name mismatch: the certificate is for localhost, not wrong.example"
+
+
+def test_http_follows_redirects_only_when_told() -> None:
+    def route(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        return (301, {"Location": "/new"}, b"") if path == "/old" else (200, {}, b"new")
+
+    with http_server(route) as url:
+        assert check({"kind": "http", "url": f"{url}/old"}).reason == f"{url}/old answered 301, expected 200"
+        followed = check({"kind": "http", "url": f"{url}/old", "follow_redirects": True, "body_contains": "new"})
+        assert followed.ok, followed.reason
+        assert followed.evidence["redirects"] == ["/new"] and followed.evidence["final_url"] == f"{url}/new"
+
+
+def test_http_header_assertions() -> None:
+    def route(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if path == "/app.js":
+            body = gzip.compress(b"console.log(1)")
+            return 200, {"Content-Encoding": "gzip", "Cache-Control": "public, max-age=31536000"}, body
+        return 200, {"Cache-Control": "no-store"}, b"plain"
+
+    with http_server(route) as url:
+        wanted = {"Content-Encoding": "gzip|br", "Cache-Control": r"max-age=\d{4,}"}
+        good = check({"kind": "http", "url": f"{url}/app.js", "expect_headers": wanted})
+        assert good.ok, good.reason
+        assert good.evidence["headers"] == {"Content-Encoding": "gzip", "Cache-Control": "public, max-age=31536000"}
+        bad = check({"kind": "http", "url": f"{url}/logo.png", "expect_headers": wanted})
+        assert not bad.ok
+        assert bad.reason == (
+            "no Content-Encoding header (expected one matching 'gzip|br'); "
+            "Cache-Control is 'no-store', which does not match 'max-age=\\\\d{4,}'"
+        )
 
 
 # --- redirect, headers, cors, rate limit, webhook --------------------------------------------------
@@ -170,13 +263,8 @@ def redirecting(status: int, location: str) -> Any:
 
 def test_redirect_rules() -> None:
     with http_server(redirecting(301, "https://example.com/")) as url:
-        good = check({"kind": "redirect", "url": url + "/", "to": "https://example.com/"})
-        assert good.ok and good.reason == "301 → https://example.com/"
         default_target = check({"kind": "redirect", "url": url + "/"})
         assert not default_target.ok and "expected https://127.0.0.1" in default_target.reason
-    with http_server(redirecting(308, url.replace("http", "https") + "/")) as url2:
-        same_host = url2.replace("http://", "https://") + "/"
-    del same_host
     with http_server(redirecting(302, "https://example.com/")) as url:
         assert check({"kind": "redirect", "url": url}).reason.startswith("answered 302 (a temporary redirect)")
     with http_server(redirecting(301, "http://example.com/")) as url:
@@ -190,7 +278,59 @@ def test_redirect_to_the_same_address_over_https() -> None:
     holder: dict[str, str] = {}
     with http_server(lambda m, p, h: (308, {"Location": holder["to"]}, b"")) as url:
         holder["to"] = url.replace("http://", "https://") + "/login"
-        assert check({"kind": "redirect", "url": url + "/login"}).ok
+        # The location is the expected one; the probe then goes there (nothing speaks TLS on that port).
+        verdict = check({"kind": "redirect", "url": url + "/login"})
+        assert verdict.reason.startswith(f"redirects to {holder['to']}, but cannot connect to {holder['to']}")
+
+
+@pytest.mark.parametrize(
+    ("state", "with_ca", "reason"),
+    [
+        ("valid", True, None),
+        ("expired", True, f"certificate expired on {day(-1)} (1 day ago)"),
+        ("valid", False, "issued by an authority the trust store does not know"),
+        ("wrong_host", True, "name mismatch: the certificate is for wrong.example, not localhost"),
+    ],
+)
+def test_redirect_checks_the_certificate_it_leads_to(
+    certs: Certificates, state: str, with_ca: bool, reason: str | None
+) -> None:
+    with http_server(ok(), certs.context(state)) as secure:
+        target = secure.replace("127.0.0.1", "localhost") + "/"
+        with http_server(redirecting(301, target)) as url:
+            spec = {"kind": "redirect", "url": url + "/", "to": target, "headers": {"X-Probe": "1"}}
+            verdict = check({**spec, "ca_file": certs.ca_file} if with_ca else spec)
+    if reason is None:
+        assert verdict.ok and verdict.reason == f"301 → {target} (certificate valid; it answers 200)"
+        return
+    assert not verdict.ok and verdict.reason.startswith(f"redirects to {target}, but there: {reason}"), verdict.reason
+    assert verdict.evidence["location"] == target and verdict.evidence["target"]["not_after"]
+
+
+def test_redirect_to_an_https_side_that_is_down() -> None:
+    target = f"https://127.0.0.1:{free_port()}/"
+    with http_server(redirecting(308, target)) as url:
+        verdict = check({"kind": "redirect", "url": url, "to": target})
+    assert (
+        verdict.reason
+        == f"redirects to {target}, but cannot connect to {target}: connection refused: nothing is listening there"
+    )
+
+
+def test_redirect_sends_server_name_as_host() -> None:
+    hosts: list[str] = []
+
+    def route(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        hosts.append(headers["host"])
+        return 301, {"Location": "https://example.com/"}, b""
+
+    with http_server(route) as url:
+        verdict = check({"kind": "redirect", "url": url, "server_name": "example.org", "to": "https://example.net/"})
+    port = url.rsplit(":", 1)[1]
+    assert (
+        hosts == [f"example.org:{port}"]
+        and verdict.reason == "redirects to https://example.com/, expected https://example.net/"
+    )
 
 
 SECURE = {
@@ -221,6 +361,15 @@ def test_security_headers_present_missing_and_weak() -> None:
             "missing or weak: Strict-Transport-Security max-age ≥ 15552000 (is 300); "
             "Referrer-Policy (unsafe-url is not a safe value)"
         )
+
+
+def test_security_headers_of_an_error_page_fail() -> None:
+    for status in (404, 500):
+        with http_server(lambda m, p, h, status=status: (status, SECURE, b"error")) as url:
+            verdict = check({"kind": "headers", "url": url})
+        assert not verdict.ok
+        assert verdict.reason == f"{url} answered {status}: its headers are an error page's, not the site's"
+        assert verdict.evidence["status"] == status and verdict.evidence["headers"]["x-frame-options"] == "DENY"
 
 
 def cors_server(policy: str) -> Any:
@@ -256,16 +405,31 @@ def test_cors_strict_reflecting_and_star_with_credentials() -> None:
         assert "the allowed origin https://app.example.com is not allowed" in check({**spec, "url": url}).reason
 
 
-def test_rate_limit_must_draw_a_429_within_its_bounds() -> None:
+def limited_after(count: int, status: int, **headers: str) -> Any:
     hits = {"n": 0}
 
-    def limited(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    def route(method: str, path: str, h: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         hits["n"] += 1
-        return (429, {"Retry-After": "30"}, b"") if hits["n"] > 5 else (200, {}, b"")
+        return (status, headers, b"") if hits["n"] > count else (200, {}, b"")
 
-    with http_server(limited) as url:
+    return route
+
+
+def test_rate_limit_must_draw_a_limiting_status_within_its_bounds() -> None:
+    with http_server(limited_after(5, 429, **{"Retry-After": "30"})) as url:
         verdict = check({"kind": "rate_limit", "url": url, "max_requests": 20})
         assert verdict.ok and verdict.reason == "429 after 6 requests, Retry-After 30 s"
+        assert verdict.evidence["statuses"] == {"200": 5, "429": 1}
+    with http_server(limited_after(3, 503)) as url:  # nginx limit_req's default answer
+        verdict = check({"kind": "rate_limit", "url": url, "max_requests": 20})
+        assert verdict.ok and verdict.reason == "503 after 4 requests, no Retry-After header"
+        assert verdict.evidence["statuses"] == {"200": 3, "503": 1}
+    with http_server(limited_after(2, 503)) as url:
+        verdict = check({"kind": "rate_limit", "url": url, "max_requests": 10, "limit_status": [418]})
+        assert not verdict.ok
+        assert verdict.reason.startswith("no 418 after 10 requests in ")
+        assert verdict.reason.endswith(" s (saw 200 ×2, 503 ×8): rate limiting is not working")
+        assert verdict.evidence["statuses"] == {"200": 2, "503": 8}
     unlimited = {"n": 0}
 
     def count(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -274,7 +438,7 @@ def test_rate_limit_must_draw_a_429_within_its_bounds() -> None:
 
     with http_server(count) as url:
         verdict = check({"kind": "rate_limit", "url": url, "max_requests": 20})
-    assert not verdict.ok and verdict.reason.startswith("no 429 after 20 requests")
+    assert not verdict.ok and verdict.reason.startswith("no 429 or 503 after 20 requests")
     assert unlimited["n"] == 20  # bounded: not one request more
     with pytest.raises(ValueError, match="less than or equal to 300"):
         SPEC.validate_python({"kind": "rate_limit", "url": "http://x", "max_requests": 100000})
@@ -287,19 +451,72 @@ def test_webhook_auth() -> None:
     with http_server(checking) as url:
         assert check({"kind": "webhook_auth", "url": url}).reason == "an unsigned request is rejected with 401"
     with http_server(ok()) as url:
-        assert check({"kind": "webhook_auth", "url": url}).reason == "an unsigned request got 200; expected 401 or 403"
+        assert (
+            check({"kind": "webhook_auth", "url": url}).reason
+            == "an unsigned request got 200; expected 400, 401 or 403"
+        )
+
+
+def test_webhook_auth_accepts_a_stripe_style_400_and_configured_statuses() -> None:
+    with http_server(lambda m, p, h: (400, {}, b"No signatures found matching the expected signature")) as url:
+        assert check({"kind": "webhook_auth", "url": url}).reason == "an unsigned request is rejected with 400"
+        strict = check({"kind": "webhook_auth", "url": url, "expect_status": [401]})
+        assert not strict.ok and strict.reason == "an unsigned request got 400; expected 401"
 
 
 # --- dns, tcp, postgres, redis ---------------------------------------------------------------------
 
 
-def test_dns() -> None:
-    verdict = check({"kind": "dns", "name": "localhost", "expect": ["127.0.0.1"]})
-    assert verdict.ok and "127.0.0.1" in verdict.evidence["addresses"]
-    assert "not 10.9.9.9" in check({"kind": "dns", "name": "localhost", "expect": ["10.9.9.9"]}).reason
-    assert check({"kind": "dns", "name": "no-such-host.invalid"}).reason.startswith(
-        "no-such-host.invalid does not resolve"
-    )
+ZONE = {
+    ("app.example.test", "A"): ["192.0.2.10", "192.0.2.11"],
+    ("app.example.test", "AAAA"): ["2001:db8::10"],
+    ("www.example.test", "CNAME"): ["app.example.test."],
+    ("example.test", "MX"): ["10 mail.example.test.", "20 backup.example.test."],
+    ("example.test", "TXT"): ['"v=spf1 include:_spf.example.test -all"'],
+}
+
+
+def test_dns_asks_the_given_server_for_each_record_type() -> None:
+    with dns_server(ZONE) as server:
+        a = check({"kind": "dns", "name": "app.example.test", "server": server, "expect": ["192.0.2.11"]})
+        assert a.ok and a.reason == f"app.example.test A → 192.0.2.10, 192.0.2.11 ({server})"
+        assert a.evidence == {
+            "name": "app.example.test",
+            "type": "A",
+            "server": server,
+            "answers": ["192.0.2.10", "192.0.2.11"],
+        }
+        aaaa = check({"kind": "dns", "name": "app.example.test", "type": "AAAA", "server": server})
+        assert aaaa.ok and aaaa.evidence["answers"] == ["2001:db8::10"]
+        cname = {"kind": "dns", "name": "www.example.test", "type": "CNAME", "server": server}
+        assert check({**cname, "expect": ["APP.example.test."]}).ok
+        mx = check(
+            {"kind": "dns", "name": "example.test", "type": "MX", "server": server, "expect": ["mail.example.test"]}
+        )
+        assert mx.ok and mx.evidence["answers"] == ["10 mail.example.test", "20 backup.example.test"]
+        txt = {"kind": "dns", "name": "example.test", "type": "TXT", "server": server}
+        assert check({**txt, "expect": ["v=spf1 include:_spf.example.test -all"]}).ok
+        wrong = check({"kind": "dns", "name": "app.example.test", "server": server, "expect": ["10.9.9.9"]})
+        assert wrong.reason == f"app.example.test A is 192.0.2.10, 192.0.2.11, not 10.9.9.9 ({server})"
+        none = check({"kind": "dns", "name": "www.example.test", "server": server})
+        assert not none.ok and none.reason == f"www.example.test has no A record ({server})"
+        missing = check({"kind": "dns", "name": "nope.example.test", "server": server})
+        assert missing.reason == f"nope.example.test does not exist (NXDOMAIN from {server})"
+
+
+def test_dns_does_not_count_etc_hosts_as_dns() -> None:
+    # localhost is in /etc/hosts on every machine; the DNS server does not know it.
+    with dns_server(ZONE) as server:
+        verdict = check({"kind": "dns", "name": "localhost", "server": server})
+    assert not verdict.ok and verdict.reason == f"localhost does not exist (NXDOMAIN from {server})"
+
+
+def test_dns_server_that_does_not_answer() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        server = f"127.0.0.1:{silent.getsockname()[1]}"
+        verdict = check({"kind": "dns", "name": "app.example.test", "server": server, "timeout": 0.5})
+    assert not verdict.ok and verdict.reason == f"no DNS answer from {server} within 0.5 s"
 
 
 def test_tcp() -> None:
@@ -463,3 +680,70 @@ def test_probes_of_a_suite_run_at_the_same_time() -> None:
         specs = {f"item-{n}": SPEC.validate_python({"kind": "http", "url": f"{url}/{n}"}) for n in range(10)}
         results = asyncio.run(run_all(specs, Variables("production", {}, {})))
     assert [v.reason.split(" in ")[0] for v in results.values()] == ["200 OK"] * 10
+
+
+# --- deploybot check -------------------------------------------------------------------------------
+
+BAD_KNOBS = """id: t
+title: T
+phases:
+  - id: p
+    title: P
+    groups:
+      - id: g
+        title: G
+        items:
+          - id: limits
+            text: A
+            probe: {kind: rate_limit, url: "${api_url}", limit_status: [429, 999]}
+          - id: webhook
+            text: B
+            probe: {kind: webhook_auth, url: "${webhook_url}", expect_status: []}
+          - id: record
+            text: C
+            probe: {kind: dns, name: example.com, type: SRV}
+          - id: server
+            text: D
+            probe: {kind: dns, name: example.com, server: "ns1.example.com:99999"}
+          - id: header
+            text: E
+            probe:
+              kind: http
+              url: "${api_url}"
+              expect_headers: {Cache-Control: "max-age=("}
+          - id: follow
+            text: F
+            probe: {kind: http, url: "${api_url}", follow_redirects: sometimes}
+          - id: sni
+            text: G
+            probe: {kind: headers, url: "${api_url}", server_name: "not a host"}
+          - id: redirect
+            text: H
+            probe:
+              {kind: redirect, url: "http://${domain}/", server_name: "${domain}", ca_file: /ca.pem, headers: {X: b}}
+          - id: variables
+            text: I
+            probe: {kind: dns, name: "${domain}", server: "${dns_server}", type: MX}
+"""
+
+
+def test_deploybot_check_names_file_line_and_field_of_every_bad_knob(tmp_path: Path) -> None:
+    (tmp_path / "bad.yml").write_text(BAD_KNOBS)
+    result = subprocess.run(
+        ["deploybot", "check", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert result.returncode == 2
+    where = "bad.yml:{} › phases[0] › groups[0] › items[{}] › probe › "
+    expected = [
+        where.format(12, 0) + "limit_status: 999 is not an HTTP status (100-599)",
+        where.format(15, 1) + "expect_status: give at least one HTTP status",
+        where.format(18, 2) + "type: Input should be 'A', 'AAAA', 'CNAME', 'MX' or 'TXT'",
+        where.format(21, 3) + "server: 'ns1.example.com:99999' has no valid port (1-65535)",
+        where.format(27, 4) + "expect_headers: Cache-Control: 'max-age=(' is not a regular expression",
+        where.format(30, 5) + "follow_redirects: Input should be a valid boolean",
+        where.format(33, 6) + "server_name: 'not a host' is not a host name",
+    ]
+    for line in expected:
+        assert line in result.stderr, result.stderr
+    # Only those: redirect takes headers, ca_file and server_name, and ${…} values are checked when they run.
+    assert result.stderr.count("bad.yml:") == len(expected), result.stderr

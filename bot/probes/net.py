@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import socket
 import ssl
 from datetime import UTC, datetime
+from typing import Any
 
-from bot.probes import Unreachable, Verdict, describe_error
-from bot.probes.specs import DnsProbe, TcpProbe, TlsProbe
+from dns.asyncresolver import Resolver
+from dns.rdtypes.ANY.CNAME import CNAME
+from dns.rdtypes.ANY.MX import MX
+from dns.rdtypes.ANY.TXT import TXT
+from dns.rdtypes.IN.A import A
+from dns.rdtypes.IN.AAAA import AAAA
+from dns.resolver import NXDOMAIN, LifetimeTimeout, NoAnswer, NoNameservers
 
-# OpenSSL verify codes (x509_vfy.h) and what they mean to the person reading the verdict.
-_VERIFY_REASONS = {
-    9: "certificate is not yet valid",
-    10: "certificate has expired",
-    18: "certificate is self-signed",
-    19: "self-signed certificate in the chain",
-    20: "incomplete chain: the issuer is unknown (is the server sending its intermediate certificates?)",
-    21: "incomplete chain: the leaf's issuer cannot be verified (missing intermediate certificate)",
-    62: "hostname mismatch",
-}
+from bot.probes import ProbeError, Unreachable, Verdict, certs, describe_error
+from bot.probes.specs import DnsProbe, TcpProbe, TlsProbe, host_port
 
 
 @functools.cache
@@ -37,11 +36,8 @@ async def tls(spec: TlsProbe) -> Verdict:
     try:
         reader, writer = await asyncio.open_connection(spec.host, spec.port, ssl=context, server_hostname=name)
     except ssl.SSLCertVerificationError as exc:
-        reason = _VERIFY_REASONS.get(exc.verify_code, exc.verify_message or str(exc))
-        if exc.verify_code == 62:
-            reason = f"hostname mismatch: the certificate is not valid for {name}"
-        evidence["verify_code"] = exc.verify_code
-        return Verdict(False, reason, evidence)
+        reason, details = await certs.explain(spec.host, spec.port, name, exc, spec.ca_file)
+        return Verdict(False, reason, {**evidence, **details})
     except ssl.SSLError as exc:
         if "version" in str(exc).lower() or "protocol" in str(exc).lower():
             return Verdict(False, "the server offers no TLS 1.2 or newer", evidence)
@@ -76,17 +72,75 @@ def _name(rdns: tuple[tuple[tuple[str, str], ...], ...]) -> str:
 
 
 async def dns(spec: DnsProbe) -> Verdict:
-    loop = asyncio.get_running_loop()
+    resolver, where = await _resolver(spec)
+    evidence: dict[str, object] = {"name": spec.name, "type": spec.type, "server": where}
     try:
-        infos = await loop.getaddrinfo(spec.name, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        return Verdict(False, f"{spec.name} does not resolve: {exc.strerror}", {"name": spec.name})
-    addresses = sorted({str(info[4][0]) for info in infos})
-    evidence = {"name": spec.name, "addresses": addresses}
-    missing = [a for a in spec.expect if a not in addresses]
+        # Give up a little before the probe's own deadline, so the verdict can say which server was silent.
+        answer = await asyncio.wait_for(
+            resolver.resolve(spec.name, spec.type, lifetime=spec.timeout, search=False), spec.timeout * 0.9
+        )
+    except NXDOMAIN:
+        return Verdict(False, f"{spec.name} does not exist (NXDOMAIN from {where})", evidence)
+    except NoAnswer:
+        return Verdict(False, f"{spec.name} has no {spec.type} record ({where})", evidence)
+    except (LifetimeTimeout, TimeoutError):
+        return Verdict(False, f"no DNS answer from {where} within {spec.timeout:g} s", evidence)
+    except NoNameservers as exc:
+        return Verdict(False, f"{where} could not answer for {spec.name}: {exc}"[:300], evidence)
+    values = sorted({_record_text(record) for record in answer})
+    evidence["answers"] = values
+    missing = [v for v in spec.expect if not _answered(v, values, spec.type)]
     if missing:
-        return Verdict(False, f"{spec.name} resolves to {', '.join(addresses)}, not {', '.join(missing)}", evidence)
-    return Verdict(True, f"{spec.name} → {', '.join(addresses)}", evidence)
+        shown = ", ".join(values)
+        return Verdict(False, f"{spec.name} {spec.type} is {shown}, not {', '.join(missing)} ({where})", evidence)
+    return Verdict(True, f"{spec.name} {spec.type} → {', '.join(values)} ({where})", evidence)
+
+
+async def _resolver(spec: DnsProbe) -> tuple[Resolver, str]:
+    if spec.server is None:
+        # The resolvers of /etc/resolv.conf, and only DNS: /etc/hosts is not what the world sees.
+        return Resolver(), "system resolver"
+    try:
+        host, port = host_port(spec.server, 53)
+    except ValueError as exc:
+        raise ProbeError(f"server: {exc}") from None
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except socket.gaierror as exc:
+            raise Unreachable(f"the DNS server {host} does not resolve: {exc.strerror}") from None
+        address = str(infos[0][4][0])
+    resolver = Resolver(configure=False)
+    resolver.nameservers = [address]
+    resolver.port = port
+    return resolver, spec.server
+
+
+def _record_text(record: Any) -> str:
+    if isinstance(record, A | AAAA):
+        return str(record.address)
+    if isinstance(record, CNAME):
+        return str(record.target.to_text(omit_final_dot=True))
+    if isinstance(record, MX):
+        return f"{record.preference} {record.exchange.to_text(omit_final_dot=True)}"
+    if isinstance(record, TXT):
+        return b"".join(record.strings).decode("utf-8", "replace")
+    return str(record.to_text())
+
+
+def _answered(expected: str, values: list[str], kind: str) -> bool:
+    if kind in ("CNAME", "MX"):
+        # Names compare without case or the final dot; an MX may be given without its preference.
+        wanted = expected.lower().rstrip(".")
+        return any(wanted in (v.lower(), v.lower().split(" ", 1)[-1]) for v in values)
+    if kind in ("A", "AAAA"):
+        try:
+            return str(ipaddress.ip_address(expected)) in values
+        except ValueError:
+            return False
+    return expected in values
 
 
 async def tcp(spec: TcpProbe) -> Verdict:

@@ -7,15 +7,16 @@ import re
 import ssl
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from bot.probes import ProbeError, Unreachable, Verdict, describe_error
+from bot.probes import ProbeError, Unreachable, Verdict, certs, describe_error
 from bot.probes.specs import (
     CorsProbe,
     HeadersProbe,
@@ -24,6 +25,8 @@ from bot.probes.specs import (
     RateLimitProbe,
     RedirectProbe,
     WebhookAuthProbe,
+    _Web,
+    host_name,
 )
 
 
@@ -34,14 +37,16 @@ def trust(ca_file: str | None) -> ssl.SSLContext:
 
 
 # Within `shared_clients()`, probes share one client per CA bundle: building an httpx client costs
-# about 4 ms of CPU, which twenty probes started at once would otherwise queue for.
-_shared: ContextVar[dict[str | None, httpx.AsyncClient] | None] = ContextVar("shared_clients", default=None)
+# about 4 ms of CPU, which twenty probes started at once would otherwise queue for. A pooled connection
+# is reused by address alone, so each server name (SNI) gets a client of its own too.
+_ClientKey = tuple[str | None, str | None]
+_shared: ContextVar[dict[_ClientKey, httpx.AsyncClient] | None] = ContextVar("shared_clients", default=None)
 
 
 @asynccontextmanager
 async def shared_clients() -> AsyncIterator[None]:
     """Let every probe run inside this block (and tasks it starts) share HTTP clients; close them after."""
-    clients: dict[str | None, httpx.AsyncClient] = {}
+    clients: dict[_ClientKey, httpx.AsyncClient] = {}
     token = _shared.set(clients)
     try:
         yield
@@ -57,16 +62,19 @@ def _new_client(timeout: float, ca_file: str | None) -> httpx.AsyncClient:
 
 
 @asynccontextmanager
-async def _client(timeout: float, ca_file: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(
+    timeout: float, ca_file: str | None = None, server_name: str | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     pool = _shared.get()
     if pool is None:
         async with _new_client(timeout, ca_file) as client:
             yield client
         return
-    if ca_file not in pool:
+    key = (ca_file, server_name)
+    if key not in pool:
         # The probe's own timeout (asyncio.wait_for in run_probe) bounds each request.
-        pool[ca_file] = _new_client(60.0, ca_file)
-    yield pool[ca_file]
+        pool[key] = _new_client(60.0, ca_file)
+    yield pool[key]
 
 
 async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> tuple[httpx.Response, float]:
@@ -75,6 +83,8 @@ async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any)
     try:
         response = await client.request(method, url, **kwargs)
     except httpx.ConnectError as exc:
+        if (rejected := certs.rejection(exc)) is not None:
+            raise rejected from None
         raise Unreachable(f"cannot connect to {url}: {describe_error(exc)}") from None
     return response, (time.perf_counter() - started) * 1000
 
@@ -84,13 +94,62 @@ def _require_http_url(url: str) -> None:
         raise ProbeError(f"'{url}' is not an http(s) URL")
 
 
+Spec = TypeVar("Spec", bound=_Web)
+
+
+def _plain_tls(check: Callable[[Spec], Awaitable[Verdict]]) -> Callable[[Spec], Awaitable[Verdict]]:
+    """Let a web probe report a refused certificate with the same reasons and evidence as `tls`."""
+
+    @functools.wraps(check)
+    async def checked(spec: Spec) -> Verdict:
+        try:
+            return await check(spec)
+        except certs.CertificateRejected as rejected:
+            return await _refused(rejected, spec.ca_file)
+
+    return checked
+
+
+async def _refused(rejected: certs.CertificateRejected, ca_file: str | None, lead: str = "") -> Verdict:
+    reason, evidence = await certs.explain_rejection(rejected, ca_file)
+    return Verdict(False, f"{lead or rejected.url + ':'} {reason}", {"url": rejected.url, **evidence})
+
+
+def _addressed(spec: _Web, url: str, **extra: str) -> tuple[str, dict[str, Any]]:
+    """Where to send a request for `url`, and with what, so that the server sees `server_name`."""
+    headers = {**spec.headers, **extra}
+    parts, given = urlsplit(url), urlsplit(spec.url).hostname or ""
+    if spec.server_name is None or parts.hostname not in (given, spec.server_name):
+        return url, {"headers": headers}
+    try:
+        host_name(spec.server_name)  # it may have come from a ${variable}
+    except ValueError as exc:
+        raise ProbeError(f"server_name: {exc}") from None
+    # Connect to the probe's own address, but name the site in SNI and Host (like curl --resolve).
+    port = f":{parts.port}" if parts.port else ""
+    address = f"[{given}]" if ":" in given else given
+    return urlunsplit(parts._replace(netloc=address + port)), {
+        "headers": {"Host": spec.server_name + port, **headers},
+        "extensions": {"sni_hostname": spec.server_name},
+    }
+
+
+@_plain_tls
 async def http(spec: HttpProbe) -> Verdict:
-    async with _client(spec.timeout, spec.ca_file) as client:
-        response, ms = await _send(client, spec.method, spec.url, headers=spec.headers)
-    evidence = {"url": spec.url, "status": response.status_code, "ms": round(ms, 1)}
+    url, options = _addressed(spec, spec.url)
+    async with _client(spec.timeout, spec.ca_file, spec.server_name) as client:
+        response, ms = await _send(client, spec.method, url, follow_redirects=spec.follow_redirects, **options)
+    evidence: dict[str, Any] = {"url": spec.url, "status": response.status_code, "ms": round(ms, 1)}
+    if response.history:
+        evidence["redirects"] = [str(r.headers.get("location", "")) for r in response.history]
+        evidence["final_url"] = str(response.url)
     if response.status_code not in spec.expect_status:
         expected = " or ".join(map(str, spec.expect_status))
         return Verdict(False, f"{spec.url} answered {response.status_code}, expected {expected}", evidence)
+    if spec.expect_headers:
+        evidence["headers"] = {name: response.headers.get(name) for name in spec.expect_headers}
+        if wrong := _header_mismatches(response, spec.expect_headers):
+            return Verdict(False, "; ".join(wrong), evidence)
     if spec.body_contains is not None and spec.body_contains not in response.text:
         return Verdict(False, f"the body does not contain {spec.body_contains!r}", evidence)
     if spec.json_field is not None:
@@ -108,6 +167,18 @@ async def http(spec: HttpProbe) -> Verdict:
     return Verdict(True, f"{response.status_code} {response.reason_phrase} in {ms:.0f} ms", evidence)
 
 
+def _header_mismatches(response: httpx.Response, expected: dict[str, str]) -> list[str]:
+    wrong = []
+    for name, pattern in expected.items():
+        value = response.headers.get(name)
+        if value is None:
+            wrong.append(f"no {name} header (expected one matching {pattern!r})")
+        elif not re.search(pattern, value, re.IGNORECASE):
+            wrong.append(f"{name} is {value!r}, which does not match {pattern!r}")
+    return wrong
+
+
+@_plain_tls
 async def latency(spec: LatencyProbe) -> Verdict:
     timings = []
     async with _client(spec.timeout, spec.ca_file) as client:
@@ -138,15 +209,17 @@ def _percentile(values: list[float], pct: int) -> float:
     return ordered[rank]
 
 
+@_plain_tls
 async def redirect(spec: RedirectProbe) -> Verdict:
     parts = urlsplit(spec.url)
     if parts.scheme != "http":
         raise ProbeError(f"redirect probes start from a plain http:// URL, not '{spec.url}'")
     target = spec.to or urlunsplit(("https", *parts[1:]))
-    async with _client(spec.timeout) as client:
-        response, _ = await _send(client, "GET", spec.url)
+    url, options = _addressed(spec, spec.url)
+    async with _client(spec.timeout, spec.ca_file, spec.server_name) as client:
+        response, _ = await _send(client, "GET", url, **options)
     location = response.headers.get("location", "")
-    evidence = {"url": spec.url, "status": response.status_code, "location": location}
+    evidence: dict[str, Any] = {"url": spec.url, "status": response.status_code, "location": location}
     if response.status_code not in (301, 308):
         why = "a temporary redirect" if response.status_code in (302, 303, 307) else "no redirect"
         return Verdict(False, f"answered {response.status_code} ({why}); expected 301 or 308 to HTTPS", evidence)
@@ -154,12 +227,27 @@ async def redirect(spec: RedirectProbe) -> Verdict:
         return Verdict(False, f"redirects to {location or 'nowhere'}, which is not HTTPS", evidence)
     if location.rstrip("/") != target.rstrip("/"):
         return Verdict(False, f"redirects to {location}, expected {target}", evidence)
-    return Verdict(True, f"{response.status_code} → {location}", evidence)
+    # A browser goes on to the https:// side: a redirect to a certificate it refuses protects no one.
+    url, options = _addressed(spec, location)
+    try:
+        async with _client(spec.timeout, spec.ca_file, spec.server_name) as client:
+            landed, _ = await _send(client, "GET", url, **options)
+    except certs.CertificateRejected as rejected:
+        refused = await _refused(rejected, spec.ca_file, f"redirects to {location}, but there:")
+        return Verdict(False, refused.reason, {**evidence, "target": refused.evidence})
+    except Unreachable as exc:
+        return Verdict(False, f"redirects to {location}, but {exc}", evidence)
+    evidence["target_status"] = landed.status_code
+    return Verdict(
+        True, f"{response.status_code} → {location} (certificate valid; it answers {landed.status_code})", evidence
+    )
 
 
+@_plain_tls
 async def headers(spec: HeadersProbe) -> Verdict:
-    async with _client(spec.timeout, spec.ca_file) as client:
-        response, _ = await _send(client, "GET", spec.url, headers=spec.headers)
+    url, options = _addressed(spec, spec.url)
+    async with _client(spec.timeout, spec.ca_file, spec.server_name) as client:
+        response, _ = await _send(client, "GET", url, **options)
     seen = response.headers
     missing = []
     hsts = seen.get("strict-transport-security", "")
@@ -185,22 +273,31 @@ async def headers(spec: HeadersProbe) -> Verdict:
         "x-frame-options",
         "referrer-policy",
     )
-    evidence = {"url": spec.url, "headers": {n: seen[n] for n in names if n in seen}}
+    evidence = {"url": spec.url, "status": response.status_code, "headers": {n: seen[n] for n in names if n in seen}}
+    if response.status_code >= 400:
+        # An error page's headers say nothing about the site's: nginx often adds them only to 2xx and 3xx.
+        return Verdict(
+            False,
+            f"{spec.url} answered {response.status_code}: its headers are an error page's, not the site's",
+            evidence,
+        )
     if missing:
         return Verdict(False, "missing or weak: " + "; ".join(missing), evidence)
     return Verdict(True, "HSTS, CSP, nosniff, frame protection and Referrer-Policy present", evidence)
 
 
+@_plain_tls
 async def cors(spec: CorsProbe) -> Verdict:
     bad = spec.disallowed_origin
-    async with _client(spec.timeout, spec.ca_file) as client:
-        get, _ = await _send(client, "GET", spec.url, headers={**spec.headers, "Origin": bad})
-        preflight, _ = await _send(
-            client, "OPTIONS", spec.url, headers={**spec.headers, "Origin": bad, "Access-Control-Request-Method": "GET"}
-        )
+    async with _client(spec.timeout, spec.ca_file, spec.server_name) as client:
+        get_url, options = _addressed(spec, spec.url, Origin=bad)
+        get, _ = await _send(client, "GET", get_url, **options)
+        preflight_url, options = _addressed(spec, spec.url, Origin=bad, **{"Access-Control-Request-Method": "GET"})
+        preflight, _ = await _send(client, "OPTIONS", preflight_url, **options)
         allowed = None
         if spec.allowed_origin:
-            allowed, _ = await _send(client, "GET", spec.url, headers={**spec.headers, "Origin": spec.allowed_origin})
+            allowed_url, options = _addressed(spec, spec.url, Origin=spec.allowed_origin)
+            allowed, _ = await _send(client, "GET", allowed_url, **options)
     evidence: dict[str, Any] = {
         "disallowed_origin": bad,
         "get": _cors_headers(get),
@@ -239,33 +336,50 @@ def _cors_headers(response: httpx.Response) -> dict[str, Any]:
     }
 
 
+@_plain_tls
 async def rate_limit(spec: RateLimitProbe) -> Verdict:
     # Bounded by max_requests and `within`; the probe runs once per request, never in a loop.
     started = time.monotonic()
-    sent = 0
-    async with _client(spec.timeout, spec.ca_file) as client:
-        while sent < spec.max_requests and time.monotonic() - started < spec.within:
-            response, _ = await _send(client, "GET", spec.url, headers=spec.headers)
-            sent += 1
-            if response.status_code == 429:
+    seen: Counter[int] = Counter()
+    limits = " or ".join(map(str, spec.limit_status))
+    url, options = _addressed(spec, spec.url)
+    async with _client(spec.timeout, spec.ca_file, spec.server_name) as client:
+        while seen.total() < spec.max_requests and time.monotonic() - started < spec.within:
+            response, _ = await _send(client, "GET", url, **options)
+            seen[response.status_code] += 1
+            if response.status_code in spec.limit_status:
                 retry_after = response.headers.get("retry-after")
-                evidence = {"url": spec.url, "requests": sent, "retry_after": retry_after}
+                sent = seen.total()
+                evidence = {"url": spec.url, "requests": sent, "statuses": _counts(seen), "retry_after": retry_after}
                 note = f", Retry-After {retry_after} s" if retry_after else ", no Retry-After header"
-                return Verdict(True, f"429 after {sent} requests{note}", evidence)
+                return Verdict(True, f"{response.status_code} after {sent} requests{note}", evidence)
     took = time.monotonic() - started
+    sent = seen.total()
     return Verdict(
         False,
-        f"no 429 after {sent} requests in {took:.1f} s: rate limiting is not working",
-        {"url": spec.url, "requests": sent, "seconds": round(took, 1)},
+        f"no {limits} after {sent} requests in {took:.1f} s (saw {_shown(seen)}): rate limiting is not working",
+        {"url": spec.url, "requests": sent, "seconds": round(took, 1), "statuses": _counts(seen)},
     )
 
 
+def _counts(seen: Counter[int]) -> dict[str, int]:
+    return {str(status): n for status, n in sorted(seen.items())}
+
+
+def _shown(seen: Counter[int]) -> str:
+    return ", ".join(f"{status} ×{n}" for status, n in sorted(seen.items())) or "no answer"
+
+
+@_plain_tls
 async def webhook_auth(spec: WebhookAuthProbe) -> Verdict:
-    async with _client(spec.timeout, spec.ca_file) as client:
-        response, _ = await _send(
-            client, "POST", spec.url, content=spec.body, headers={"Content-Type": "application/json", **spec.headers}
-        )
+    url, options = _addressed(spec, spec.url)
+    options["headers"] = {"Content-Type": "application/json", **options["headers"]}
+    async with _client(spec.timeout, spec.ca_file, spec.server_name) as client:
+        response, _ = await _send(client, "POST", url, content=spec.body, **options)
     evidence = {"url": spec.url, "status": response.status_code}
-    if response.status_code in (401, 403):
+    if response.status_code in spec.expect_status:
         return Verdict(True, f"an unsigned request is rejected with {response.status_code}", evidence)
-    return Verdict(False, f"an unsigned request got {response.status_code}; expected 401 or 403", evidence)
+    expected = ", ".join(map(str, spec.expect_status[:-1])) + f" or {spec.expect_status[-1]}"
+    if len(spec.expect_status) == 1:
+        expected = str(spec.expect_status[0])
+    return Verdict(False, f"an unsigned request got {response.status_code}; expected {expected}", evidence)
