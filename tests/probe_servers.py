@@ -6,6 +6,7 @@ import datetime
 import socket
 import ssl
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,9 +83,15 @@ class Certificates:
 
     def context(self, state: str) -> ssl.SSLContext:
         """A server context whose certificate is valid, expired, future, self_signed, wrong_host, no_chain,
-        with_root (the root sent too) or soon."""
+        with_root (the root sent too) or soon; or a valid one offered over TLS 1.1 at most (old_tls)."""
         now = datetime.datetime.now(datetime.UTC)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        if state == "old_tls":  # a valid certificate, but nothing newer than TLS 1.1
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                context.minimum_version = ssl.TLSVersion.TLSv1
+                context.maximum_version = ssl.TLSVersion.TLSv1_1
+            context.set_ciphers("DEFAULT:@SECLEVEL=0")
         if state == "self_signed":
             cert_pem, key_pem = _self_signed("localhost")
             cert_path, key_path = self.folder / "self.pem", self.folder / "self.key"

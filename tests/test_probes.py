@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
+from bot.checklists import load_template
 from bot.probes import Variables, Verdict, run_all, run_probe
 from bot.probes.specs import ProbeSpec
 from tests.conftest import POSTGRES_URL
@@ -188,6 +189,24 @@ def test_https_http_probe_uses_the_configured_ca(certs: Certificates) -> None:
         assert check({"kind": "http", "url": url, "ca_file": certs.ca_file}).ok
 
 
+def test_handshake_failures_are_told_apart(certs: Certificates) -> None:
+    with http_server(ok(), certs.context("old_tls")) as url:
+        old = tls_check(certs, "old_tls", certs.ca_file)
+        assert old.reason == "the server offers no TLS 1.2 or newer"
+        https = url.replace("127.0.0.1", "localhost")
+        old_http = check({"kind": "http", "url": https, "ca_file": certs.ca_file})
+        assert old_http.reason == f"cannot connect to {https}: the server offers no TLS 1.2 or newer"
+    with http_server(ok()) as url:
+        port = int(url.rsplit(":", 1)[1])
+        plain = check({"kind": "tls", "host": "127.0.0.1", "port": port})
+        assert plain.reason == "the server does not speak TLS there (a plain-HTTP port?)"
+        https = url.replace("http://", "https://")
+        plain_http = check({"kind": "http", "url": https})
+        assert (
+            plain_http.reason == f"cannot connect to {https}: the server does not speak TLS there (a plain-HTTP port?)"
+        )
+
+
 def test_http_kinds_give_the_tls_reasons_with_evidence(certs: Certificates) -> None:
     with http_server(ok(**SECURE), certs.context("expired")) as url:
         url = url.replace("127.0.0.1", "localhost")
@@ -254,6 +273,23 @@ def test_http_header_assertions() -> None:
         )
 
 
+def test_the_shipped_static_assets_probe_wants_compression_and_caching() -> None:
+    template = load_template(Path(__file__).parent.parent / "checklists" / "production-deploy.yml")
+    item = template.item("static-assets-load-quickly")
+    assert item is not None and item.probe is not None
+
+    def route(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if path == "/tuned.js" and "gzip" in headers.get("accept-encoding", ""):
+            return 200, {"Content-Encoding": "gzip", "Cache-Control": "max-age=600"}, gzip.compress(b"x" * 4096)
+        return 200, {"Cache-Control": "no-cache"}, b"x" * 4096
+
+    with http_server(route) as url:
+        for path, passes in (("/tuned.js", True), ("/plain.js", False)):
+            variables = Variables("production", {"static_asset_url": url + path}, {})
+            verdict = asyncio.run(run_probe(item.probe, variables))
+            assert verdict.ok is passes, verdict.reason
+
+
 # --- redirect, headers, cors, rate limit, webhook --------------------------------------------------
 
 
@@ -280,7 +316,10 @@ def test_redirect_to_the_same_address_over_https() -> None:
         holder["to"] = url.replace("http://", "https://") + "/login"
         # The location is the expected one; the probe then goes there (nothing speaks TLS on that port).
         verdict = check({"kind": "redirect", "url": url + "/login"})
-        assert verdict.reason.startswith(f"redirects to {holder['to']}, but cannot connect to {holder['to']}")
+        assert verdict.reason == (
+            f"redirects to {holder['to']}, but cannot connect to {holder['to']}: "
+            "the server does not speak TLS there (a plain-HTTP port?)"
+        )
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -142,6 +143,10 @@ def describe_error(exc: BaseException) -> str:
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
     for error in chain:
+        if isinstance(error, ssl.SSLError):
+            from bot.probes.certs import handshake_reason  # parsing certificates is not needed before this
+
+            return handshake_reason(error)
         lowered = str(error).lower()
         if (
             isinstance(error, ConnectionRefusedError)

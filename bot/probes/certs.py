@@ -98,6 +98,31 @@ async def explain(
     return "; ".join(problems), evidence
 
 
+# What a failed handshake's OpenSSL reason means to the person reading the verdict.
+_HANDSHAKE_REASONS = {
+    "WRONG_VERSION_NUMBER": "the server does not speak TLS there (a plain-HTTP port?)",
+    "RECORD_LAYER_FAILURE": "the server does not speak TLS there (a plain-HTTP port?)",
+    "PACKET_LENGTH_TOO_LONG": "the server does not speak TLS there (a plain-HTTP port?)",
+    "UNSUPPORTED_PROTOCOL": "the server offers no TLS 1.2 or newer",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "the server offers no TLS 1.2 or newer",
+    "NO_PROTOCOLS_AVAILABLE": "the server offers no TLS 1.2 or newer",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "TLS handshake failed: the server and deploybot share no protocol or cipher",
+    "NO_SHARED_CIPHER": "TLS handshake failed: the server and deploybot share no protocol or cipher",
+    "TLSV1_UNRECOGNIZED_NAME": "the server does not serve the name asked for (SNI unrecognized)",
+    "UNEXPECTED_EOF_WHILE_READING": "the server closed the connection during the TLS handshake",
+}
+
+
+def handshake_reason(error: ssl.SSLError) -> str:
+    """A failed TLS handshake (other than a refused certificate) in plain words."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"certificate rejected: {error.verify_message}"
+    if isinstance(error, ssl.SSLEOFError):
+        return _HANDSHAKE_REASONS["UNEXPECTED_EOF_WHILE_READING"]
+    reason = str(error.reason or "")
+    return _HANDSHAKE_REASONS.get(reason, f"TLS handshake failed: {reason or error}")
+
+
 @functools.cache
 def _unverified() -> ssl.SSLContext:
     # Only to read what the server presents; no verdict ever rests on this handshake alone.

@@ -39,9 +39,7 @@ async def tls(spec: TlsProbe) -> Verdict:
         reason, details = await certs.explain(spec.host, spec.port, name, exc, spec.ca_file)
         return Verdict(False, reason, {**evidence, **details})
     except ssl.SSLError as exc:
-        if "version" in str(exc).lower() or "protocol" in str(exc).lower():
-            return Verdict(False, "the server offers no TLS 1.2 or newer", evidence)
-        return Verdict(False, f"TLS handshake failed: {exc.reason or exc}", evidence)
+        return Verdict(False, certs.handshake_reason(exc), evidence)
     except OSError as exc:
         raise Unreachable(f"cannot connect to {spec.host}:{spec.port}: {describe_error(exc)}") from None
     try:
