@@ -233,11 +233,12 @@ def test_server_name_is_sent_as_sni_and_host(certs: Certificates) -> None:
     with http_server(route, certs.context("valid")) as url:
         port = int(url.rsplit(":", 1)[1])
         named = {"url": url, "ca_file": certs.ca_file, "server_name": "localhost"}
-        for kind in ("http", "headers", "webhook_auth"):
+        extra: dict[str, dict[str, Any]] = {"webhook_auth": {"expect_status": [200]}, "latency": {"requests": 2}}
+        for kind in ("http", "headers", "webhook_auth", "latency", "cors"):
             seen.clear()
-            verdict = check({"kind": kind, **named, **({"expect_status": [200]} if kind == "webhook_auth" else {})})
+            verdict = check({"kind": kind, **named, **extra.get(kind, {})})
             assert verdict.ok, (kind, verdict.reason)
-            assert seen == [f"localhost:{port}"]
+            assert seen and set(seen) == {f"localhost:{port}"}, kind
         wrong = check({"kind": "http", **named, "server_name": "wrong.example"})
         assert wrong.reason == f"{url}: name mismatch: the certificate is for localhost, not wrong.example"
 

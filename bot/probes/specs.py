@@ -88,14 +88,14 @@ class _Probe(BaseModel):
     timeout: Annotated[float, Field(gt=0, le=MAX_TIMEOUT)] = 10.0
 
 
-class _Web(_Probe):
+class WebProbe(_Probe):
     url: str
     ca_file: str | None = None  # trust this CA bundle instead of the system's
     headers: dict[str, str] = {}
     server_name: ServerName | None = None  # sent as SNI and Host, checked against the certificate
 
 
-class HttpProbe(_Web):
+class HttpProbe(WebProbe):
     kind: Literal["http"]
     method: Literal["GET", "HEAD", "POST"] = "GET"
     expect_status: Statuses = [200]
@@ -108,31 +108,31 @@ class HttpProbe(_Web):
     max_ms: Annotated[int, Field(gt=0)] | None = None
 
 
-class LatencyProbe(_Web):
+class LatencyProbe(WebProbe):
     kind: Literal["latency"]
     requests: Annotated[int, Field(ge=1, le=MAX_LATENCY_REQUESTS)] = 10
     p95_ms: Annotated[int, Field(gt=0)] = 500
     p50_ms: Annotated[int, Field(gt=0)] | None = None
 
 
-class RedirectProbe(_Web):
+class RedirectProbe(WebProbe):
     kind: Literal["redirect"]
     url: str  # the plain-HTTP address
     to: str | None = None  # where it must lead; default: the same address over https
 
 
-class HeadersProbe(_Web):
+class HeadersProbe(WebProbe):
     kind: Literal["headers"]
     min_hsts_age: int = 15_552_000  # 180 days
 
 
-class CorsProbe(_Web):
+class CorsProbe(WebProbe):
     kind: Literal["cors"]
     allowed_origin: str | None = None
     disallowed_origin: str = "https://deploybot-probe.invalid"
 
 
-class RateLimitProbe(_Web):
+class RateLimitProbe(WebProbe):
     kind: Literal["rate_limit"]
     max_requests: Annotated[int, Field(ge=1, le=MAX_RATE_LIMIT_REQUESTS)] = 100
     within: Annotated[float, Field(gt=0, le=MAX_RATE_LIMIT_SECONDS)] = 10.0
@@ -140,7 +140,7 @@ class RateLimitProbe(_Web):
     limit_status: Statuses = [429, 503]  # nginx's limit_req answers 503 unless told otherwise
 
 
-class WebhookAuthProbe(_Web):
+class WebhookAuthProbe(WebProbe):
     kind: Literal["webhook_auth"]
     body: str = "{}"
     expect_status: Statuses = [400, 401, 403]  # Stripe-style receivers answer 400 to a bad signature

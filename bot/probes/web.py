@@ -25,7 +25,7 @@ from bot.probes.specs import (
     RateLimitProbe,
     RedirectProbe,
     WebhookAuthProbe,
-    _Web,
+    WebProbe,
     host_name,
 )
 
@@ -94,7 +94,7 @@ def _require_http_url(url: str) -> None:
         raise ProbeError(f"'{url}' is not an http(s) URL")
 
 
-Spec = TypeVar("Spec", bound=_Web)
+Spec = TypeVar("Spec", bound=WebProbe)
 
 
 def _plain_tls(check: Callable[[Spec], Awaitable[Verdict]]) -> Callable[[Spec], Awaitable[Verdict]]:
@@ -115,7 +115,7 @@ async def _refused(rejected: certs.CertificateRejected, ca_file: str | None, lea
     return Verdict(False, f"{lead or rejected.url + ':'} {reason}", {"url": rejected.url, **evidence})
 
 
-def _addressed(spec: _Web, url: str, **extra: str) -> tuple[str, dict[str, Any]]:
+def _addressed(spec: WebProbe, url: str, **extra: str) -> tuple[str, dict[str, Any]]:
     """Where to send a request for `url`, and with what, so that the server sees `server_name`."""
     headers = {**spec.headers, **extra}
     parts, given = urlsplit(url), urlsplit(spec.url).hostname or ""
@@ -181,9 +181,10 @@ def _header_mismatches(response: httpx.Response, expected: dict[str, str]) -> li
 @_plain_tls
 async def latency(spec: LatencyProbe) -> Verdict:
     timings = []
-    async with _client(spec.timeout, spec.ca_file) as client:
+    url, options = _addressed(spec, spec.url)
+    async with _client(spec.timeout, spec.ca_file, spec.server_name) as client:
         for _ in range(spec.requests):  # one after another: the budget is about one user's wait
-            response, ms = await _send(client, "GET", spec.url, headers=spec.headers)
+            response, ms = await _send(client, "GET", url, **options)
             if response.status_code >= 400:
                 return Verdict(False, f"{spec.url} answered {response.status_code}", {"status": response.status_code})
             timings.append(ms)
@@ -341,7 +342,7 @@ async def rate_limit(spec: RateLimitProbe) -> Verdict:
     # Bounded by max_requests and `within`; the probe runs once per request, never in a loop.
     started = time.monotonic()
     seen: Counter[int] = Counter()
-    limits = " or ".join(map(str, spec.limit_status))
+    limits = _one_of(spec.limit_status)
     url, options = _addressed(spec, spec.url)
     async with _client(spec.timeout, spec.ca_file, spec.server_name) as client:
         while seen.total() < spec.max_requests and time.monotonic() - started < spec.within:
@@ -379,7 +380,10 @@ async def webhook_auth(spec: WebhookAuthProbe) -> Verdict:
     evidence = {"url": spec.url, "status": response.status_code}
     if response.status_code in spec.expect_status:
         return Verdict(True, f"an unsigned request is rejected with {response.status_code}", evidence)
-    expected = ", ".join(map(str, spec.expect_status[:-1])) + f" or {spec.expect_status[-1]}"
-    if len(spec.expect_status) == 1:
-        expected = str(spec.expect_status[0])
+    expected = _one_of(spec.expect_status)
     return Verdict(False, f"an unsigned request got {response.status_code}; expected {expected}", evidence)
+
+
+def _one_of(statuses: list[int]) -> str:
+    *rest, last = map(str, statuses)
+    return f"{', '.join(rest)} or {last}" if rest else last
