@@ -83,7 +83,8 @@ class Certificates:
 
     def context(self, state: str) -> ssl.SSLContext:
         """A server context whose certificate is valid, expired, future, self_signed, wrong_host, no_chain,
-        with_root (the root sent too) or soon; or a valid one offered over TLS 1.1 at most (old_tls)."""
+        with_root (the root sent too), old_intermediate (sent with an expired intermediate) or soon; or a valid
+        one offered over TLS 1.1 at most (old_tls)."""
         now = datetime.datetime.now(datetime.UTC)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         if state == "old_tls":  # a valid certificate, but nothing newer than TLS 1.1
@@ -114,6 +115,11 @@ class Certificates:
             path = self.folder / "leaf-only.pem"
             path.write_bytes(leaf.private_key_pem.bytes() + leaf.cert_chain_pems[0].bytes())
             context.load_cert_chain(path)
+        elif state == "old_intermediate":
+            path = self.folder / "old-intermediate.pem"
+            chain = leaf.cert_chain_pems[0].bytes() + self._expired_intermediate(now)
+            path.write_bytes(leaf.private_key_pem.bytes() + chain)
+            context.load_cert_chain(path)
         elif state == "with_root":
             path = self.folder / "with-root.pem"
             chain = b"".join(pem.bytes() for pem in leaf.cert_chain_pems) + self.ca.cert_pem.bytes()
@@ -122,6 +128,23 @@ class Certificates:
         else:
             leaf.configure_cert(context)
         return context
+
+    def _expired_intermediate(self, now: datetime.datetime) -> bytes:
+        # The same intermediate (subject and key), re-signed by the root with a validity that ended yesterday.
+        current = self.intermediate._certificate
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(current.subject)
+            .issuer_name(current.issuer)
+            .public_key(current.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=100))
+            .not_valid_after(now - datetime.timedelta(days=1))
+        )
+        for extension in current.extensions:
+            builder = builder.add_extension(extension.value, extension.critical)
+        certificate = builder.sign(self.ca._private_key, hashes.SHA256())
+        return certificate.public_bytes(serialization.Encoding.PEM)
 
 
 def _self_signed(name: str) -> tuple[bytes, bytes]:

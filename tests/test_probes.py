@@ -127,6 +127,7 @@ def day(offset: int) -> str:
         ("self_signed", True, "self-signed certificate (CN=localhost): no authority vouches for it"),
         ("wrong_host", True, "name mismatch: the certificate is for wrong.example, not localhost"),
         ("no_chain", True, "incomplete chain: the server sends only its own certificate, and its issuer OU=Testing CA"),
+        ("old_intermediate", True, "intermediate certificate OU=Testing CA #"),
         ("valid", False, "issued by an authority the trust store does not know: OU=Testing CA"),
         ("with_root", False, "issued by an authority the trust store does not know: OU=Testing CA"),
     ],
@@ -158,6 +159,11 @@ def test_tls_an_expired_certificate_from_an_unknown_ca_says_both(certs: Certific
     verdict = tls_check(certs, "expired", None)
     assert verdict.reason.startswith(f"certificate expired on {day(-1)} (1 day ago); issued by an authority")
     assert verdict.evidence["not_after"].startswith(day(-1))
+    old_intermediate = tls_check(certs, "old_intermediate", certs.ca_file)
+    assert old_intermediate.reason == (
+        f"intermediate certificate {certs.intermediate._certificate.subject.rfc4514_string()} "
+        f"expired on {day(-1)} (1 day ago)"
+    )
 
 
 def test_tls_valid_and_expiring_soon(certs: Certificates) -> None:

@@ -12,11 +12,13 @@ from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 # OpenSSL verify codes (x509_vfy.h) that mean "no trusted authority vouches for this chain". OpenSSL says
 # 20 both for an unknown root and for a missing intermediate: only the presented chain tells them apart.
 _TRUST_CODES = {2, 18, 19, 20, 21}
 _HOSTNAME_MISMATCH = 62
+_VALIDITY_CODES = {9, 10}  # not yet valid, expired
 
 
 class CertificateRejected(Exception):
@@ -85,7 +87,12 @@ async def explain(
         names=certificate_names(leaf),
         chain=[c.subject.rfc4514_string() for c in chain],
     )
-    problems = _validity(leaf, datetime.now(UTC))
+    now = datetime.now(UTC)
+    problems = _validity(leaf, now)
+    if not problems and error.verify_code in _VALIDITY_CODES:
+        # The leaf is in date: then one of the intermediates it was sent with is not.
+        for cert in chain[1:]:
+            problems += _validity(cert, now, f"intermediate certificate {cert.subject.rfc4514_string()}")
     if not matches(leaf, server_name):
         shown = ", ".join(certificate_names(leaf)) or "no name"
         problems.append(f"name mismatch: the certificate is for {shown}, not {server_name}")
@@ -151,13 +158,13 @@ def _chain_der(ssl_object: Any) -> list[bytes]:
     return [c.public_bytes(ssl._ssl.ENCODING_DER) for c in certificates]  # type: ignore[attr-defined]
 
 
-def _validity(leaf: x509.Certificate, now: datetime) -> list[str]:
-    if now > leaf.not_valid_after_utc:
-        days = (now - leaf.not_valid_after_utc).days
+def _validity(cert: x509.Certificate, now: datetime, what: str = "certificate") -> list[str]:
+    if now > cert.not_valid_after_utc:
+        days = (now - cert.not_valid_after_utc).days
         ago = "today" if days == 0 else "1 day ago" if days == 1 else f"{days} days ago"
-        return [f"certificate expired on {leaf.not_valid_after_utc.date()} ({ago})"]
-    if now < leaf.not_valid_before_utc:
-        return [f"certificate is not yet valid: valid from {leaf.not_valid_before_utc.date()}"]
+        return [f"{what} expired on {cert.not_valid_after_utc.date()} ({ago})"]
+    if now < cert.not_valid_before_utc:
+        return [f"{what} is not yet valid: valid from {cert.not_valid_before_utc.date()}"]
     return []
 
 
@@ -191,10 +198,13 @@ def _self_signed(cert: x509.Certificate) -> bool:
 
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    # Callers have matched the names already; the signature tells a stale look-alike from the real issuer.
     try:
         cert.verify_directly_issued_by(issuer)
-    except Exception:  # InvalidSignature, or a key type cryptography cannot check
+    except InvalidSignature:
         return False
+    except (TypeError, ValueError, UnsupportedAlgorithm):  # a key or padding cryptography cannot check
+        return True
     return True
 
 
