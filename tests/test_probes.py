@@ -630,3 +630,11 @@ def test_deploybot_check_names_file_line_and_field_of_every_bad_knob(tmp_path: P
         assert line in result.stderr, result.stderr
     # Only those: redirect takes headers, ca_file and server_name, and ${…} values are checked when they run.
     assert result.stderr.count("bad.yml:") == len(expected), result.stderr
+
+
+def test_knobs_from_variables_are_checked_when_the_probe_runs() -> None:
+    bad = {"s": "bad host"}
+    dns = check({"kind": "dns", "name": "example.test", "server": "${s}"}, bad)
+    assert dns.reason == "cannot run: server: 'bad host' is not host[:port] (a host name or an IP address)"
+    http = check({"kind": "http", "url": "https://127.0.0.1:1/", "server_name": "${s}"}, bad)
+    assert http.reason == "cannot run: server_name: 'bad host' is not a host name"

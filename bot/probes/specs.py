@@ -30,7 +30,10 @@ def host_port(text: str, default_port: int) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"'{text}' has no valid port (1-65535)")
     if ":" in host:
-        ipaddress.IPv6Address(host)  # a bare IPv6 address, or a ValueError
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"'{text}' is not host[:port] (an IPv6 address with a port is [address]:port)") from None
     elif not _HOSTNAME.match(host):
         raise ValueError(f"'{text}' is not host[:port] (a host name or an IP address)")
     return host, int(port)
