@@ -144,7 +144,7 @@ def describe_error(exc: BaseException) -> str:
         cause = cause.__cause__ or cause.__context__
     for error in chain:
         if isinstance(error, ssl.SSLError):
-            from bot.probes.certs import handshake_reason  # parsing certificates is not needed before this
+            from bot.probes.tls_failures import handshake_reason
 
             return handshake_reason(error)
         lowered = str(error).lower()

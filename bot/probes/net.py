@@ -18,7 +18,7 @@ from dns.rdtypes.IN.A import A
 from dns.rdtypes.IN.AAAA import AAAA
 from dns.resolver import NXDOMAIN, LifetimeTimeout, NoAnswer, NoNameservers
 
-from bot.probes import ProbeError, Unreachable, Verdict, certs, describe_error
+from bot.probes import ProbeError, Unreachable, Verdict, describe_error, tls_failures
 from bot.probes.specs import DnsProbe, TcpProbe, TlsProbe, host_port
 
 
@@ -36,10 +36,12 @@ async def tls(spec: TlsProbe) -> Verdict:
     try:
         reader, writer = await asyncio.open_connection(spec.host, spec.port, ssl=context, server_hostname=name)
     except ssl.SSLCertVerificationError as exc:
+        from bot.probes import certs  # only now: a refused certificate is the exception
+
         reason, details = await certs.explain(spec.host, spec.port, name, exc, spec.ca_file)
         return Verdict(False, reason, {**evidence, **details})
     except ssl.SSLError as exc:
-        return Verdict(False, certs.handshake_reason(exc), evidence)
+        return Verdict(False, tls_failures.handshake_reason(exc), evidence)
     except OSError as exc:
         raise Unreachable(f"cannot connect to {spec.host}:{spec.port}: {describe_error(exc)}") from None
     try:

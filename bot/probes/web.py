@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from bot.probes import ProbeError, Unreachable, Verdict, certs, describe_error
+from bot.probes import ProbeError, Unreachable, Verdict, describe_error, tls_failures
 from bot.probes.specs import (
     CorsProbe,
     HeadersProbe,
@@ -83,7 +83,7 @@ async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any)
     try:
         response = await client.request(method, url, **kwargs)
     except httpx.ConnectError as exc:
-        if (rejected := certs.rejection(exc)) is not None:
+        if (rejected := tls_failures.rejection(exc)) is not None:
             raise rejected from None
         raise Unreachable(f"cannot connect to {url}: {describe_error(exc)}") from None
     return response, (time.perf_counter() - started) * 1000
@@ -104,13 +104,15 @@ def _plain_tls(check: Callable[[Spec], Awaitable[Verdict]]) -> Callable[[Spec], 
     async def checked(spec: Spec) -> Verdict:
         try:
             return await check(spec)
-        except certs.CertificateRejected as rejected:
+        except tls_failures.CertificateRejected as rejected:
             return await _refused(rejected, spec.ca_file)
 
     return checked
 
 
-async def _refused(rejected: certs.CertificateRejected, ca_file: str | None, lead: str = "") -> Verdict:
+async def _refused(rejected: tls_failures.CertificateRejected, ca_file: str | None, lead: str = "") -> Verdict:
+    from bot.probes import certs  # only now: a refused certificate is the exception
+
     reason, evidence = await certs.explain_rejection(rejected, ca_file)
     return Verdict(False, f"{lead or rejected.url + ':'} {reason}", {"url": rejected.url, **evidence})
 
@@ -233,7 +235,7 @@ async def redirect(spec: RedirectProbe) -> Verdict:
     try:
         async with _client(spec.timeout, spec.ca_file, spec.server_name) as client:
             landed, _ = await _send(client, "GET", url, **options)
-    except certs.CertificateRejected as rejected:
+    except tls_failures.CertificateRejected as rejected:
         refused = await _refused(rejected, spec.ca_file, f"redirects to {location}, but there:")
         return Verdict(False, refused.reason, {**evidence, "target": refused.evidence})
     except Unreachable as exc:
