@@ -158,8 +158,8 @@ def _csv(document: dict[str, Any]) -> str:
 
 # Inline Markdown a person's text could start by accident; backslash-escaped, it shows as typed.
 _MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]<>|~&])")
-# At the start of a line, these would begin a heading, quote, list or rule.
-_MARKDOWN_LINE_START = re.compile(r"^(\s*)([-+=#]|\d+(?=[.)]))", re.MULTILINE)
+# At the start of a later line, these would begin a heading, quote, list or rule.
+_MARKDOWN_LINE_START = re.compile(r"(\n[ \t]*)([-+=#]|\d+(?=[.)]))")
 
 
 def markdown_text(text: str) -> str:

@@ -6,12 +6,14 @@ import csv
 import io
 import json
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
 
 from bot import ids
 from bot.models import ItemState, Message, Page, Run
@@ -339,3 +341,50 @@ def test_slash_command_text_is_decoded_once_and_escaped_once(
         event = paging.pagerduty.accepted()[0].json
         assert event["payload"]["summary"] == "Page for Database Admin: replica lag & disk"
         assert event["payload"]["custom_details"]["text"] == "replica lag & disk"
+
+
+def test_the_shell_keeps_hostile_text_as_typed_and_shows_it_inert(database_url: str) -> None:
+    from tests.test_shell_export import shell
+
+    # One command per line: texts with line breaks cannot be typed on one line of the shell.
+    typed = [t for t in HOSTILE if "\n" not in t and "\r" not in t]
+    script = ["start v1.0 production"]
+    script += [f"note {n} {shlex.quote(t)}" for n, t in enumerate(typed, 1)]
+    script += [f"na {n} {shlex.quote(t)}" for n, t in enumerate(typed, 45)]
+    script += ["start v9 '<!channel> & co'", "status"]
+    out = shell(database_url, "\n".join(script) + "\n")
+
+    assert "! `<!channel> & co` is not an environment name" in out  # refusals show what was typed
+    status = out[out.rindex("Run #1 ·") :]
+    # Nothing a terminal acts on reaches it raw: no escape sequences, carriage returns or bidi overrides.
+    assert re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", status) is None
+    assert "\\u202eRTL override\\u202c" in status and "note (alice): <!channel>" in status
+    engine = create_engine(database_url)
+    with Session(engine) as session:
+        states = list(session.scalars(select(ItemState).where(ItemState.run_id == 1).order_by(ItemState.position)))
+        kept = [(s.note, s.na_reason) for s in states]
+    engine.dispose()
+    for n, text in enumerate(typed):
+        note, reason = kept[n][0], kept[n + 44][1]
+        assert (note, reason) == ((text.strip(),) * 2 if accepted(text) else (None, None)), text
+    assert "! That text contains a NUL character" in out and "! The note is empty" in out
+
+
+def test_the_markdown_export_shows_a_persons_markup_as_text() -> None:
+    from bot import export
+
+    typed = "lag > 5s & [docs](https://evil.example) *now*\n# not a heading\n- nor a list"
+    item = {"phase": "Deploy", "group": "DB", "id": "db", "text": "Migrations ran", "status": "na", "by": "U1"}
+    item |= {"at": "2026-12-01T10:00:00+00:00", "na_reason": typed, "probe": None, "override": None}
+    item["notes"] = [{"by": "U1", "at": "2026-12-01T10:01:00+00:00", "text": "<!channel> `x`"}]
+    run = {"id": 1, "title": "Deploy", "version": "v1", "environment": "production", "status": "aborted"}
+    run |= {"started_by": "U1", "started_at": "2026-12-01T09:00:00+00:00", "finish_reason": "1. a_b"}
+    run |= {"completed_anyway_with_open": [], "finished_by": "U1"}
+    footer = {"last_updated": "2026-12-01T11:00:00+00:00", "deployed_by": "U1", "version": "v1"}
+    lines = export.render({"run": run, "footer": footer, "items": [item], "events": []}, "md").splitlines()
+
+    assert "Reason: 1. a\\_b" in lines
+    at = lines.index(next(line for line in lines if "N/A:" in line))
+    assert lines[at].endswith(" — N/A: lag \\> 5s \\& \\[docs\\](https://evil.example) \\*now\\*\\")
+    assert lines[at + 1 : at + 3] == ["    \\# not a heading\\", "    \\- nor a list"]
+    assert lines[at + 3].endswith(": \\<!channel\\> \\`x\\`")
