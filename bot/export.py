@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from bot import paging, runs
 from bot.checklists import iter_items
 from bot.models import ItemStatus, ProbeResult, ProbeStatus, Run
+from bot.mrkdwn import escape
 
 SCHEMA = "deploybot.run-export/1"  # documented in docs/export.schema.json
 FORMATS = ("md", "csv", "json")
@@ -106,7 +107,7 @@ def render(document: dict[str, Any], fmt: str) -> str:
         return _csv(document)
     if fmt == "md":
         return _markdown(document)
-    raise runs.RunError(f"Unknown export format '{fmt}': use one of {', '.join(FORMATS)}.")
+    raise runs.RunError(f"Unknown export format '{escape(fmt)}': use one of {', '.join(FORMATS)}.")
 
 
 def filename(document: dict[str, Any], fmt: str) -> str:
