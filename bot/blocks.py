@@ -379,5 +379,5 @@ def _item_line(item: Item, state: ItemState) -> str:
 
 
 def message_text(run: Run, part: Part | None = None) -> str:
-    """The plain-text fallback Slack shows in notifications."""
-    return status_line(run) if part is None else f"{part.title} — {status_line(run)}"
+    """The fallback Slack shows in notifications; Slack reads it as mrkdwn, so it is escaped like the blocks."""
+    return escape(status_line(run) if part is None else f"{part.title} — {status_line(run)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from bot import paging, runs
 from bot.checklists import iter_items
 from bot.models import ItemStatus, ProbeResult, ProbeStatus, Run
+from bot.mrkdwn import escape
 
 SCHEMA = "deploybot.run-export/1"  # documented in docs/export.schema.json
 FORMATS = ("md", "csv", "json")
@@ -105,7 +107,7 @@ def render(document: dict[str, Any], fmt: str) -> str:
         return _csv(document)
     if fmt == "md":
         return _markdown(document)
-    raise runs.RunError(f"Unknown export format '{fmt}': use one of {', '.join(FORMATS)}.")
+    raise runs.RunError(f"Unknown export format '{escape(fmt)}': use one of {', '.join(FORMATS)}.")
 
 
 def filename(document: dict[str, Any], fmt: str) -> str:
@@ -155,6 +157,25 @@ def _csv(document: dict[str, Any]) -> str:
     return out.getvalue()
 
 
+# Inline Markdown a person's text could start by accident; backslash-escaped, it shows as typed.
+_MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]<>|~&])")
+# At the start of a later line, these would begin a heading, quote, list or rule.
+_MARKDOWN_LINE_START = re.compile(r"(\n[ \t]*)([-+=#]|\d+(?=[.)]))")
+
+
+def markdown_text(text: str) -> str:
+    """A person's text for the Markdown export: no markup of its own, every line kept, in its list item."""
+    escaped = _MARKDOWN_INLINE.sub(r"\\\1", text.replace("\r\n", "\n"))
+    escaped = _MARKDOWN_LINE_START.sub(_escape_line_start, escaped)
+    # A backslash before the newline is a hard line break; the indent keeps the line in its list item.
+    return escaped.replace("\n", "\\\n    ")
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    indent, mark = match.groups()
+    return indent + (mark + "\\" if mark[0].isdigit() else "\\" + mark)
+
+
 _MARKS = {ItemStatus.DONE: "[x]", ItemStatus.NA: "[n/a]", ItemStatus.OPEN: "[ ]"}
 
 
@@ -166,7 +187,7 @@ def _markdown(document: dict[str, Any]) -> str:
         f"Run #{run['id']} · {run['status']} · started by {run['started_by']} at {run['started_at']}",
     ]
     if run["finish_reason"]:
-        lines.append(f"Reason: {run['finish_reason']}")
+        lines.append(f"Reason: {markdown_text(run['finish_reason'])}")
     if run["completed_anyway_with_open"]:
         lines.append(
             f"Completed anyway by {run['finished_by']} with open: {', '.join(run['completed_anyway_with_open'])}"
@@ -183,13 +204,13 @@ def _markdown(document: dict[str, Any]) -> str:
         if item["by"]:
             line += f" — {item['by']}, {item['at']}"
         if item["na_reason"]:
-            line += f" — N/A: {item['na_reason']}"
+            line += f" — N/A: {markdown_text(item['na_reason'])}"
         if item["probe"]:
-            line += f" — probe {item['probe']['status']}: {item['probe']['reason']}"
+            line += f" — probe {item['probe']['status']}: {markdown_text(item['probe']['reason'] or '')}"
         if item["override"]:
             line += f" — OVERRIDE by {item['override']['by']}"
         lines.append(line)
-        lines += [f"  - note by {n['by']} at {n['at']}: {n['text']}" for n in item["notes"]]
+        lines += [f"  - note by {n['by']} at {n['at']}: {markdown_text(n['text'] or '')}" for n in item["notes"]]
     lines += ["", "## Audit trail", ""]
     lines += [
         f"- {e['at']} {e['user']} {e['kind']}" + (f" {e['item']}" if e["item"] else "") for e in document["events"]

@@ -27,7 +27,7 @@ from bot.models import (
 )
 from bot.mrkdwn import mention
 from bot.probes import Verdict
-from bot.runs import MAX_NOTE, MAX_REASON, Actor, RunError
+from bot.runs import MAX_NOTE, MAX_REASON, Actor, RunError, storable
 
 _this_item = (ItemState.run_id == bindparam("run"), ItemState.item_id == bindparam("item"))
 
@@ -103,7 +103,7 @@ def reopen(session: Session, run_id: int, item_id: str, actor: Actor) -> None:
 
 def mark_na(session: Session, run_id: int, item_id: str, reason: str, actor: Actor) -> None:
     """Mark an item not applicable; a reason is required."""
-    reason = reason.strip()
+    reason = storable(reason.strip())
     if not reason:
         raise RunError("Say why this item does not apply: a reason is required for N/A.")
     if len(reason) > MAX_REASON:
@@ -115,7 +115,7 @@ def mark_na(session: Session, run_id: int, item_id: str, reason: str, actor: Act
 
 def add_note(session: Session, run_id: int, item_id: str, text: str, actor: Actor) -> None:
     """Attach a note to an item; the latest note is shown, all are kept in the audit log."""
-    text = text.strip()
+    text = storable(text.strip())
     if not text:
         raise RunError("The note is empty; write something to add.")
     if len(text) > MAX_NOTE:

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import re
 
+_ENTITY = re.compile(r"&(amp|lt|gt);")
+_DECODED = {"amp": "&", "lt": "<", "gt": ">"}
+# After "<", so nothing that reads Slack markup sees "<!", "<@", "<#" or "<http": invisible, not a space.
+WORD_JOINER = "\u2060"
+
 
 def escape(text: str) -> str:
     """Escape user-written text for mrkdwn, so it cannot ping @channel or fake a mention."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape(text: str) -> str:
+    """Undo `escape` exactly once: Slack sends slash-command text with `&`, `<` and `>` escaped so."""
+    # One pass, so a typed "&amp;lt;" (sent as "&amp;amp;lt;") comes back as "&amp;lt;", not "<".
+    return _ENTITY.sub(lambda m: _DECODED[m.group(1)], text)
+
+
+def defuse(text: str) -> str:
+    """Plain text that stays inert if someone posts it into Slack unescaped (PagerDuty, webhook receivers)."""
+    return text.replace("<", "<" + WORD_JOINER)
 
 
 def is_slack_user(user_id: str) -> bool:

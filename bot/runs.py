@@ -182,13 +182,14 @@ def complete_anyway(session: Session, run_id: int, actor: Actor) -> list[str]:
 
 def fail(session: Session, run_id: int, reason: str, actor: Actor) -> Run:
     """Declare a deployment failed, with a reason; its rollback checklist is started next."""
-    reason = reason.strip()
+    reason = storable(reason.strip())
     if not reason:
         raise RunError("Say what went wrong: `/deploy fail <reason>`, e.g. `/deploy fail error rate 12% after deploy`.")
+    _check_reason(reason)
     run = _lock_active(session, run_id)
     if run.kind != "deploy":
         raise RunError(f"Run #{run.id} is a {run.kind} run; only a deployment can fail.")
-    run.finish_reason = reason[:MAX_REASON]
+    run.finish_reason = reason
     _finish(session, run, RunStatus.FAILED, actor)
     _changed(session, run, actor, "run.failed", {"reason": run.finish_reason})
     return run
@@ -201,14 +202,28 @@ def rollback_for(session: Session, run: Run) -> Run | None:
 
 def abort(session: Session, run_id: int, reason: str, actor: Actor) -> Run:
     """Stop a run for good, with a reason."""
-    reason = reason.strip()
+    reason = storable(reason.strip())
     if not reason:
         raise RunError("Say why: `/deploy abort <reason>`, e.g. `/deploy abort failed smoke tests`.")
+    _check_reason(reason)
     run = _lock_active(session, run_id)
-    run.finish_reason = reason[:MAX_REASON]
+    run.finish_reason = reason
     _finish(session, run, RunStatus.ABORTED, actor)
     _changed(session, run, actor, "run.aborted", {"reason": run.finish_reason})
     return run
+
+
+def storable(text: str) -> str:
+    """Refuse text the database cannot keep as typed (PostgreSQL refuses NUL in text columns)."""
+    if "\x00" in text:
+        raise RunError("That text contains a NUL character (\\0), which deploybot cannot store; nothing changed.")
+    return text
+
+
+def _check_reason(reason: str) -> None:
+    # Refused rather than clipped: what is kept is what was typed.
+    if len(reason) > MAX_REASON:
+        raise RunError(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
 
 
 def events_of(session: Session, run_id: int) -> list[Event]:

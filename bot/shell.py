@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import re
 import shlex
 from collections.abc import Callable
 from typing import TextIO
@@ -12,6 +13,7 @@ from bot.app import load_checklists
 from bot.checklists import iter_items
 from bot.config import Settings, load_deploy_config
 from bot.models import ItemStatus, Run
+from bot.mrkdwn import unescape
 from bot.paging.render import contacts_text as render_contacts
 from bot.runs import Actor, RunError
 from bot.services import Services, utcnow
@@ -33,6 +35,15 @@ HELP = """Commands (the same as /deploy in Slack, plus item numbers):
   help | quit"""
 
 _MARK = {ItemStatus.DONE: "[x]", ItemStatus.NA: "[n/a]", ItemStatus.OPEN: "[ ]"}
+# Characters a terminal acts on instead of showing: C0 and C1 controls (escape sequences, carriage
+# returns) and the bidirectional overrides and isolates that reorder what is displayed.
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(text: str) -> str:
+    """A person's text for the terminal: control characters made visible, later lines indented."""
+    visible = _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text.replace("\r\n", "\n"))
+    return visible.replace("\n", "\n             ")
 
 
 def render(run: Run) -> str:
@@ -57,12 +68,12 @@ def render(run: Run) -> str:
         if state.changed_by and state.changed_at:
             line += f" — {state.changed_by} {state.changed_at:%H:%M}"
         if state.na_reason:
-            line += f": {state.na_reason}"
+            line += f": {shown(state.na_reason)}"
         if state.probe_status:
-            line += f" [probe {state.probe_status}: {state.probe_reason or 'checking'}]"
+            line += f" [probe {state.probe_status}: {shown(state.probe_reason or 'checking')}]"
         lines.append(line)
         if state.note:
-            lines.append(f"           note ({state.note_by}): {state.note}")
+            lines.append(f"           note ({state.note_by}): {shown(state.note)}")
     return "\n".join(lines)
 
 
@@ -98,7 +109,8 @@ class Shell:
         try:
             return command(words[1:])
         except RunError as exc:
-            return f"! {exc}"
+            # Refusals are written for Slack, where a person's text is escaped; the terminal shows it as typed.
+            return f"! {unescape(str(exc))}"
 
     def _actor(self) -> Actor:
         return Actor(self.user, self.services.clock(), self.channel)
@@ -186,11 +198,11 @@ class Shell:
 
     def ack(self, args: list[str]) -> str:
         with self.services.change() as session:
-            return paging.acknowledge(session, self._page(args), self._actor())
+            return unescape(paging.acknowledge(session, self._page(args), self._actor()))
 
     def resolve(self, args: list[str]) -> str:
         with self.services.change() as session:
-            return paging.resolve(session, self._page(args), self._actor())
+            return unescape(paging.resolve(session, self._page(args), self._actor()))
 
     def _page(self, args: list[str]) -> int:
         if not args or not args[0].isdigit():

@@ -9,7 +9,7 @@ from slack_bolt import Ack
 
 from bot import blocks, runs
 from bot.models import ItemStatus, Run
-from bot.mrkdwn import escape, mention
+from bot.mrkdwn import escape, mention, unescape
 from bot.paging import render
 from bot.runs import Actor, RunError
 from bot.services import Services
@@ -47,10 +47,12 @@ class Commands:
         }
 
     def deploy(self, ack: Ack, command: dict[str, Any]) -> None:
-        name, _, args = (command.get("text") or "").strip().partition(" ")
+        # Slack sends "&", "<" and ">" in command text as entities: decoded here, once, so what is
+        # stored is what the person typed, and each output escapes it once for its own format.
+        name, _, args = unescape(command.get("text") or "").strip().partition(" ")
         handler = self.subcommands.get(name.lower())
         if handler is None:
-            prefix = f"I don't know `/deploy {name}`.\n\n" if name else ""
+            prefix = f"I don't know `/deploy {escape(name)}`.\n\n" if name else ""
             ack(response_type="ephemeral", text=prefix + HELP)
             return
         ack(response_type="ephemeral", text=handler(command, args.strip()))
@@ -103,8 +105,12 @@ class Commands:
             raise RunError("No maintenance schedules are loaded.")
         if not args:
             raise RunError("Say which: `/deploy remind daily` (or weekly, monthly, quarterly).")
-        run_id = self.services.reminders.remind_now(args.split()[0].lower(), command["user_id"])
-        return f"Posted the {args.split()[0].lower()} maintenance checklist as run #{run_id}."
+        cadence = args.split()[0].lower()
+        if cadence not in self.services.reminders.cadences:
+            known = ", ".join(self.services.reminders.cadences) or "none"
+            raise RunError(f"There is no cadence '{escape(cadence)}'. Cadences: {known}.")
+        run_id = self.services.reminders.remind_now(cadence, command["user_id"])
+        return f"Posted the {cadence} maintenance checklist as run #{run_id}."
 
     def fail(self, command: dict[str, Any], args: str) -> str:
         failed, rollback = self.services.fail_deploy(None, args, self._actor(command))

@@ -17,8 +17,8 @@ from bot import db
 from bot.config import DeployConfig
 from bot.contacts import escalation_chain, seconds
 from bot.models import Message, Page, PageDelivery, PageStatus
-from bot.mrkdwn import is_slack_channel, mention
-from bot.runs import Actor, RunError, event
+from bot.mrkdwn import escape, is_slack_channel, mention
+from bot.runs import Actor, RunError, event, storable
 
 BOT = "deploybot"  # who escalations are attributed to
 MAX_TEXT = 500
@@ -32,8 +32,9 @@ def raise_page(
     if not config.contacts:
         raise RunError("No emergency contacts are set up: add `contacts:` to deploybot.yml (README › On call).")
     if team not in config.contacts:
-        raise RunError(f"There is no team `{team}`. Teams: {', '.join(config.contacts)} (see `/deploy contacts`).")
-    text = text.strip()
+        teams = ", ".join(config.contacts)
+        raise RunError(f"There is no team `{escape(team)}`. Teams: {teams} (see `/deploy contacts`).")
+    text = storable(text.strip())
     if not text:
         raise RunError(
             f"Say what is wrong: `/deploy page {team} <message>`, e.g. `/deploy page {team} migration stuck`."

@@ -8,7 +8,7 @@ from bot import ids, limits
 from bot.blocks import Block, button, context, quote, section, when
 from bot.contacts import Team
 from bot.models import Page, PageStatus
-from bot.mrkdwn import escape, mention
+from bot.mrkdwn import defuse, escape, mention
 
 Contacts = dict[str, Team]
 
@@ -19,8 +19,13 @@ def team_name(contacts: Contacts, team: str) -> str:
 
 
 def summary(page: Page, contacts: Contacts) -> str:
-    """One line for notifications and external pagers."""
-    return f"Page for {team_name(contacts, page.team)}: {page.text}"
+    """One line for Slack's notifications: a message's `text` is mrkdwn too, so it is escaped like the blocks."""
+    return escape(f"Page for {team_name(contacts, page.team)}: {page.text}")
+
+
+def plain_summary(page: Page, contacts: Contacts) -> str:
+    """One line for external pagers: the text as typed, inert should a receiver post it into Slack."""
+    return defuse(f"Page for {team_name(contacts, page.team)}: {page.text}")
 
 
 def details(page: Page, team: str) -> dict[str, Any]:
