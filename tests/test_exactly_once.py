@@ -1,0 +1,54 @@
+"""A post Slack stored but deploybot never heard about (the process killed mid-call) is not posted twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from bot.models import Message
+from tests.conftest import SIGNING_SECRET, postgres_schema_url, wait_for
+from tests.fake_slack import FakeSlack
+from tests.slack_requests import SlackUser
+from tests.test_process import bot_env, deploybot, free_port
+
+CHANNEL = "C100"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from postgres_schema_url()
+
+
+def test_kill_9_after_slack_stored_the_post_then_restart_posts_it_once(
+    tmp_path: Path, fake_slack: FakeSlack, postgres_url: str
+) -> None:
+    # Slack stores the run's parent message, and the answer never reaches the first process.
+    fake_slack.hold("chat.postMessage", 120, channel=CHANNEL)
+    port = free_port()
+    with deploybot(bot_env(postgres_url, fake_slack, port), tmp_path) as first:
+        user = SlackUser(f"http://127.0.0.1:{port}", SIGNING_SECRET)
+        assert user.command("start v7.0.0 production", channel=CHANNEL).status_code == 200
+        user.http.close()
+        wait_for(lambda: fake_slack.top_level(CHANNEL), what="Slack to store the parent message")
+        first.kill()  # kill -9 while it waits for Slack's answer
+        first.wait(10)
+    engine = create_engine(postgres_url)
+
+    def all_posted() -> bool:
+        with engine.connect() as conn:
+            shown = conn.scalars(select(Message.ts)).all()
+        return bool(shown) and all(shown)
+
+    port = free_port()
+    with deploybot(bot_env(postgres_url, fake_slack, port), tmp_path):
+        wait_for(all_posted, timeout=40, what="the restarted process to finish posting the run")
+        with engine.connect() as conn:
+            parent_ts = conn.scalar(select(Message.ts).where(Message.part == 0))
+    engine.dispose()
+    [parent] = fake_slack.top_level(CHANNEL)
+    assert parent["ts"] == parent_ts
+    replies = fake_slack.thread(CHANNEL, parent_ts)[1:]
+    assert len(replies) == 3 and all(reply["thread_ts"] == parent_ts for reply in replies)
