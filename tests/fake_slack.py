@@ -40,6 +40,7 @@ class Hold:
     seconds: float
     drop: bool
     channel: str | None
+    ts: str | None = None
 
 
 @dataclass
@@ -111,11 +112,13 @@ class FakeSlack:
         with self.lock:
             self.faults[method] += [Fault(status, retry_after, error, channel)] * times
 
-    def hold(self, method: str, seconds: float, *, channel: str | None = None, drop: bool = False) -> None:
-        """The next call of `method` (to `channel`) takes effect, then is answered after `seconds`,
-        or, with `drop`, its connection is closed without an answer."""
+    def hold(
+        self, method: str, seconds: float, *, channel: str | None = None, ts: str | None = None, drop: bool = False
+    ) -> None:
+        """The next call of `method` (to `channel`, of message `ts`) takes effect, then is answered
+        after `seconds`, or, with `drop`, its connection is closed without an answer."""
         with self.lock:
-            self.holds[method].append(Hold(seconds, drop, channel))
+            self.holds[method].append(Hold(seconds, drop, channel, ts))
 
     def top_level(self, channel: str) -> list[dict[str, Any]]:
         """Messages in a channel that are not thread replies, in posting order."""
@@ -203,7 +206,10 @@ class FakeSlack:
             status, body = 200, answer(args) if answer else {"ok": False, "error": "unknown_method"}
             with self.lock:
                 waiting = self.holds.get(method) or []
-                hold = next((h for h in waiting if h.channel in (None, args.get("channel"))), None)
+                hold = next(
+                    (h for h in waiting if h.channel in (None, args.get("channel")) and h.ts in (None, args.get("ts"))),
+                    None,
+                )
                 if hold:
                     waiting.remove(hold)
         with self.lock:
