@@ -6,9 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from slack_sdk import WebClient
 from sqlalchemy import create_engine, select
 
+from bot import db
 from bot.models import Message
+from bot.posting import PAGE_SIZE, Poster, metadata
+from bot.services import utcnow
 from tests.conftest import SIGNING_SECRET, postgres_schema_url, wait_for
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackUser
@@ -52,3 +56,19 @@ def test_kill_9_after_slack_stored_the_post_then_restart_posts_it_once(
     assert parent["ts"] == parent_ts
     replies = fake_slack.thread(CHANNEL, parent_ts)[1:]
     assert len(replies) == 3 and all(reply["thread_ts"] == parent_ts for reply in replies)
+
+
+def test_a_post_is_found_again_past_the_first_page_of_history_and_in_threads(fake_slack: FakeSlack) -> None:
+    client = WebClient(token=fake_slack.token, base_url=fake_slack.url)
+    poster = Poster(db.make_sessions(db.make_engine("sqlite://")), client, utcnow)
+    started = utcnow()
+    wanted = client.chat_postMessage(channel="C9", text="wanted", metadata=metadata("message:7"))["ts"]
+    for n in range(PAGE_SIZE + 20):  # newer messages: the wanted one is on the second page
+        client.chat_postMessage(channel="C9", text=f"noise {n}", metadata=metadata(f"outbox:{n}"))
+    reply = client.chat_postMessage(channel="C9", thread_ts=wanted, text="in the thread", metadata=metadata("outbox:x"))
+    assert poster.find("message:7", "C9", None, started) == (wanted, None)
+    assert poster.find("outbox:x", "C9", wanted, started) == (reply["ts"], None)
+    assert poster.find("outbox:x", "C9", None, started) == (None, None)  # replies are not in the channel's history
+    assert poster.find("message:8", "C9", None, started) == (None, None)
+    pages = [c for c in fake_slack.calls if c.method == "conversations.history"]
+    assert len(pages) > 2 and pages[1].args["cursor"]
