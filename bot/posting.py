@@ -3,6 +3,7 @@ whose outcome is unknown is looked up by the key in its metadata before anything
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,11 @@ LOOKBACK = timedelta(minutes=5)
 # since it was sent (longer than the client's 10 s timeout), so a late arrival is not posted twice.
 SETTLE = timedelta(seconds=12)
 PAGE_SIZE = 200
+# Lookups Slack refuses for good: an install without the history scopes, or a public channel
+# deploybot posts in (chat:write.public) without being a member. Posting again then beats never.
+CANNOT_LOOK = {"missing_scope", "not_in_channel"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,9 @@ class Poster:
             if earlier.look_after is not None and now < earlier.look_after:
                 return Posted(look_at=earlier.look_after)
             found, failure = self.find(key, earlier.channel_id, earlier.thread_ts, earlier.started_at)
-            if failure is not None:
+            if failure is not None and failure.error in CANNOT_LOOK:
+                log.warning("cannot look for %s in %s (%s): posting it again", key, earlier.channel_id, failure.error)
+            elif failure is not None:
                 return Posted(failure=failure)
             if found is not None:
                 self._record(key, ts=found)

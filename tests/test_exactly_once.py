@@ -1,4 +1,4 @@
-"""A post Slack stored but deploybot never heard about (the process killed mid-call) is not posted twice."""
+"""Posting once: a post whose outcome is unknown (a timeout, a crash mid-call) is looked up, not posted twice."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bot import db
 from bot.models import Message
 from bot.posting import PAGE_SIZE, Poster, metadata
 from bot.services import utcnow
-from tests.conftest import SIGNING_SECRET, postgres_schema_url, wait_for
+from tests.conftest import SIGNING_SECRET, Running, postgres_schema_url, wait_for
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackUser
 from tests.test_process import bot_env, deploybot, free_port
@@ -72,3 +72,13 @@ def test_a_post_is_found_again_past_the_first_page_of_history_and_in_threads(fak
     assert poster.find("message:8", "C9", None, started) == (None, None)
     pages = [c for c in fake_slack.calls if c.method == "conversations.history"]
     assert len(pages) > 2 and pages[1].args["cursor"]
+
+
+def test_without_the_history_scopes_a_post_is_retried_rather_than_stuck(running: Running) -> None:
+    # An install that was not granted channels:history yet: Slack refuses the lookup for good.
+    running.fake.fail("chat.postMessage", status=500, retry_after=None, error="internal_error", channel=CHANNEL)
+    running.fake.fail("conversations.history", 20, status=200, retry_after=None, error="missing_scope")
+    assert running.slack.command("start v7.1.0 production", channel=CHANNEL).status_code == 200
+    running.settled(timeout=30)
+    assert len(running.fake.top_level(CHANNEL)) == 1
+    assert [c.method for c in running.fake.calls if c.method.startswith("conversations.")] == ["conversations.history"]
