@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from sqlalchemy import Engine, create_engine, event, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any fixed number works; it only has to be the same in every replica.
@@ -115,6 +119,80 @@ def take_lease(session: Session, model: Any, key: Any, now: datetime, until: dat
         update(model).where(key_column == key, unleased(model, now), *also).values(lease_until=until)
     )
     return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+class Leases:
+    """Short leases on the rows this process works on, renewed by a heartbeat while the work goes on.
+
+    A dead process stops renewing, so its rows are free again within `ttl` (seconds), while a live
+    one keeps a row through work of any length (a Slack call may take its whole 10 s timeout). This
+    needs nothing beyond the lease_until columns, unlike leases tied to a replica-liveness table.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Callable[[], datetime],
+        ttl: timedelta = timedelta(seconds=5),
+    ):
+        self._sessions = sessions
+        self._clock = clock
+        self.ttl = ttl
+        self._held: dict[tuple[Any, Any], datetime] = {}  # (model, key) -> the lease_until we wrote
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def take(self, session: Session, model: Any, key: Any, *also: Any) -> bool:
+        """Lease one row in the caller's transaction (see take_lease); renewed until dropped."""
+        now = self._clock()
+        until = now + self.ttl
+        if not take_lease(session, model, key, now, until, *also):
+            return False
+        with self._lock:
+            self._held[(model, key)] = until
+        return True
+
+    def drop(self, model: Any, key: Any) -> None:
+        """Stop renewing a lease (whoever released it in the database, or will)."""
+        with self._lock:
+            self._held.pop((model, key), None)
+
+    def renew(self) -> None:
+        """Extend every lease still ours; forget those released or lost meanwhile."""
+        with self._lock:
+            held = list(self._held.items())
+        for (model, key), until in held:
+            renewed = self._clock() + self.ttl
+            key_column = model.__mapper__.primary_key[0]
+            with self._sessions.begin() as session:
+                # Compare-and-set on the value we wrote: a lease released or taken over is left alone.
+                result = session.execute(
+                    update(model).where(key_column == key, model.lease_until == until).values(lease_until=renewed)
+                )
+            with self._lock:
+                if self._held.get((model, key)) == until:
+                    if result.rowcount:  # type: ignore[attr-defined]
+                        self._held[(model, key)] = renewed
+                    else:
+                        del self._held[(model, key)]
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._beat, name="leases", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _beat(self) -> None:
+        interval = self.ttl.total_seconds() / 5
+        while not self._stopping.wait(interval):
+            try:
+                self.renew()
+            except Exception:
+                log.exception("renewing leases failed; retrying")
 
 
 def _alembic_config(engine: Engine) -> Config:

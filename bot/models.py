@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -315,3 +315,30 @@ class HomeTab(Base):
     lease_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class SlackPost(Base):
+    """One chat.postMessage deploybot must make once: when an attempt started, and the ts Slack gave it.
+
+    An attempt started but never answered may have been stored by Slack; the key, carried in the
+    message's metadata, is how deploybot finds it again before posting anew.
+    """
+
+    __tablename__ = "slack_posts"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    started_at: Mapped[datetime | None]  # an attempt whose outcome is not known yet; NULL: none
+    look_after: Mapped[datetime | None]  # when Slack is done with that attempt, stored or not
+    ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class SlackBudget(Base):
+    """A token bucket shared by every replica, so the calls of one Slack method stay within its rate limit."""
+
+    __tablename__ = "slack_budgets"
+
+    method: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime]

@@ -21,7 +21,9 @@ from bot import blocks as render
 from bot import db, export, paging, runs
 from bot.contacts import Team
 from bot.models import HomeTab, Message, Outbox, Run, RunStatus
+from bot.pacing import Budget
 from bot.paging import render as page_render
+from bot.posting import Failure, Poster, attempt
 
 log = logging.getLogger(__name__)
 
@@ -42,28 +44,6 @@ NEEDS_A_PERSON = {
     "restricted_action": "A workspace setting stops me from posting there.",
     "message_not_found": "The message was deleted.",
 }
-
-
-@dataclass(frozen=True)
-class Failure:
-    """How a Slack call failed: its HTTP status (0: the network), headers and Slack's error."""
-
-    status: int
-    headers: Any
-    error: str
-
-    def __str__(self) -> str:
-        return f"{self.status or 'network'}: {self.error}"
-
-
-def attempt(call: Callable[..., Any], **kwargs: Any) -> tuple[Any, Failure | None]:
-    """Call the Slack Web API once: (response, None), or (None, what went wrong)."""
-    try:
-        return call(**kwargs), None
-    except SlackApiError as exc:
-        return None, Failure(exc.response.status_code, exc.response.headers, str(exc.response.get("error")))
-    except OSError as exc:  # connection refused, reset, timed out
-        return None, Failure(0, {}, type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -90,7 +70,6 @@ class Publisher:
         *,
         min_interval: float = 1.0,
         poll_interval: float = 1.0,
-        lease: float = 60.0,
         contacts: dict[str, Team] | None = None,
         home: HomeRenderer | None = None,
     ):
@@ -105,7 +84,10 @@ class Publisher:
         # into a few chat.update calls (Tier 3) while the last one still shows everything.
         self._min_interval = timedelta(seconds=min_interval)
         self._poll_interval = poll_interval
-        self._lease = timedelta(seconds=lease)
+        self._leases = db.Leases(sessions, clock)
+        self._poster = Poster(sessions, client, clock)
+        # chat.update is Tier 3 for the whole workspace: every replica spends from one budget.
+        self._updates = Budget(sessions, "chat.update")
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -117,6 +99,7 @@ class Publisher:
         self._wakeup.set()
 
     def start(self) -> None:
+        self._leases.start()
         self._thread = threading.Thread(target=self._loop, name="publisher", daemon=True)
         self._thread.start()
 
@@ -127,6 +110,7 @@ class Publisher:
         self._wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout + 1)
+        self._leases.stop()
 
     def _loop(self) -> None:
         while True:
@@ -154,8 +138,11 @@ class Publisher:
         for message_id in self._due(now):
             if self._paused_until and self._clock() < self._paused_until:
                 break  # a 429 in this pass holds back the rest of it too
-            if self._claim(message_id, now):
-                self._publish(message_id)
+            if self._claim(message_id):
+                try:
+                    self._publish(message_id)
+                finally:
+                    self._leases.drop(Message, message_id)
                 handled += 1
         handled += self._deliver_outbox(now)
         handled += self._publish_homes(now)
@@ -174,18 +161,19 @@ class Publisher:
             unsent = session.scalar(select(func.count()).select_from(Outbox).where(Outbox.sent_at.is_(None))) or 0
             return behind + unsent
 
-    def _due(self, now: datetime) -> list[int]:
+    def _may_go(self, now: datetime) -> Any:
+        """The messages that are behind and whose next allowed time has come."""
         # Shutting down: the spacing between updates is waived, a failure's back-off is not.
         waived = [Message.attempts == 0] if self._stopping.is_set() else []
+        return _behind(), or_(Message.not_before.is_(None), Message.not_before <= now, *waived)
+
+    def _due(self, now: datetime) -> list[int]:
         with self._reader() as session:
             query = (
                 select(Message.id)
-                .where(
-                    _behind(),
-                    or_(Message.not_before.is_(None), Message.not_before <= now, *waived),
-                    db.unleased(Message, now),
-                )
-                .order_by(Message.run_id, Message.part)
+                .where(*self._may_go(now), db.unleased(Message, now))
+                # Those kept waiting longest first: when the update budget is short, each gets its turn.
+                .order_by(Message.not_before.asc().nulls_first(), Message.run_id, Message.part)
                 .limit(50)
             )
             return list(session.scalars(query))
@@ -199,10 +187,11 @@ class Publisher:
                 .limit(1)
             )
 
-    def _claim(self, message_id: int, now: datetime) -> bool:
-        """Take the lease on one message, so no other thread or replica renders it meanwhile."""
+    def _claim(self, message_id: int) -> bool:
+        """Take the lease on one message if it is still due, so no other thread or replica renders it meanwhile."""
         with self._sessions.begin() as session:
-            return db.take_lease(session, Message, message_id, now, now + self._lease)
+            # Checked again in the claim itself: another replica may have rendered it since _due looked.
+            return self._leases.take(session, Message, message_id, *self._may_go(self._clock()))
 
     def _publish(self, message_id: int) -> None:
         rendering = self._render(message_id)
@@ -212,27 +201,50 @@ class Publisher:
             self._done(rendering, rendering.ts, sent=False)
             return
         if rendering.ts is None:
-            response, failure = attempt(
-                self._client.chat_postMessage,
-                channel=rendering.channel_id,
-                thread_ts=rendering.thread_ts,
-                blocks=rendering.blocks,
-                text=rendering.text,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        else:
-            response, failure = attempt(
-                self._client.chat_update,
-                channel=rendering.channel_id,
-                ts=rendering.ts,
-                blocks=rendering.blocks,
-                text=rendering.text,
-            )
+            self._post(rendering)
+            return
+        wait = self._updates.take(self._clock())
+        if wait is not None:  # the workspace's update budget is spent: coalesce until then
+            self._defer(message_id, wait)
+            return
+        _, failure = attempt(
+            self._client.chat_update,
+            channel=rendering.channel_id,
+            ts=rendering.ts,
+            blocks=rendering.blocks,
+            text=rendering.text,
+        )
         if failure is not None:
             self._failed(rendering, failure)
             return
-        self._done(rendering, rendering.ts or response["ts"], sent=True)
+        self._done(rendering, rendering.ts, sent=True)
+
+    def _post(self, rendering: Rendering) -> None:
+        posted = self._poster.post(
+            f"message:{rendering.message_id}",
+            rendering.channel_id,
+            rendering.thread_ts,
+            blocks=rendering.blocks,
+            text=rendering.text,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        if posted.look_at is not None:
+            self._defer(rendering.message_id, posted.look_at)
+        elif posted.failure is not None:
+            self._failed(rendering, posted.failure)
+        elif posted.adopted:
+            # An earlier attempt's message, showing what was rendered then: record it, update it next.
+            with self._sessions.begin() as session:
+                values = {"ts": posted.ts, "lease_until": None, "attempts": 0, "last_error": None}
+                session.execute(update(Message).where(Message.id == rendering.message_id).values(values))
+        else:
+            self._done(rendering, posted.ts, sent=True)
+
+    def _defer(self, message_id: int, until: datetime) -> None:
+        """Hand a message back to be rendered at `until`; not a failure, so no back-off grows."""
+        with self._sessions.begin() as session:
+            session.execute(update(Message).where(Message.id == message_id).values(not_before=until, lease_until=None))
 
     def _render(self, message_id: int) -> Rendering | None:
         with self._reader() as session:
@@ -328,31 +340,38 @@ class Publisher:
             ).all()
         sent = 0
         for outbox_id in due:
-            with self._sessions.begin() as session:
-                if not db.take_lease(session, Outbox, outbox_id, now, now + self._lease):
-                    continue
-                row = session.get(Outbox, outbox_id)
-                assert row is not None
-                channel, text = row.channel_id, row.text
-                thread_ts = None
-                if row.run_id is not None:
-                    thread_ts = session.scalar(
-                        select(Message.ts).where(Message.run_id == row.run_id, Message.part == 0)
-                    )
-                    if thread_ts is None:  # its run is not posted yet: wait for it
-                        row.lease_until = None
-                        continue
-            _, failure = attempt(self._client.chat_postMessage, channel=channel, text=text, thread_ts=thread_ts)
-            with self._sessions.begin() as session:
-                row = session.get(Outbox, outbox_id)
-                assert row is not None
-                if failure is None:
-                    row.lease_until, row.sent_at = None, self._clock()
-                    sent += 1
-                else:
-                    self._retry_later(row, failure, now)
-                    log.warning("outbox message %s failed (%s); retrying", outbox_id, failure)
+            try:
+                sent += self._deliver(outbox_id, now)
+            finally:
+                self._leases.drop(Outbox, outbox_id)
         return sent
+
+    def _deliver(self, outbox_id: int, now: datetime) -> bool:
+        with self._sessions.begin() as session:
+            if not self._leases.take(session, Outbox, outbox_id, Outbox.sent_at.is_(None)):
+                return False
+            row = session.get(Outbox, outbox_id)
+            assert row is not None
+            channel, text = row.channel_id, row.text
+            thread_ts = None
+            if row.run_id is not None:
+                thread_ts = session.scalar(select(Message.ts).where(Message.run_id == row.run_id, Message.part == 0))
+                if thread_ts is None:  # its run is not posted yet: wait for it
+                    row.lease_until = None
+                    return False
+        posted = self._poster.post(f"outbox:{outbox_id}", channel, thread_ts, text=text)
+        with self._sessions.begin() as session:
+            row = session.get(Outbox, outbox_id)
+            assert row is not None
+            if posted.look_at is not None:
+                row.lease_until, row.not_before = None, posted.look_at
+            elif posted.failure is None:
+                row.lease_until, row.sent_at = None, self._clock()
+                return True
+            else:
+                self._retry_later(row, posted.failure, now)
+                log.warning("outbox message %s failed (%s); retrying", outbox_id, posted.failure)
+        return False
 
     def _publish_homes(self, now: datetime) -> int:
         """Republish the Home tab of everyone whose tab shows something else than the database now does."""
@@ -377,9 +396,12 @@ class Publisher:
         published = 0
         for user_id in stale:
             with self._sessions.begin() as session:
-                if not db.take_lease(session, HomeTab, user_id, now, now + self._lease):
+                if not self._leases.take(session, HomeTab, user_id):
                     continue
-            _, failure = attempt(self._client.views_publish, user_id=user_id, view=view)
+            try:
+                _, failure = attempt(self._client.views_publish, user_id=user_id, view=view)
+            finally:
+                self._leases.drop(HomeTab, user_id)
             with self._sessions.begin() as session:
                 tab = session.get(HomeTab, user_id)
                 assert tab is not None

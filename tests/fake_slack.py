@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -32,6 +34,16 @@ class Fault:
 
 
 @dataclass
+class Hold:
+    """Store a call's effect, then answer only after `seconds` (or never: `drop` closes the connection)."""
+
+    seconds: float
+    drop: bool
+    channel: str | None
+    ts: str | None = None
+
+
+@dataclass
 class FakeSlack:
     """Records every call, keeps posted messages, validates blocks, and answers faults on demand."""
 
@@ -51,6 +63,9 @@ class FakeSlack:
     usergroups: dict[str, list[str]] = field(default_factory=dict)  # user group id -> member ids
     homes: dict[str, dict[str, Any]] = field(default_factory=dict)  # user id -> published Home tab view
     down_until: float = 0.0  # monotonic time until which every call gets 503 (an outage)
+    holds: dict[str, list[Hold]] = field(default_factory=lambda: defaultdict(list))
+    released: threading.Event = field(default_factory=threading.Event)  # ends every hold at once
+    _last_ts: float = 0.0
     _next_ts: int = 0
     _server: ThreadingHTTPServer | None = None
 
@@ -66,6 +81,9 @@ class FakeSlack:
             def do_POST(self) -> None:
                 fake._handle(self)
 
+            def do_GET(self) -> None:  # slack_sdk reads conversations.* with GET and query parameters
+                fake._handle(self)
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -75,6 +93,7 @@ class FakeSlack:
         return self
 
     def stop(self) -> None:
+        self.released.set()
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -92,6 +111,20 @@ class FakeSlack:
         """Answer the next `times` calls of `method` (to `channel`, if given) with an error: 429 by default."""
         with self.lock:
             self.faults[method] += [Fault(status, retry_after, error, channel)] * times
+
+    def hold(
+        self, method: str, seconds: float, *, channel: str | None = None, ts: str | None = None, drop: bool = False
+    ) -> None:
+        """The next call of `method` (to `channel`, of message `ts`) takes effect, then is answered
+        after `seconds`, or, with `drop`, its connection is closed without an answer."""
+        with self.lock:
+            self.holds[method].append(Hold(seconds, drop, channel, ts))
+
+    def top_level(self, channel: str) -> list[dict[str, Any]]:
+        """Messages in a channel that are not thread replies, in posting order."""
+        with self.lock:
+            found = [m for (ch, ts), m in self.messages.items() if ch == channel and m.get("thread_ts") in (None, ts)]
+        return sorted(found, key=lambda m: float(m["ts"]))
 
     def outage(self, seconds: float) -> None:
         """Answer every call with 503 for the next `seconds`."""
@@ -161,6 +194,7 @@ class FakeSlack:
         headers: dict[str, str] = {}
         if at < self.down_until:
             fault = Fault(503, None, "service_unavailable", None)
+        hold = None
         if fault:
             status, body = fault.status, {"ok": False, "error": fault.error}
             if fault.retry_after is not None:
@@ -170,9 +204,26 @@ class FakeSlack:
         else:
             answer = getattr(self, "_" + method.replace(".", "_"), None)
             status, body = 200, answer(args) if answer else {"ok": False, "error": "unknown_method"}
+            with self.lock:
+                waiting = self.holds.get(method) or []
+                hold = next(
+                    (h for h in waiting if h.channel in (None, args.get("channel")) and h.ts in (None, args.get("ts"))),
+                    None,
+                )
+                if hold:
+                    waiting.remove(hold)
         with self.lock:
             self.calls.append(Call(method, args, at, status, bool(body.get("ok"))))
-        self._reply(request, status, body, headers)
+        if hold and hold.drop:
+            request.close_connection = True
+            request.connection.shutdown(socket.SHUT_RDWR)  # done in Slack, never answered
+            return
+        if hold:
+            self.released.wait(hold.seconds)
+        try:
+            self._reply(request, status, body, headers)
+        except OSError:  # the caller gave up (timed out, or was killed) while the answer was held
+            request.close_connection = True
 
     def _reply(
         self, request: BaseHTTPRequestHandler, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
@@ -222,9 +273,13 @@ class FakeSlack:
     def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         if problem := self._invalid(args):
             return problem
+        metadata = args.get("metadata")
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
         with self.lock:
-            self._next_ts += 1
-            ts = f"1700000000.{self._next_ts:06d}"
+            # Like Slack's: the posting time in seconds since the epoch, unique within the channel.
+            self._last_ts = max(round(time.time(), 6), self._last_ts + 0.000001)
+            ts = f"{self._last_ts:.6f}"
             message = {
                 "ts": ts,
                 "channel": args["channel"],
@@ -232,8 +287,41 @@ class FakeSlack:
                 "blocks": args.get("blocks") or [],
                 "thread_ts": args.get("thread_ts"),
             }
+            if metadata:
+                message["metadata"] = metadata
             self.messages[(args["channel"], ts)] = message
         return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
+
+    def _listed(self, messages: list[dict[str, Any]], args: dict[str, Any]) -> dict[str, Any]:
+        """A page of messages the way conversations.history and .replies hand them out."""
+        everything = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        shown = [
+            {"type": "message", "bot_id": "BBOT", **{k: v for k, v in m.items() if k != "metadata" or everything}}
+            for m in messages
+        ]
+        start = int(base64.b64decode(args["cursor"]).decode().removeprefix("offset:")) if args.get("cursor") else 0
+        limit = int(args.get("limit") or 100)
+        page, more = shown[start : start + limit], start + limit < len(shown)
+        cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode() if more else ""
+        return {"ok": True, "messages": page, "has_more": more, "response_metadata": {"next_cursor": cursor}}
+
+    def _within(self, message: dict[str, Any], args: dict[str, Any]) -> bool:
+        ts, inclusive = float(message["ts"]), str(args.get("inclusive", "")).lower() in ("1", "true")
+        oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or "inf")
+        return (oldest <= ts <= latest) if inclusive else (oldest < ts < latest)
+
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        found = [m for m in self.top_level(args["channel"]) if self._within(m, args)]
+        return self._listed(found[::-1], args)  # newest first
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, parent_ts = args.get("channel", ""), args.get("ts", "")
+        if (channel, parent_ts) not in self.messages:
+            return {"ok": False, "error": "thread_not_found"}
+        parent, *replies = self.thread(channel, parent_ts)
+        return self._listed([parent, *(m for m in replies if self._within(m, args))], args)  # oldest first
 
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         if problem := self._invalid(args):

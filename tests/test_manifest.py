@@ -40,6 +40,8 @@ def test_manifest_declares_what_deploybot_uses() -> None:
         "chat:write.public",
         "files:write",
         "usergroups:read",
+        "channels:history",  # looking up posts whose outcome is unknown
+        "groups:history",
     }
 
 

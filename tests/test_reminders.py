@@ -281,3 +281,33 @@ def test_reminders_and_remind_commands(one: Running) -> None:
     assert recorded(one)[0][0] == "weekly" and recorded(one)[0][2] == "manual"
     assert "last: run #1" in one.slack.command("reminders").json()["text"]
     assert "There is no cadence 'hourly'" in one.slack.command("remind hourly").json()["text"]
+
+
+# --- posts whose outcome is unknown ----------------------------------------------------------------
+
+
+def test_a_reminder_slack_answers_after_the_client_timeout_is_posted_once_with_its_thread(one: Running) -> None:
+    # Slack stores the post at once but answers after the client gave up (10 s).
+    one.fake.hold("chat.postMessage", 11, channel=CHANNEL)
+    assert one.app.reminders.tick(at(BERLIN, 2026, 11, 30, 9, 0, 5)) == 1
+    one.settled(timeout=45)
+    [parent] = one.fake.top_level(CHANNEL)
+    assert parent["metadata"] == {"event_type": "deploybot_post", "event_payload": {"key": "message:1"}}
+    thread = one.fake.thread(CHANNEL, parent["ts"])
+    assert len(thread) > 1 and all(reply["thread_ts"] == parent["ts"] for reply in thread[1:])
+    # The adopted post was brought up to date like any other message.
+    assert parent["blocks"][0]["text"]["text"] == "Daily ongoing maintenance — Mon 30 Nov 2026 09:00"
+    assert [c.method for c in one.fake.calls if c.method.startswith("conversations.")] == ["conversations.history"]
+
+
+def test_a_nudge_whose_connection_dropped_after_slack_stored_it_is_posted_once(one: Running) -> None:
+    start = at(BERLIN, 2026, 11, 30, 9, 0, 5)
+    one.app.reminders.tick(start)
+    one.settled()
+    one.fake.hold("chat.postMessage", 0, channel=CHANNEL, drop=True)
+    one.app.reminders.tick(start + timedelta(hours=8, minutes=1))
+    one.settled(timeout=45)
+    [parent] = one.fake.top_level(CHANNEL)
+    nudges = [m for m in one.fake.thread(CHANNEL, parent["ts"]) if ":alarm_clock:" in (m.get("text") or "")]
+    assert len(nudges) == 1
+    assert [c.method for c in one.fake.calls if c.method.startswith("conversations.")] == ["conversations.replies"]

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, select
 
 from bot import ids
 from bot.models import Event, ItemState, Message, Page, PageDelivery, ReminderSlot, Run
-from tests.conftest import ROOT, SIGNING_SECRET, postgres_schema_url
+from tests.conftest import ROOT, SIGNING_SECRET, postgres_schema_url, wait_for
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackUser
 from tests.test_process import bot_env, deploybot, free_port
@@ -152,3 +152,131 @@ def test_three_replicas_lose_nothing_and_do_everything_once(
         assert all(n == 1 for n in deliveries.values())
         for user in users:
             user.http.close()
+
+
+# --- pacing and recovery across replicas -----------------------------------------------------------
+
+RENDER_INTERVAL = 0.3
+TIER_3 = 50  # chat.update calls per minute Slack allows a workspace
+CHANNELS = [CHANNEL, "C101", "C102"]
+
+
+def posted_run(user: SlackUser, postgres_url: str, version: str, channel: str = CHANNEL) -> int:
+    """Start a run through `user`; its id, once all its messages are posted."""
+    assert user.command(f"start {version} production", channel=channel).status_code == 200
+    engine = create_engine(postgres_url)
+
+    def posted() -> int | None:
+        with engine.connect() as conn:
+            run_id = conn.scalar(select(Run.id).where(Run.version == version))
+            shown = conn.scalars(select(Message.ts).where(Message.run_id == run_id)).all()
+        return run_id if shown and all(shown) else None
+
+    run_id: int = wait_for(posted, timeout=30, what="the run's messages to be posted")
+    engine.dispose()
+    return run_id
+
+
+def messages_of(fake: FakeSlack, channel: str = CHANNEL) -> list[dict]:
+    [parent] = fake.top_level(channel)
+    return fake.thread(channel, parent["ts"])
+
+
+def tick(user: SlackUser, run_id: int, messages: list[dict], item_id: str, who: str) -> int:
+    message, _ = item_block(messages, item_id)
+    return user.click(
+        ids.ITEM_DONE,
+        {"run": run_id, "item": item_id},
+        user=who,
+        channel=message["channel"],
+        message_ts=message["ts"],
+        thread_ts=message["thread_ts"],
+    ).status_code
+
+
+def item_ids(messages: list[dict]) -> list[str]:
+    return [
+        b["block_id"].removeprefix("item.")
+        for m in messages[1:]
+        for b in m["blocks"]
+        if b.get("block_id", "").startswith("item.")
+    ]
+
+
+def test_updates_from_three_replicas_stay_within_slacks_rate_limit_and_the_render_interval(
+    tmp_path: Path, fake_slack: FakeSlack, postgres_url: str
+) -> None:
+    with ExitStack() as stack:
+        ports = [free_port() for _ in range(REPLICAS)]
+        for port in ports:
+            env = bot_env(postgres_url, fake_slack, port, DEPLOYBOT_RENDER_INTERVAL=str(RENDER_INTERVAL))
+            stack.enter_context(deploybot(env, tmp_path))
+        users = [SlackUser(f"http://127.0.0.1:{port}", SIGNING_SECRET) for port in ports]
+        # Three runs in three channels: twelve messages that every click keeps behind.
+        runs = {channel: posted_run(users[0], postgres_url, f"v6.0.{n}", channel) for n, channel in enumerate(CHANNELS)}
+        messages = {channel: messages_of(fake_slack, channel) for channel in CHANNELS}
+        items = item_ids(messages[CHANNEL])[:30]
+        balancer = random.Random(11)
+
+        # 300 clicks at about 10 a second, each to a replica at random.
+        with ThreadPoolExecutor(10) as pool:
+            pending = []
+            for n in range(CLICKS):
+                channel, item = CHANNELS[n % 3], items[(n // 3) % len(items)]
+                user = balancer.choice(users)
+                pending.append(pool.submit(tick, user, runs[channel], messages[channel], item, USERS[n % 30]))
+                time.sleep(0.1)
+            assert [p.result() for p in pending] == [200] * CLICKS
+
+        # The last state is shown in the end: every item ticked, the progress counted.
+        def shown(channel: str) -> bool:
+            now = messages_of(fake_slack, channel)
+            ticked = sum("<@U9" in b["text"]["text"] for m in now[1:] for b in m["blocks"] if "accessory" in b)
+            return ticked == len(items) and f"*{len(items)} / 89* done" in str(now[0]["blocks"])
+
+        wait_for(lambda: all(shown(c) for c in CHANNELS), timeout=90, what="every tick and progress to be shown")
+        for user in users:
+            user.http.close()
+
+    updates = fake_slack.calls_of("chat.update")
+    times = sorted(c.at for c in updates)
+    busiest = max(sum(1 for t in times if start <= t < start + 60) for start in times)
+    assert busiest <= TIER_3, f"{busiest} chat.update calls in one minute"
+    by_message: dict[str, list[float]] = {}
+    for call in updates:
+        by_message.setdefault(call.args["ts"], []).append(call.at)
+    gaps = [b - a for at in by_message.values() for a, b in zip(sorted(at), sorted(at)[1:], strict=False)]
+    assert min(gaps) >= RENDER_INTERVAL, f"two updates of one message {min(gaps) * 1000:.0f} ms apart"
+
+
+def test_kill_9_of_the_replica_rendering_a_message_frees_it_within_seconds(
+    tmp_path: Path, fake_slack: FakeSlack, postgres_url: str
+) -> None:
+    first_port, second_port = free_port(), free_port()
+    with ExitStack() as stack:
+        first = stack.enter_context(deploybot(bot_env(postgres_url, fake_slack, first_port), tmp_path))
+        one = SlackUser(f"http://127.0.0.1:{first_port}", SIGNING_SECRET)
+        run_id = posted_run(one, postgres_url, "v6.1.0")
+        messages = messages_of(fake_slack)
+        first_item, second_item = item_ids(messages)[:2]
+        # The first replica's update of the parent (its progress) hangs in Slack while it holds the lease.
+        parent_ts = messages[0]["ts"]
+        fake_slack.hold("chat.update", 120, ts=parent_ts)
+        assert tick(one, run_id, messages, first_item, "U901") == 200
+        wait_for(
+            lambda: [c for c in fake_slack.calls_of("chat.update") if c.args["ts"] == parent_ts],
+            what="the first replica to start updating the parent",
+        )
+        stack.enter_context(deploybot(bot_env(postgres_url, fake_slack, second_port), tmp_path))
+        first.kill()  # kill -9 mid-render
+        first.wait(10)
+        other = SlackUser(f"http://127.0.0.1:{second_port}", SIGNING_SECRET)
+        assert tick(other, run_id, messages, second_item, "U902") == 200
+        # Within seconds (a dead holder's lease used to keep the message frozen for a minute).
+        wait_for(
+            lambda: "*2 / 89* done" in str(messages_of(fake_slack)[0]["blocks"]),
+            timeout=10,
+            what="the other replica to update the message the dead one was rendering",
+        )
+        one.http.close()
+        other.http.close()
