@@ -23,6 +23,7 @@ HELP = """Commands (the same as /deploy in Slack, plus item numbers):
   na N "reason"                   mark item N not applicable
   note N "text"                   add a note to item N
   complete-anyway | abort <reason>
+  deployed [succeeded|failed]     report the deployment itself done: every phase's probes may run
   fail <reason> | rollback        declare the deployment failed / open the rollback checklist
   page <team> <message>           page a team (a running deploybot sends it and escalates)
   ack P | resolve P               acknowledge or resolve page P
@@ -80,6 +81,7 @@ class Shell:
             "abort": self.abort, "list": self.recent, "use": self.use, "export": self.export,
             "fail": self.fail, "rollback": self.rollback, "page": self.page, "ack": self.ack, "resolve": self.resolve,
             "contacts": lambda _args: render_contacts(self.services.config.contacts),
+            "deployed": self.deployed,
             "help": lambda _args: HELP,
         }  # fmt: skip
 
@@ -168,6 +170,13 @@ class Shell:
         with self.services.change() as session:
             runs.abort(session, run_id, " ".join(args), self._actor())
         return f"aborted run #{run_id}"
+
+    def deployed(self, args: list[str]) -> str:
+        if len(args) > 1:
+            raise RunError("deployed [succeeded|failed], e.g. `deployed` once the new version is live.")
+        run_id = self._current()
+        with self.services.change() as session:
+            return runs.deployment_reported(session, run_id, args[0].lower() if args else "succeeded", self._actor())
 
     def fail(self, args: list[str]) -> str:
         failed, rollback = self.services.fail_deploy(self._current(), " ".join(args), self._actor())
