@@ -63,12 +63,14 @@ def upgrade() -> None:
 def downgrade() -> None:
     # Older code knows no waiting probe: hand them to its runner.
     op.execute(_items.update().where(_items.c.probe_status == "waiting").values(probe_status="pending"))
-    with op.batch_alter_table("probe_results", schema=None) as batch_op:
+    # Dropped in place (SQLite 3.35+): copying `runs` into a new table would drop the old one, and
+    # with foreign keys on, SQLite would cascade that to every run's items and events.
+    with op.batch_alter_table("probe_results", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("open_phase")
-    with op.batch_alter_table("item_states", schema=None) as batch_op:
+    with op.batch_alter_table("item_states", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("probe_phase")
         batch_op.drop_column("phase")
-    with op.batch_alter_table("runs", schema=None) as batch_op:
+    with op.batch_alter_table("runs", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("open_phase")
 
 
