@@ -79,8 +79,8 @@ _SET_NOTE = (
     )
 )
 _ADD_EVENT = insert(Event)
-_RESOLVED_NOTHING = -1  # a change that resolved no item opens no phase and completes nothing
 _ADD_PROBE_RESULT = insert(ProbeResult)
+_RESOLVED_NOTHING = -1  # a change that resolved no item opens no phase and completes nothing
 
 
 def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> None:

@@ -11,7 +11,7 @@ from bot import db, export, items, paging, runs
 from bot.app import load_checklists
 from bot.checklists import iter_items
 from bot.config import Settings, load_deploy_config
-from bot.models import ItemStatus, Run
+from bot.models import ItemStatus, ProbeStatus, Run
 from bot.paging.render import contacts_text as render_contacts
 from bot.runs import Actor, RunError
 from bot.services import Services, utcnow
@@ -60,7 +60,10 @@ def render(run: Run) -> str:
         if state.na_reason:
             line += f": {state.na_reason}"
         if state.probe_status:
-            line += f" [probe {state.probe_status}: {state.probe_reason or 'checking'}]"
+            said = state.probe_reason or "checking"
+            if state.probe_status == ProbeStatus.WAITING:
+                said = "runs when its phase opens"
+            line += f" [probe {state.probe_status}: {said}]"
         lines.append(line)
         if state.note:
             lines.append(f"           note ({state.note_by}): {state.note}")

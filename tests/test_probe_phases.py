@@ -207,6 +207,7 @@ def test_re_run_probes_runs_the_open_phases_and_tells_the_clicker_which_wait(pha
 def test_a_reported_deployment_opens_every_phase_from_the_shell(phased: Running, database_url: str) -> None:
     started(phased)
     refused = shell(database_url, "use 1\ndeployed maybe\n")
+    assert "Health endpoint returns `200 OK` [probe waiting: runs when its phase opens]" in refused
     assert "! Say how the deployment went: succeeded or failed. Nothing changed." in refused
     assert {states(phased)[i].probe_status for i in POST} == {"waiting"}
 
