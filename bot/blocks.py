@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot import ids, limits
+from bot import ids, limits, phases
 from bot.checklists import Group, Item, Template
 from bot.models import ItemState, ItemStatus, ProbeStatus, Run, RunStatus
 from bot.mrkdwn import escape, mention
@@ -250,6 +250,8 @@ def _probe_summary(run: Run) -> str:
     parts = [f"{statuses.count(ProbeStatus.PASSED)} passed", f"{statuses.count(ProbeStatus.FAILED)} failed"]
     if pending := statuses.count(ProbeStatus.PENDING):
         parts.append(f"{pending} checking")
+    if waiting := statuses.count(ProbeStatus.WAITING):
+        parts.append(f"{waiting} waiting for their phase")
     return "\n:mag: Probes: " + " · ".join(parts)
 
 
@@ -327,7 +329,7 @@ def part_blocks(run: Run, part: Part, number: int) -> list[Block]:
 
 
 def _item_block(run: Run, item: Item, state: ItemState) -> Block:
-    lines = [_item_line(item, state)]
+    lines = [_item_line(run, item, state)]
     if item.command:
         lines.append(f"`{item.command}`")
     if item.help and state.status == ItemStatus.OPEN:
@@ -335,7 +337,7 @@ def _item_block(run: Run, item: Item, state: ItemState) -> Block:
     if state.overrode_probe:
         lines.append(f":warning: done although its probe failed: {quote(state.probe_reason or '', PROBE_TEXT)}")
     elif state.status == ItemStatus.DONE and state.probe_status == ProbeStatus.PASSED:
-        lines.append(f":mag: {quote(state.probe_reason or '', PROBE_TEXT)}")
+        lines.append(f":mag: {quote(state.probe_reason or '', PROBE_TEXT)}{_checked(run, state)}")
     if state.note and state.note_by and state.note_at:
         earlier = f" _(+{state.note_count - 1} earlier)_" if state.note_count > 1 else ""
         lines.append(f":memo: {mention(state.note_by)} {when(state.note_at)}: {quote(state.note)}{earlier}")
@@ -358,7 +360,15 @@ def _item_block(run: Run, item: Item, state: ItemState) -> Block:
     return block
 
 
-def _item_line(item: Item, state: ItemState) -> str:
+def _checked(run: Run, state: ItemState) -> str:
+    """When a probe's verdict was taken and which phase the run had opened then."""
+    title = phases.title(run.template, state.probe_phase)
+    if title is None or state.probe_at is None:
+        return ""  # a verdict from before deploybot recorded phases
+    return f"  ·  checked {when(state.probe_at)}, {title} open"
+
+
+def _item_line(run: Run, item: Item, state: ItemState) -> str:
     icon = _ICONS[state.status]
     optional = "" if item.required else " _(optional)_"
     if state.status == ItemStatus.OPEN:
@@ -366,7 +376,10 @@ def _item_line(item: Item, state: ItemState) -> str:
             return f":hourglass_flowing_sand: {item.text}{optional}  ·  _checking…_"
         if state.probe_status == ProbeStatus.FAILED and state.probe_at:
             reason = quote(state.probe_reason or "", PROBE_TEXT)
-            return f":x: {item.text}{optional}  ·  probe failed {when(state.probe_at)}: {reason}"
+            against = f" ({title} open)" if (title := phases.title(run.template, state.probe_phase)) else ""
+            return f":x: {item.text}{optional}  ·  probe failed {when(state.probe_at)}{against}: {reason}"
+        if state.probe_status == ProbeStatus.WAITING:
+            return f"{icon} {item.text}{optional}  ·  _probe waits for this phase_"
         return f"{icon} {item.text}{optional}"
     if not state.changed_at:
         return f"{icon} {item.text}{optional}"

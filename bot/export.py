@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import paging, runs
+from bot import paging, phases, runs
 from bot.checklists import iter_items
 from bot.models import ItemStatus, ProbeResult, ProbeStatus, Run
 from bot.mrkdwn import escape
@@ -70,6 +70,7 @@ def record(session: Session, run_id: int) -> dict[str, Any]:
                     "at": _iso(state.probe_at),
                     "evidence": probe.evidence if probe else None,
                     "ms": probe.ms if probe else None,
+                    "open_phase": phases.title(run.template, state.probe_phase),
                 },
                 "override": overrides.get(item.id) if state.overrode_probe else None,
             }
@@ -133,6 +134,8 @@ def _csv(document: dict[str, Any]) -> str:
             "probe_status",
             "probe_reason",
             "overridden_by",
+            "probe_at",
+            "probe_open_phase",
         ]
     )
     for item in document["items"]:
@@ -152,6 +155,8 @@ def _csv(document: dict[str, Any]) -> str:
                 probe.get("status", ""),
                 probe.get("reason", ""),
                 (item["override"] or {}).get("by", ""),
+                probe.get("at") or "",
+                probe.get("open_phase") or "",
             ]
         )
     return out.getvalue()
@@ -206,7 +211,10 @@ def _markdown(document: dict[str, Any]) -> str:
         if item["na_reason"]:
             line += f" — N/A: {markdown_text(item['na_reason'])}"
         if item["probe"]:
-            line += f" — probe {item['probe']['status']}: {markdown_text(item['probe']['reason'] or '')}"
+            probe = item["probe"]
+            line += f" — probe {probe['status']}: {markdown_text(probe['reason'] or '')}"
+            if probe["open_phase"]:
+                line += f" (checked {probe['at']}, {probe['open_phase']} open)"
         if item["override"]:
             line += f" — OVERRIDE by {item['override']['by']}"
         lines.append(line)

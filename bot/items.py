@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, exists, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot import runs
@@ -38,7 +38,7 @@ _CLAIM_RUN = (
     update(Run)
     .where(Run.id == bindparam("run"), Run.status == RunStatus.ACTIVE)
     .values(rev=Run.rev + 1)
-    .returning(Run.id, Run.channel_id, Run.rev)
+    .returning(Run.id, Run.channel_id, Run.rev, Run.open_phase)
 )
 _ITEM = select(ItemState.__table__).where(*_this_item)
 _other = ItemState.__table__.alias("other")
@@ -46,16 +46,20 @@ _SET_STATUS = (
     update(ItemState)
     .where(*_this_item)
     .values(status=bindparam("to"), changed_by=bindparam("by"), changed_at=bindparam("at"), na_reason=bindparam("why"))
-    # Whether another required item of the run is still open, read in the same round trip.
+    # The phase of the first other required item still open (NULL: none), read in the same round
+    # trip: it says both whether the run is complete and which phases are open.
     .returning(
-        exists().where(
+        select(func.min(_other.c.phase))
+        .where(
             _other.c.run_id == bindparam("run"),
             _other.c.required,
             _other.c.status == ItemStatus.OPEN,
             _other.c.item_id != bindparam("item"),
         )
+        .scalar_subquery()
     )
 )
+_OPEN_PHASE = update(Run).where(Run.id == bindparam("run")).values(open_phase=bindparam("through"))
 _SET_PROBE = (
     update(ItemState)
     .where(*_this_item)
@@ -63,6 +67,7 @@ _SET_PROBE = (
         probe_status=bindparam("verdict"),
         probe_reason=bindparam("why"),
         probe_at=bindparam("at"),
+        probe_phase=bindparam("checked_in"),
         probe_lease_until=None,
     )
 )
@@ -75,6 +80,7 @@ _SET_NOTE = (
 )
 _ADD_EVENT = insert(Event)
 _ADD_PROBE_RESULT = insert(ProbeResult)
+_RESOLVED_NOTHING = -1  # a change that resolved no item opens no phase and completes nothing
 
 
 def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> None:
@@ -84,12 +90,13 @@ def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> None
         by_probe = verified_by_probe(state["status"], state["changed_by"])
         who = "verified by deploybot" if by_probe else "done by " + mention(state["changed_by"])
         raise RunError(f"Already {who}; nothing changed.")
-    last = not _set_status(conn, state, ItemStatus.DONE, actor)
+    first_open = _set_status(conn, state, ItemStatus.DONE, actor)
     if state["probe_status"] == ProbeStatus.FAILED:
         # Ticking over a failed probe is an override: keep who did it and what the probe said.
-        _changed(session, run, actor, "item.override", state, {"probe_reason": state["probe_reason"]}, last=last)
+        data = {"probe_reason": state["probe_reason"]}
+        _changed(session, run, actor, "item.override", state, data, first_open=first_open)
     else:
-        _changed(session, run, actor, "item.done", state, last=last)
+        _changed(session, run, actor, "item.done", state, first_open=first_open)
 
 
 def reopen(session: Session, run_id: int, item_id: str, actor: Actor) -> None:
@@ -109,8 +116,8 @@ def mark_na(session: Session, run_id: int, item_id: str, reason: str, actor: Act
     if len(reason) > MAX_REASON:
         raise RunError(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
     conn, run, state = _lock_item(session, run_id, item_id, actor)
-    last = not _set_status(conn, state, ItemStatus.NA, actor, reason)
-    _changed(session, run, actor, "item.na", state, {"reason": reason}, last=last)
+    first_open = _set_status(conn, state, ItemStatus.NA, actor, reason)
+    _changed(session, run, actor, "item.na", state, {"reason": reason}, first_open=first_open)
 
 
 def add_note(session: Session, run_id: int, item_id: str, text: str, actor: Actor) -> None:
@@ -126,23 +133,38 @@ def add_note(session: Session, run_id: int, item_id: str, text: str, actor: Acto
 
 
 def record_probe(session: Session, run_id: int, item_id: str, verdict: Verdict, kind: str, at: datetime) -> None:
-    """Store a probe's verdict; it ticks or fails the item unless a person already decided it."""
+    """Store a probe's verdict; it ticks or fails the item unless a person already decided it.
+
+    A verdict taken before the item's phase opened is kept as evidence but decides nothing: the
+    probe waits for its phase and runs again then.
+    """
     conn = session.connection()
     # Claim the run first: an insert's foreign-key lock taken before it would deadlock with a twin.
     run = conn.execute(_CLAIM_RUN, {"run": run_id}).mappings().one_or_none()
+    finished = session.get(Run, run_id) if run is None else None  # a finished run still keeps the evidence
+    open_phase = run["open_phase"] if run is not None else finished.open_phase if finished is not None else None
     result = {"run_id": run_id, "item_id": item_id, "kind": kind, "ok": verdict.ok, "at": at, "ms": verdict.ms}
-    if run is not None or session.get(Run, run_id) is not None:  # a finished run still keeps the evidence
-        conn.execute(_ADD_PROBE_RESULT, {**result, "reason": verdict.reason, "evidence": verdict.evidence})
+    if run is not None or finished is not None:
+        conn.execute(
+            _ADD_PROBE_RESULT,
+            {**result, "reason": verdict.reason, "evidence": verdict.evidence, "open_phase": open_phase},
+        )
     state = conn.execute(_ITEM, {"run": run_id, "item": item_id}).mappings().one_or_none()
     if state is None or run is None:
         return
-    passed = ProbeStatus.PASSED if verdict.ok else ProbeStatus.FAILED
-    conn.execute(_SET_PROBE, {"run": run_id, "item": item_id, "verdict": passed, "why": verdict.reason, "at": at})
     actor = Actor(PROBE_ACTOR, at)
     data = {"reason": verdict.reason, "ms": verdict.ms}
-    if verdict.ok and state["status"] == ItemStatus.OPEN:
-        last = not _set_status(conn, state, ItemStatus.DONE, actor)
-        _changed(session, run, actor, "item.verified", state, data, last=last)
+    early = state["phase"] > run["open_phase"]
+    status = ProbeStatus.WAITING if early else ProbeStatus.PASSED if verdict.ok else ProbeStatus.FAILED
+    values = {"verdict": status, "why": verdict.reason, "at": at, "checked_in": open_phase}
+    conn.execute(_SET_PROBE, {"run": run_id, "item": item_id, **values})
+    if early:
+        if verified_by_probe(state["status"], state["changed_by"]):
+            _set_status(conn, state, ItemStatus.OPEN, actor)
+        _changed(session, run, actor, "probe.too_early", state, {**data, "ok": verdict.ok})
+    elif verdict.ok and state["status"] == ItemStatus.OPEN:
+        first_open = _set_status(conn, state, ItemStatus.DONE, actor)
+        _changed(session, run, actor, "item.verified", state, data, first_open=first_open)
     elif not verdict.ok and verified_by_probe(state["status"], state["changed_by"]):
         _set_status(conn, state, ItemStatus.OPEN, actor)
         _changed(session, run, actor, "item.failed", state, data)
@@ -166,22 +188,23 @@ def _lock_item(session: Session, run_id: int, item_id: str, actor: Actor) -> tup
     return conn, run, state
 
 
-def _set_status(conn: Connection, state: RowMapping, status: str, actor: Actor, na_reason: str | None = None) -> bool:
-    """Set an item's status; whether another required item of its run is still open."""
+def _set_status(
+    conn: Connection, state: RowMapping, status: str, actor: Actor, na_reason: str | None = None
+) -> int | None:
+    """Set an item's status; the phase of the first other required item of its run still open (None: none)."""
     kept = status != ItemStatus.OPEN  # an open item was changed by nobody
-    return bool(
-        conn.execute(
-            _SET_STATUS,
-            {
-                "run": state["run_id"],
-                "item": state["item_id"],
-                "to": status,
-                "by": actor.user_id if kept else None,
-                "at": actor.at if kept else None,
-                "why": na_reason,
-            },
-        ).scalar_one()
-    )
+    first_open: int | None = conn.execute(
+        _SET_STATUS,
+        {
+            "run": state["run_id"],
+            "item": state["item_id"],
+            "to": status,
+            "by": actor.user_id if kept else None,
+            "at": actor.at if kept else None,
+            "why": na_reason,
+        },
+    ).scalar_one()
+    return first_open
 
 
 def _changed(
@@ -192,11 +215,28 @@ def _changed(
     state: RowMapping,
     data: dict[str, Any] | None = None,
     *,
-    last: bool = False,
+    first_open: int | None = _RESOLVED_NOTHING,
 ) -> None:
-    """Record the event, ask for a render, and complete the run if this change resolved its `last` required item."""
+    """Record the event, ask for a render, and follow a resolution on.
+
+    `first_open` is the phase of the first required item still open after the change that
+    resolved this one: every phase up to it is open now, and None means the run is complete.
+    """
     conn = session.connection()
     conn.execute(_ADD_EVENT, runs.event_values(actor, kind, data, run_id=run["id"], item_id=state["item_id"]))
     runs.want_render(conn, run["id"], run["rev"])
-    if last:
+    if first_open is None:
         runs.complete(session, runs.get_run(session, run["id"]), actor)
+    elif first_open > run["open_phase"]:
+        _open_phases(session, run, first_open, actor)
+
+
+def _open_phases(session: Session, run: RowMapping, through: int, actor: Actor) -> None:
+    """Open every phase up to `through`: queue their waiting probes, and say so in the audit trail."""
+    conn = session.connection()
+    conn.execute(_OPEN_PHASE, {"run": run["id"], "through": through})
+    queued = runs.open_waiting(conn, run["id"], through)
+    # Twice a run at most: reading the checklist for the phase's name costs nothing that matters.
+    phase = runs.get_run(session, run["id"]).template.phases[through]
+    data = {"phase": phase.id, "title": phase.title, "probes": queued}
+    conn.execute(_ADD_EVENT, runs.event_values(actor, "phase.opened", data, run_id=run["id"]))

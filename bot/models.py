@@ -52,6 +52,7 @@ class ItemStatus:
 
 
 class ProbeStatus:
+    WAITING = "waiting"  # its phase has not opened yet: the runner leaves it alone
     PENDING = "pending"
     PASSED = "passed"
     FAILED = "failed"
@@ -96,6 +97,9 @@ class Run(Base):
     # For a rollback run: the deployment it rolls back, and the version it goes back to, if known.
     rollback_of: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     rollback_to: Mapped[str | None] = mapped_column(String(64))
+    # The last phase (index into the snapshot's phases) whose probes may run. It only moves forward:
+    # when every required item before a phase is resolved, or when the deployment is reported.
+    open_phase: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # Loaded when a renderer asks for them; a click reads only the item it changes.
     items: Mapped[list[ItemState]] = relationship(back_populates="run", order_by="ItemState.position")
@@ -125,6 +129,7 @@ class ItemState(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     item_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[int]
+    phase: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # index into the snapshot's phases
     required: Mapped[bool]
     status: Mapped[str] = mapped_column(String(8), default=ItemStatus.OPEN)
     changed_by: Mapped[str | None] = mapped_column(String(32))
@@ -139,6 +144,8 @@ class ItemState(Base):
     probe_reason: Mapped[str | None] = mapped_column(Text)
     probe_at: Mapped[datetime | None]
     probe_lease_until: Mapped[datetime | None]
+    # The run's open_phase when the latest verdict was taken: what it was checked against.
+    probe_phase: Mapped[int | None] = mapped_column(Integer)
 
     run: Mapped[Run] = relationship(back_populates="items")
 
@@ -187,6 +194,7 @@ class ProbeResult(Base):
     evidence: Mapped[dict[str, Any]]
     ms: Mapped[float]
     at: Mapped[datetime]
+    open_phase: Mapped[int | None] = mapped_column(Integer)  # the run's open_phase when it was taken
 
 
 class ReminderSlot(Base):

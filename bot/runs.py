@@ -10,7 +10,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot import db
+from bot import db, phases
 from bot.checklists import Template
 from bot.models import (
     Event,
@@ -58,8 +58,11 @@ def start(
     """Start a run of `template` in a channel, rendered as a parent message plus `parts` replies
     (None: a run kept outside Slack, such as one started from the terminal shell).
 
-    With `probes`, every item that has a probe is queued for the probe runner.
+    With `probes`, every item that has a probe is queued for the probe runner, or waits for its
+    phase to open if that phase comes after the first one with a required item.
     """
+    open_phase = phases.open_at_start(template)
+    phase_of = phases.of_items(template)
     run = Run(
         template_id=template.id,
         kind=template.kind,
@@ -75,6 +78,7 @@ def start(
         rev=1,
         rollback_of=rollback_of.id if rollback_of else None,
         rollback_to=rollback_to,
+        open_phase=open_phase,
     )
     current = active_run(session, channel_id, template.kind) if run.active_slot else None
     if current is not None:
@@ -92,9 +96,10 @@ def start(
             run_id=run.id,
             item_id=item.id,
             position=n,
+            phase=phase_of[item.id],
             required=item.required,
             status=ItemStatus.OPEN,
-            probe_status=ProbeStatus.PENDING if probes and item.probe else None,
+            probe_status=_first_probe_status(probes and item.probe is not None, phase_of[item.id], open_phase),
         )
         for n, item in enumerate(template.items)
     )
@@ -156,18 +161,64 @@ def recent_runs(session: Session, limit: int = 10, channel_id: str | None = None
     return list(session.scalars(query))
 
 
-def rerun_probes(session: Session, run_id: int, item_id: str | None, actor: Actor) -> int:
-    """Queue the probes of one item, or of every probed item; returns how many."""
+@dataclass(frozen=True)
+class Rerun:
+    """What a re-run queued, and the titles of the phases whose probes still wait."""
+
+    queued: int
+    waiting: list[str]
+
+    @property
+    def note(self) -> str | None:
+        """What to tell the person who asked, if something was left out."""
+        return phases.waiting_text(self.waiting) if self.waiting else None
+
+
+def rerun_probes(session: Session, run_id: int, item_id: str | None, actor: Actor) -> Rerun:
+    """Queue the probes of one item, or of every probed item of the open phases."""
     run = _lock_active(session, run_id)
     same_channel(run.id, run.channel_id, actor)
     probed = {i.id for i in run.template.items if i.probe is not None}
     if item_id is not None and item_id not in probed:
         raise RunError("That item has no probe to re-run.")
     states = [s for s in run.items if s.item_id in probed and (item_id is None or s.item_id == item_id)]
-    for state in states:
+    ready = [s for s in states if s.phase <= run.open_phase]
+    waiting = sorted({s.phase for s in states if s.phase > run.open_phase})
+    titles = [run.template.phases[p].title for p in waiting]
+    if not ready:
+        raise RunError(phases.waiting_text(titles) + " Nothing was re-run.")
+    for state in ready:
         state.probe_status, state.probe_lease_until = ProbeStatus.PENDING, None
-    _changed(session, run, actor, "probe.rerun", {"items": len(states)}, item_id)
-    return len(states)
+    _changed(session, run, actor, "probe.rerun", {"items": len(ready), "waiting": len(states) - len(ready)}, item_id)
+    return Rerun(len(ready), titles)
+
+
+DEPLOYMENT_OUTCOMES = ("succeeded", "failed")
+
+
+def deployment_reported(session: Session, run_id: int, outcome: str, actor: Actor) -> str:
+    """Record that the deployment itself happened; a successful one opens every phase's probes."""
+    if outcome not in DEPLOYMENT_OUTCOMES:
+        raise RunError(f"Say how the deployment went: {' or '.join(DEPLOYMENT_OUTCOMES)}. Nothing changed.")
+    run = _lock_active(session, run_id)
+    same_channel(run.id, run.channel_id, actor)
+    if run.kind != "deploy":
+        raise RunError(f"Run #{run.id} is a {run.kind} run; only a deployment is deployed. Nothing changed.")
+    last = len(run.template.phases) - 1
+    queued = 0
+    if outcome == "succeeded" and run.open_phase < last:
+        # The deployment happened: whatever is left unticked before it, what follows it can be checked.
+        queued = open_waiting(session.connection(), run.id, last)
+        run.open_phase = last
+    _changed(session, run, actor, "deployment.reported", {"outcome": outcome, "probes": queued})
+    if outcome == "failed":
+        return f"Noted: the deployment of {run.version} failed. `fail <reason>` declares run #{run.id} failed."
+    return f"Noted: {run.version} is deployed. {queued} probe(s) queued; every phase of run #{run.id} is open."
+
+
+def open_waiting(conn: Connection, run_id: int, through: int) -> int:
+    """Queue the waiting probes of every phase up to `through`; how many were queued."""
+    return conn.execute(_OPEN_WAITING, {"run": run_id, "through": through}).rowcount
 
 
 def complete_anyway(session: Session, run_id: int, actor: Actor) -> list[str]:
@@ -288,7 +339,22 @@ def event(actor: Actor, kind: str, data: dict[str, Any] | None = None, **about: 
 
 # --- internals -------------------------------------------------------------------------------------
 
+_OPEN_WAITING = (
+    update(ItemState)
+    .where(
+        ItemState.run_id == bindparam("run"),
+        ItemState.probe_status == ProbeStatus.WAITING,
+        ItemState.phase <= bindparam("through"),
+    )
+    .values(probe_status=ProbeStatus.PENDING, probe_lease_until=None)
+)
 _WANT_RENDER = update(Message).where(Message.run_id == bindparam("run")).values(wanted_rev=bindparam("rev"))
+
+
+def _first_probe_status(probed: bool, phase: int, open_phase: int) -> str | None:
+    if not probed:
+        return None
+    return ProbeStatus.PENDING if phase <= open_phase else ProbeStatus.WAITING
 
 
 def _lock_active(session: Session, run_id: int) -> Run:

@@ -12,7 +12,7 @@ from bot import db, export, items, paging, runs
 from bot.app import load_checklists
 from bot.checklists import iter_items
 from bot.config import Settings, load_deploy_config
-from bot.models import ItemStatus, Run
+from bot.models import ItemStatus, ProbeStatus, Run
 from bot.mrkdwn import unescape
 from bot.paging.render import contacts_text as render_contacts
 from bot.runs import Actor, RunError
@@ -25,6 +25,7 @@ HELP = """Commands (the same as /deploy in Slack, plus item numbers):
   na N "reason"                   mark item N not applicable
   note N "text"                   add a note to item N
   complete-anyway | abort <reason>
+  deployed [succeeded|failed]     report the deployment itself done: every phase's probes may run
   fail <reason> | rollback        declare the deployment failed / open the rollback checklist
   page <team> <message>           page a team (a running deploybot sends it and escalates)
   ack P | resolve P               acknowledge or resolve page P
@@ -70,7 +71,10 @@ def render(run: Run) -> str:
         if state.na_reason:
             line += f": {shown(state.na_reason)}"
         if state.probe_status:
-            line += f" [probe {state.probe_status}: {shown(state.probe_reason or 'checking')}]"
+            said = shown(state.probe_reason or "checking")
+            if state.probe_status == ProbeStatus.WAITING:
+                said = "runs when its phase opens"
+            line += f" [probe {state.probe_status}: {said}]"
         lines.append(line)
         if state.note:
             lines.append(f"           note ({state.note_by}): {shown(state.note)}")
@@ -91,6 +95,7 @@ class Shell:
             "abort": self.abort, "list": self.recent, "use": self.use, "export": self.export,
             "fail": self.fail, "rollback": self.rollback, "page": self.page, "ack": self.ack, "resolve": self.resolve,
             "contacts": lambda _args: render_contacts(self.services.config.contacts),
+            "deployed": self.deployed,
             "help": lambda _args: HELP,
         }  # fmt: skip
 
@@ -180,6 +185,13 @@ class Shell:
         with self.services.change() as session:
             runs.abort(session, run_id, " ".join(args), self._actor())
         return f"aborted run #{run_id}"
+
+    def deployed(self, args: list[str]) -> str:
+        if len(args) > 1:
+            raise RunError("deployed [succeeded|failed], e.g. `deployed` once the new version is live.")
+        run_id = self._current()
+        with self.services.change() as session:
+            return runs.deployment_reported(session, run_id, args[0].lower() if args else "succeeded", self._actor())
 
     def fail(self, args: list[str]) -> str:
         failed, rollback = self.services.fail_deploy(self._current(), " ".join(args), self._actor())

@@ -94,11 +94,13 @@ class Actions:
                 raise RunError(f"deploybot does not know the choice {intent!r}; nothing changed.")
         ack()
 
-    def rerun_probes(self, ack: Ack, body: dict[str, Any]) -> None:
+    def rerun_probes(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         click = self._click(body)
         with self.services.change() as session:
-            runs.rerun_probes(session, click.field("run", int), None, click.actor)
+            rerun = runs.rerun_probes(session, click.field("run", int), None, click.actor)
         ack()
+        if rerun.note:
+            tell(client, click.actor, rerun.note)
 
     def export(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         click = self._click(body)

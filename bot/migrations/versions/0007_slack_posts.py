@@ -1,7 +1,7 @@
 """slack posts and budgets: posts whose outcome may be unknown, and the shared chat.update rate budget
 
-Revision ID: 0006_slack_posts
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01 23:00:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import bot.models
 
-revision: str = "0006_slack_posts"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
