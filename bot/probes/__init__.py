@@ -6,7 +6,9 @@ import asyncio
 import functools
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +100,7 @@ def _registry() -> dict[str, Check]:
     # Imported on first use: the probe modules import each other's base types from here.
     from bot.probes import files, net, stores, web
 
+    web.warm_up()
     return {
         "http": web.http, "latency": web.latency, "redirect": web.redirect, "headers": web.headers,
         "cors": web.cors, "rate_limit": web.rate_limit, "webhook_auth": web.webhook_auth,
@@ -107,31 +110,100 @@ def _registry() -> dict[str, Check]:
     }  # fmt: skip
 
 
+# Kinds whose verdict is a time, and kinds that flood the target: each runs alone, after the others,
+# so neither the suite's other probes nor a burst can move a measured time.
+TIMED, BURST = 1, 2
+
+
+def turn(spec: ProbeSpec) -> int:
+    """0 to run alongside the others; TIMED or BURST to run alone afterwards (bursts last)."""
+    if spec.kind == "rate_limit":
+        return BURST
+    if spec.kind == "latency" or getattr(spec, "max_ms", None) is not None:
+        return TIMED
+    return 0
+
+
+# The time each probe spent waiting on its target: the web probes add their requests' timed sections.
+_account: ContextVar[list[float] | None] = ContextVar("probe_account", default=None)
+
+
+def clocked(ms: float) -> float:
+    """Count `ms` as time the running probe spent on its target; returns it."""
+    account = _account.get()
+    if account is not None:
+        account.append(ms)
+    return ms
+
+
+@contextmanager
+def uncounted() -> Iterator[None]:
+    """Keep requests made inside (a warm-up) out of the probe's reported time."""
+    token = _account.set(None)
+    try:
+        yield
+    finally:
+        _account.reset(token)
+
+
+def prepare() -> None:
+    """Import every probe module and what they load lazily, so no probe's clock pays for it."""
+    _registry()
+
+
 async def run_probe(spec: ProbeSpec, variables: Variables) -> Verdict:
-    """Run one probe within its timeout; never raises."""
+    """Run one probe within its timeout; never raises. Its `ms` is the target's time, not deploybot's."""
+    account: list[float] = []
     started = time.perf_counter()
     try:
         expanded = variables.apply(spec)
-        verdict = await asyncio.wait_for(_registry()[spec.kind](expanded), spec.timeout)
+        check = _registry()[spec.kind]
+        token = _account.set(account)
+        started = time.perf_counter()
+        try:
+            verdict = await asyncio.wait_for(check(expanded), spec.timeout)
+        finally:
+            _account.reset(token)
     except ProbeError as exc:
         verdict = Verdict(False, f"cannot run: {exc}")
     except Unreachable as exc:
         verdict = Verdict(False, str(exc))
     except TimeoutError:
+        account.clear()  # the request cut short is not in it: report the whole wait
         verdict = Verdict(False, f"no answer within {spec.timeout:g} s")
     except Exception as exc:  # a probe reports what went wrong; it never takes the runner down
         verdict = Verdict(False, describe_error(exc))
-    ms = round((time.perf_counter() - started) * 1000, 1)
+    # Web probes time their requests alone; other kinds (and a request that never got an answer)
+    # report the check's own duration, which starts after the set-up above.
+    ms = round(sum(account) if account else (time.perf_counter() - started) * 1000, 1)
     return Verdict(verdict.ok, variables.scrub(verdict.reason), variables.scrub(verdict.evidence), ms)
 
 
-async def run_all(specs: Mapping[str, ProbeSpec], variables: Variables) -> dict[str, Verdict]:
-    """Run every probe at once: the suite takes about as long as its slowest probe."""
-    from bot.probes.web import shared_clients
+def unresolved(specs: Mapping[str, ProbeSpec], variables: Variables) -> list[str]:
+    """Why each probe that cannot even start (an undefined variable) cannot, as `name: reason` lines."""
+    problems = []
+    for name, spec in specs.items():
+        try:
+            variables.apply(spec)
+        except ProbeError as exc:
+            problems.append(f"{name}: {exc}")
+    return problems
 
+
+async def run_all(specs: Mapping[str, ProbeSpec], variables: Variables) -> dict[str, Verdict]:
+    """Run the suite: untimed probes all at once, then each timed probe alone, then each burst alone."""
+    from bot.probes.web import shared_clients, warm_clients
+
+    prepare()
+    results: dict[str, Verdict] = {}
     async with shared_clients():
-        results = await asyncio.gather(*(run_probe(spec, variables) for spec in specs.values()))
-    return dict(zip(specs, results, strict=True))
+        warm_clients(spec for spec in specs.values())
+        together = [name for name, spec in specs.items() if not turn(spec)]
+        verdicts = await asyncio.gather(*(run_probe(specs[name], variables) for name in together))
+        results.update(zip(together, verdicts, strict=True))
+        for name in sorted((n for n in specs if turn(specs[n])), key=lambda n: turn(specs[n])):
+            results[name] = await run_probe(specs[name], variables)
+    return {name: results[name] for name in specs}
 
 
 def describe_error(exc: BaseException) -> str:
