@@ -24,7 +24,7 @@ from bot.models import ItemState
 from bot.probes import Variables, run_all, run_probe
 from bot.probes.specs import ProbeSpec
 from bot.probes.web import _percentile
-from tests.conftest import ROOT, launched
+from tests.conftest import ROOT, ShiftedClock, launched
 from tests.fake_slack import FakeSlack
 from tests.probe_servers import http_server
 from tests.test_slack_flow import CHANNEL
@@ -270,3 +270,51 @@ def test_a_configuration_that_cannot_be_right_exits_2_before_any_probe_runs(
     unknown = deploybot_probe(folder, DEPLOYBOT_CONFIG=str(folder / "empty.yml"))
     assert unknown.returncode == 2 and "environment 'production' is not in" in unknown.stderr
     assert service.log == []  # nothing was sent anywhere
+
+
+def test_a_timed_probe_queued_past_its_lease_is_not_claimed_twice(
+    tmp_path: Path, fake_slack: FakeSlack, database_url: str
+) -> None:
+    held, arrived = threading.Event(), []
+    service = Logged()
+
+    def route(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/hold"):
+            arrived.append(path)
+            held.wait(30)  # an ordinary probe still running: the timed one waits for its turn
+        return service.route(method, path, headers)
+
+    items = [
+        {"id": "held", "text": "Held", "probe": {"kind": "http", "url": "${api_url}/hold/"}},
+        {"id": "budget", "text": "Budget", "probe": {"kind": "http", "url": "${api_url}/budget/", "max_ms": 60_000}},
+    ]
+    checklist = {
+        "id": "production-deploy",
+        "title": "Release",
+        "phases": [{"id": "p", "title": "P", "groups": [{"id": "g", "title": "G", "items": items}]}],
+    }
+    clock = ShiftedClock()
+    with http_server(route) as url:
+        folder = tmp_path / "checklists"
+        folder.mkdir()
+        (folder / "production-deploy.yml").write_text(yaml.safe_dump(checklist))
+        config = tmp_path / "deploybot.yml"
+        config.write_text(yaml.safe_dump({"environments": {"production": {"api_url": url}}}))
+        with launched(
+            database_url, fake_slack, clock=clock, DEPLOYBOT_CHECKLISTS=str(folder), DEPLOYBOT_CONFIG=str(config)
+        ) as bot:
+            bot.slack.command("start v2.0.0 production", channel=CHANNEL)
+            bot.wait_for(lambda: len(arrived) == 1, 30, "the first run's ordinary probe to reach the target")
+            # The first run's budget probe waits for its turn past its 90 s lease. A second run makes the
+            # runner claim again (its ordinary probe arriving shows it did): the queued probe stays claimed once.
+            clock.advance(seconds=300)
+            bot.slack.command("start v2.0.1 production", channel="C200")
+            bot.wait_for(lambda: len(arrived) == 2, 30, "the second run's ordinary probe to reach the target")
+            held.set()
+
+            def statuses() -> list[str | None]:
+                with bot.app.sessions() as session:
+                    return [s.probe_status for s in session.scalars(select(ItemState))]
+
+            bot.wait_for(lambda: all(s not in (None, "pending") for s in statuses()), 30, "every verdict")
+    assert len(service.requests("budget")) == 2, service.log  # one per run

@@ -22,6 +22,9 @@ from bot.probes.web import shared_clients, warm_clients
 
 log = logging.getLogger(__name__)
 
+# The longest a probe may take, plus slack: then another replica may retry it.
+LEASE = timedelta(seconds=90)
+
 
 class ProbeRunner:
     """Claims pending probes (a lease per item), runs them concurrently, and records each verdict.
@@ -52,6 +55,8 @@ class ProbeRunner:
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # Claimed here and not yet recorded: a timed probe queued past its lease must not be claimed twice.
+        self._inflight: set[tuple[int, str]] = set()
         self._turns = Turns()
         self._thread: threading.Thread | None = None
 
@@ -116,8 +121,9 @@ class ProbeRunner:
             ).all()
         claimed = []
         for run_id, item_id in candidates:
+            if (run_id, item_id) in self._inflight:
+                continue
             with self._sessions.begin() as session:
-                # The longest a probe may take, plus slack: then another replica may retry it.
                 taken = session.execute(
                     update(ItemState)
                     .where(
@@ -126,10 +132,11 @@ class ProbeRunner:
                         ItemState.probe_status == ProbeStatus.PENDING,
                         or_(ItemState.probe_lease_until.is_(None), ItemState.probe_lease_until < now),
                     )
-                    .values(probe_lease_until=now + timedelta(seconds=90))
+                    .values(probe_lease_until=now + LEASE)
                 )
                 if taken.rowcount:  # type: ignore[attr-defined]
                     claimed.append((run_id, item_id))
+                    self._inflight.add((run_id, item_id))
         return claimed
 
     async def _run_one(self, run_id: int, item_id: str, kind: str, probe: ProbeSpec, variables: Variables) -> None:
@@ -137,11 +144,27 @@ class ProbeRunner:
             warm_clients([probe])
             # Recording is inside the turn too: its database work would otherwise run beside a timed probe.
             async with self._turns.take(turn(probe)):
+                # Its turn may have come long after the claim: renew the lease for the time it runs.
+                await asyncio.to_thread(self._renew, run_id, item_id)
                 verdict = await run_probe(probe, variables)
                 await asyncio.to_thread(self._record, run_id, item_id, kind, verdict)
         except Exception:
             log.exception(
                 "probe %s of run %s could not be recorded; its lease expires and it runs again", item_id, run_id
+            )
+        finally:
+            self._inflight.discard((run_id, item_id))
+
+    def _renew(self, run_id: int, item_id: str) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(ItemState)
+                .where(
+                    ItemState.run_id == run_id,
+                    ItemState.item_id == item_id,
+                    ItemState.probe_status == ProbeStatus.PENDING,
+                )
+                .values(probe_lease_until=self._clock() + LEASE)
             )
 
     def _prepare_all(self, claimed: list[tuple[int, str]]) -> list[tuple[int, str, str, ProbeSpec, Variables]]:
@@ -150,6 +173,7 @@ class ProbeRunner:
             try:
                 jobs.append((run_id, item_id, *self._prepare(run_id, item_id)))
             except Exception:
+                self._inflight.discard((run_id, item_id))
                 log.exception(
                     "probe %s of run %s could not be read; its lease expires and it runs again", item_id, run_id
                 )
