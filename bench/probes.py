@@ -119,9 +119,12 @@ def wait_until_up(url: str) -> None:
             time.sleep(0.05)
 
 
+_ASK = httpx.Client(timeout=10)  # one client: building one per question costs tens of ms of CPU
+
+
 def served_ms(base: str, path: str) -> float:
     """The target's own handling time of the last request to `path`."""
-    return float(httpx.get(f"{base}/timings", params={"path": path}).json()[-1])
+    return float(_ASK.get(f"{base}/timings", params={"path": path}).json()[-1])
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -141,31 +142,42 @@ from tests.probe_servers import http_server, ok
 inside = []
 
 def hook(event, args):
-    # An import while a request's clock runs (web._send on the stack) is deploybot's time, not the target's.
+    # An import while a probe's clock runs (its check on the stack) is deploybot's time, not the target's.
     if event != "import":
         return
     frame = sys._getframe(1)
     while frame is not None:
-        if frame.f_code.co_name == "_send" and frame.f_code.co_filename.endswith("web.py"):
+        if frame.f_code.co_name in ("_send", "http") and frame.f_code.co_filename.endswith("web.py"):
             inside.append(args[0])
             return
         frame = frame.f_back
 
 with http_server(ok()) as url:
-    spec = TypeAdapter(ProbeSpec).validate_python({"kind": "http", "url": url + "/health"})
+    specs = [
+        TypeAdapter(ProbeSpec).validate_python({"kind": "http", "url": "http://127.0.0.1:" + sys.argv[1]}),
+        TypeAdapter(ProbeSpec).validate_python({"kind": "http", "url": url + "/health"}),
+    ]
     sys.addaudithook(hook)
-    verdict = asyncio.run(run_probe(spec, Variables("production", {}, {})))
-print(json.dumps({"ok": verdict.ok, "imported_while_timed": sorted(set(inside))}))
+    verdicts = [asyncio.run(run_probe(spec, Variables("production", {}, {}))) for spec in specs]
+print(json.dumps({"ok": [v.ok for v in verdicts], "imported_while_timed": sorted(set(inside))}))
 """
 
 
-def test_the_first_probe_of_a_process_imports_nothing_while_its_clock_runs() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", FIRST_PROBE_IN_A_FRESH_PROCESS], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+def test_the_first_probes_of_a_process_import_nothing_while_their_clocks_run() -> None:
+    # The first probe meets a closed port (no request is ever timed), the second a live server.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = str(closed.getsockname()[1])
+        result = subprocess.run(
+            [sys.executable, "-c", FIRST_PROBE_IN_A_FRESH_PROCESS, port],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout.splitlines()[-1])
-    assert answer == {"ok": True, "imported_while_timed": []}
+    assert answer == {"ok": [False, True], "imported_while_timed": []}
 
 
 # --- timed and burst probes run alone, after the others --------------------------------------------------

@@ -94,14 +94,34 @@ async def _client(timeout: float, ca_file: str | None = None) -> AsyncIterator[h
     yield pool[ca_file]
 
 
+class _Stopwatch:
+    """A request's time on the wire: from its first network step (connecting, or sending on a kept-alive
+    connection) to the last byte of its response, without httpx's own work before and after."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first: float | None = None
+        self.last: float | None = None
+
+    async def trace(self, event: str, info: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if self.first is None and event.endswith(".started"):
+            self.first = now
+        elif event.endswith("receive_response_body.complete"):
+            self.last = now
+
+    def ms(self) -> float:
+        return ((self.last or time.perf_counter()) - (self.first or self.started)) * 1000
+
+
 async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> tuple[httpx.Response, float]:
     _require_http_url(url)
-    started = time.perf_counter()
+    watch = _Stopwatch()
     try:
-        response = await client.request(method, url, **kwargs)
+        response = await client.request(method, url, extensions={"trace": watch.trace}, **kwargs)
     except httpx.ConnectError as exc:
         raise Unreachable(f"cannot connect to {url}: {describe_error(exc)}") from None
-    return response, clocked((time.perf_counter() - started) * 1000)
+    return response, clocked(watch.ms())
 
 
 def _require_http_url(url: str) -> None:
