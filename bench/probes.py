@@ -164,15 +164,19 @@ def through_blackbox(exporter: str, targets: list[str]) -> list[float]:
         return list(pool.map(probe, targets))
 
 
+# One event loop for every suite, as in `deploybot run`; each suite still gets its own clients and connections.
+_LOOP = asyncio.Runner()
+
+
 def ours(specs: dict[str, dict[str, Any]]) -> tuple[dict[str, Verdict], float]:
-    """deploybot's verdicts for a suite, and the suite's wall time in ms (the event loop's start excluded)."""
+    """deploybot's verdicts for a suite, and the suite's wall time in ms."""
 
     async def timed() -> tuple[dict[str, Verdict], float]:
         started = time.perf_counter()
         verdicts = await run_all({name: SPEC.validate_python(spec) for name, spec in specs.items()}, VARIABLES)
         return verdicts, (time.perf_counter() - started) * 1000
 
-    return asyncio.run(timed())
+    return _LOOP.run(timed())
 
 
 def forty(url: str, tag: str) -> dict[str, dict[str, Any]]:
@@ -279,6 +283,8 @@ def report(m: Measured, load_before: float) -> None:
         f"machine: {os.cpu_count()} cores shared with other work (1-minute load average {load_before:.1f} at the "
         f"start, {os.getloadavg()[0]:.1f} at the end), Python {platform.python_version()}"
     )
+    if max(load_before, os.getloadavg()[0]) > (os.cpu_count() or 1):
+        print("note: the machine was busier than its cores (other work running): these figures are noisy; rerun quiet")
     print("gap = a probe's reported time minus the target's own handling time of that request (from its log)")
     print(f"{'':<66}{'deploybot':>11}{'blackbox':>11}{'ratio':>7}  goal")
     for label, values, key, goal in (

@@ -153,17 +153,28 @@ def prepare() -> None:
 
 async def run_probe(spec: ProbeSpec, variables: Variables) -> Verdict:
     """Run one probe within its timeout; never raises. Its `ms` is the target's time, not deploybot's."""
+    expanded = _expand(spec, variables)
+    return expanded if isinstance(expanded, Verdict) else await _run_expanded(expanded, variables)
+
+
+def _expand(spec: ProbeSpec, variables: Variables) -> ProbeSpec | Verdict:
+    """The spec with its variables filled in, or the verdict of a probe that cannot start."""
+    try:
+        expanded: ProbeSpec = variables.apply(spec)
+    except ProbeError as exc:
+        return Verdict(False, variables.scrub(f"cannot run: {exc}"))
+    except Exception as exc:  # e.g. a variable defined through itself
+        return Verdict(False, variables.scrub(describe_error(exc)))
+    return expanded
+
+
+async def _run_expanded(spec: ProbeSpec, variables: Variables) -> Verdict:
+    check = _registry()[spec.kind]
     account: list[float] = []
+    token = _account.set(account)
     started = time.perf_counter()
     try:
-        expanded = variables.apply(spec)
-        check = _registry()[spec.kind]
-        token = _account.set(account)
-        started = time.perf_counter()
-        try:
-            verdict = await asyncio.wait_for(check(expanded), spec.timeout)
-        finally:
-            _account.reset(token)
+        verdict = await asyncio.wait_for(check(spec), spec.timeout)
     except ProbeError as exc:
         verdict = Verdict(False, f"cannot run: {exc}")
     except Unreachable as exc:
@@ -173,8 +184,10 @@ async def run_probe(spec: ProbeSpec, variables: Variables) -> Verdict:
         verdict = Verdict(False, f"no answer within {spec.timeout:g} s")
     except Exception as exc:  # a probe reports what went wrong; it never takes the runner down
         verdict = Verdict(False, describe_error(exc))
-    # Web probes time their requests alone; other kinds (and a request that never got an answer)
-    # report the check's own duration, which starts after the set-up above.
+    finally:
+        _account.reset(token)
+    # Web probes time their requests on the wire; other kinds (and a request that never got an
+    # answer) report the check's own duration.
     ms = round(sum(account) if account else (time.perf_counter() - started) * 1000, 1)
     return Verdict(verdict.ok, variables.scrub(verdict.reason), variables.scrub(verdict.evidence), ms)
 
@@ -183,10 +196,9 @@ def unresolved(specs: Mapping[str, ProbeSpec], variables: Variables) -> list[str
     """Why each probe that cannot even start (an undefined variable) cannot, as `name: reason` lines."""
     problems = []
     for name, spec in specs.items():
-        try:
-            variables.apply(spec)
-        except ProbeError as exc:
-            problems.append(f"{name}: {exc}")
+        expanded = _expand(spec, variables)
+        if isinstance(expanded, Verdict):
+            problems.append(f"{name}: {expanded.reason.removeprefix('cannot run: ')}")
     return problems
 
 
@@ -196,13 +208,20 @@ async def run_all(specs: Mapping[str, ProbeSpec], variables: Variables) -> dict[
 
     prepare()
     results: dict[str, Verdict] = {}
+    ready: dict[str, ProbeSpec] = {}
+    for name, spec in specs.items():  # before any clock starts, not interleaved with running probes
+        expanded = _expand(spec, variables)
+        if isinstance(expanded, Verdict):
+            results[name] = expanded
+        else:
+            ready[name] = expanded
     async with shared_clients():
-        warm_clients(spec for spec in specs.values())
-        together = [name for name, spec in specs.items() if not turn(spec)]
-        verdicts = await asyncio.gather(*(run_probe(specs[name], variables) for name in together))
+        warm_clients(ready.values())
+        together = [name for name, spec in ready.items() if not turn(spec)]
+        verdicts = await asyncio.gather(*(_run_expanded(ready[name], variables) for name in together))
         results.update(zip(together, verdicts, strict=True))
-        for name in sorted((n for n in specs if turn(specs[n])), key=lambda n: turn(specs[n])):
-            results[name] = await run_probe(specs[name], variables)
+        for name in sorted((n for n in ready if turn(ready[n])), key=lambda n: turn(ready[n])):
+            results[name] = await _run_expanded(ready[name], variables)
     return {name: results[name] for name in specs}
 
 
