@@ -222,6 +222,16 @@ def test_the_background_runner_runs_timed_probes_and_bursts_alone_after_the_othe
     assert_isolated(service)
 
 
+def test_a_missing_ca_file_fails_its_own_probe_not_the_suite(target: tuple[Logged, str], tmp_path: Path) -> None:
+    _, url = target
+    specs = {
+        "pinned": SPEC.validate_python({"kind": "http", "url": f"{url}/plain/0", "ca_file": str(tmp_path / "no.pem")}),
+        "plain": SPEC.validate_python({"kind": "http", "url": f"{url}/plain/1"}),
+    }
+    verdicts = asyncio.run(run_all(specs, Variables("production", {}, {})))
+    assert not verdicts["pinned"].ok and verdicts["plain"].ok, verdicts
+
+
 # --- the command line ------------------------------------------------------------------------------------
 
 

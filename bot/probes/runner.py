@@ -18,7 +18,7 @@ from bot.models import ItemState, ProbeStatus, Run, RunStatus
 from bot.probes import Variables, Verdict, prepare, run_probe, turn
 from bot.probes.specs import ProbeSpec
 from bot.probes.turns import Turns
-from bot.probes.web import shared_clients, warm_clients
+from bot.probes.web import shared_clients
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,6 @@ class ProbeRunner:
 
     async def _run_one(self, run_id: int, item_id: str, kind: str, probe: ProbeSpec, variables: Variables) -> None:
         try:
-            warm_clients([probe])
             # Recording is inside the turn too: its database work would otherwise run beside a timed probe.
             async with self._turns.take(turn(probe)):
                 # Its turn may have come long after the claim: renew the lease for the time it runs.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import re
@@ -72,8 +73,10 @@ def warm_clients(specs: Iterable[object]) -> None:
     for spec in specs:
         if isinstance(getattr(spec, "url", None), str):
             ca_file = getattr(spec, "ca_file", None)
-            if ca_file not in pool:
-                pool[ca_file] = _new_client(60.0, ca_file)
+            # An unreadable bundle is left for the probe itself to report, in its verdict.
+            with contextlib.suppress(OSError, ssl.SSLError):
+                if ca_file not in pool:
+                    pool[ca_file] = _new_client(60.0, ca_file)
 
 
 def _new_client(timeout: float, ca_file: str | None) -> httpx.AsyncClient:
@@ -95,8 +98,10 @@ async def _client(timeout: float, ca_file: str | None = None) -> AsyncIterator[h
 
 
 class _Stopwatch:
-    """A request's time on the wire: from its first network step (connecting, or sending on a kept-alive
-    connection) to the last byte of its response, without httpx's own work before and after."""
+    """Time a request on the wire, from httpx's trace events."""
+
+    # From the first network step (connecting, or sending on a kept-alive connection) to the last byte
+    # of the response: httpx's own work before and after is deploybot's time, not the target's.
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
