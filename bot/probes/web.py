@@ -100,23 +100,27 @@ async def _client(timeout: float, ca_file: str | None = None) -> AsyncIterator[h
 class _Stopwatch:
     """Time a request on the wire, from httpx's trace events."""
 
-    # From the first network step (connecting, or sending on a kept-alive connection) to the last byte
-    # of the response: httpx's own work before and after is deploybot's time, not the target's.
+    # The sum of the network steps (connect, TLS handshake, sending, receiving the response to its last
+    # byte); httpx's own work between them (building the Response, say) is deploybot's time, not the target's.
+    _STEPS = ("connect_tcp", "start_tls", "send_request_headers", "send_request_body", "receive_response")
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
-        self.first: float | None = None
-        self.last: float | None = None
+        self.open: dict[str, float] = {}
+        self.total: float | None = None
 
     async def trace(self, event: str, info: dict[str, Any]) -> None:
         now = time.perf_counter()
-        if self.first is None and event.endswith(".started"):
-            self.first = now
-        elif event.endswith("receive_response_body.complete"):
-            self.last = now
+        step, _, stage = event.rpartition(".")
+        if not any(name in step for name in self._STEPS):
+            return
+        if stage == "started":
+            self.open[step] = now
+        elif step in self.open:
+            self.total = (self.total or 0.0) + now - self.open.pop(step)
 
     def ms(self) -> float:
-        return ((self.last or time.perf_counter()) - (self.first or self.started)) * 1000
+        return ((time.perf_counter() - self.started) if self.total is None else self.total) * 1000
 
 
 async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> tuple[httpx.Response, float]:
