@@ -13,7 +13,7 @@ HERE = Path(__file__).parent
 SUITES = [
     ("Acknowledgement latency and memory (deploybot, a bare Bolt app, one committing a row per click)", "bench.ack"),
     ("Burst on one run (30 clicks in a second, then 50 clicks/s for 10 s)", "bench.burst"),
-    ("Probe suite (20 probes, targets answering in 200 ms)", "bench.probes"),
+    ("Probe timing beside blackbox_exporter (overhead; a 2 ms endpoint alone and in a 40-probe suite)", "bench.probes"),
     ("History scale (10,000 finished runs)", "bench.history"),
 ]
 

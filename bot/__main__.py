@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     probe.add_argument("--env", required=True, help="environment from deploybot.yml, e.g. production")
     probe.add_argument("--checklist", default="production-deploy", help="checklist id (default production-deploy)")
     probe.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    probe.add_argument("-v", "--verbose", action="store_true", help="log each request to standard error")
     export = sub.add_parser("export", help="the full record of a run: items, who, when, notes, probes, audit")
     export.add_argument("run", type=int)
     export.add_argument("--format", choices=["md", "csv", "json"], default="md")
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         logs.setup(settings.log_format, settings.secret_values())
+        if args.command == "probe" and not args.verbose:
+            # The table (or JSON) is the output: a log line per request would bury it.
+            logging.getLogger().setLevel(logging.WARNING)
         if args.command == "check":
             return _check(args.folder or settings.checklists_path)
         if args.command == "import":
@@ -90,17 +95,29 @@ def _check(folder: Path) -> int:
 
 
 def _probe(settings: Settings, environment: str, checklist: str, as_json: bool) -> int:
+    """Exit 1 when a probe fails, 2 when the configuration cannot be right (then no probe runs)."""
     from bot.app import load_checklists
+    from bot.probes import Variables, unresolved
     from bot.probes.report import probe_table, render
 
     templates = load_checklists(settings)
+    if not settings.config_path.exists():
+        raise ConfigError(
+            f"{settings.config_path} does not exist: probes read their environment's variables from it "
+            "(copy deploybot.example.yml there, or point DEPLOYBOT_CONFIG at yours)"
+        )
     config = load_deploy_config(settings.config_path)
     if checklist not in templates:
         raise ConfigError(f"no checklist '{checklist}' in {settings.checklists_path} (have: {', '.join(templates)})")
-    if config.environments and environment not in config.environments:
-        known = ", ".join(config.environments)
+    if environment not in config.environments:
+        known = ", ".join(config.environments) or "none"
         raise ConfigError(f"environment '{environment}' is not in {settings.config_path} (known: {known})")
-    rows = probe_table(templates[checklist], config, environment)
+    template = templates[checklist]
+    specs = {item.id: item.probe for item in template.items if item.probe is not None}
+    problems = unresolved(specs, Variables(environment, config.variables(environment), os.environ))
+    if problems:
+        raise ConfigError(f"{len(problems)} probe(s) of {checklist} cannot run:\n  " + "\n  ".join(problems))
+    rows = probe_table(template, config, environment)
     print(render(rows, as_json))
     return 1 if any(not row["ok"] for row in rows) else 0
 

@@ -7,7 +7,9 @@ import functools
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +101,7 @@ def _registry() -> dict[str, Check]:
     # Imported on first use: the probe modules import each other's base types from here.
     from bot.probes import files, net, stores, web
 
+    web.warm_up()
     return {
         "http": web.http, "latency": web.latency, "redirect": web.redirect, "headers": web.headers,
         "cors": web.cors, "rate_limit": web.rate_limit, "webhook_auth": web.webhook_auth,
@@ -108,31 +111,119 @@ def _registry() -> dict[str, Check]:
     }  # fmt: skip
 
 
+# Kinds whose verdict is a time, and kinds that flood the target: each runs alone, after the others,
+# so neither the suite's other probes nor a burst can move a measured time.
+TIMED, BURST = 1, 2
+
+
+def turn(spec: ProbeSpec) -> int:
+    """0 to run alongside the others; TIMED or BURST to run alone afterwards (bursts last)."""
+    if spec.kind == "rate_limit":
+        return BURST
+    if spec.kind == "latency" or getattr(spec, "max_ms", None) is not None:
+        return TIMED
+    return 0
+
+
+# The time each probe spent waiting on its target: the web probes add their requests' timed sections.
+_account: ContextVar[list[float] | None] = ContextVar("probe_account", default=None)
+
+
+def clocked(ms: float) -> float:
+    """Count `ms` as time the running probe spent on its target; returns it."""
+    account = _account.get()
+    if account is not None:
+        account.append(ms)
+    return ms
+
+
+@contextmanager
+def uncounted() -> Iterator[None]:
+    """Keep requests made inside (a warm-up) out of the probe's reported time."""
+    token = _account.set(None)
+    try:
+        yield
+    finally:
+        _account.reset(token)
+
+
+def prepare() -> None:
+    """Import every probe module and what they load lazily, so no probe's clock pays for it."""
+    _registry()
+
+
 async def run_probe(spec: ProbeSpec, variables: Variables) -> Verdict:
-    """Run one probe within its timeout; never raises."""
+    """Run one probe within its timeout; never raises. Its `ms` is the target's time, not deploybot's."""
+    expanded = _expand(spec, variables)
+    return expanded if isinstance(expanded, Verdict) else await _run_expanded(expanded, variables)
+
+
+def _expand(spec: ProbeSpec, variables: Variables) -> ProbeSpec | Verdict:
+    """The spec with its variables filled in, or the verdict of a probe that cannot start."""
+    try:
+        expanded: ProbeSpec = variables.apply(spec)
+    except ProbeError as exc:
+        return Verdict(False, variables.scrub(f"cannot run: {exc}"))
+    except Exception as exc:  # e.g. a variable defined through itself
+        return Verdict(False, variables.scrub(describe_error(exc)))
+    return expanded
+
+
+async def _run_expanded(spec: ProbeSpec, variables: Variables) -> Verdict:
+    check = _registry()[spec.kind]
+    account: list[float] = []
+    token = _account.set(account)
     started = time.perf_counter()
     try:
-        expanded = variables.apply(spec)
-        verdict = await asyncio.wait_for(_registry()[spec.kind](expanded), spec.timeout)
+        verdict = await asyncio.wait_for(check(spec), spec.timeout)
     except ProbeError as exc:
         verdict = Verdict(False, f"cannot run: {exc}")
     except Unreachable as exc:
         verdict = Verdict(False, str(exc))
     except TimeoutError:
+        account.clear()  # the request cut short is not in it: report the whole wait
         verdict = Verdict(False, f"no answer within {spec.timeout:g} s")
     except Exception as exc:  # a probe reports what went wrong; it never takes the runner down
         verdict = Verdict(False, describe_error(exc))
-    ms = round((time.perf_counter() - started) * 1000, 1)
+    finally:
+        _account.reset(token)
+    # Web probes time their requests on the wire; other kinds (and a request that never got an
+    # answer) report the check's own duration.
+    ms = round(sum(account) if account else (time.perf_counter() - started) * 1000, 1)
     return Verdict(verdict.ok, variables.scrub(verdict.reason), variables.scrub(verdict.evidence), ms)
 
 
-async def run_all(specs: Mapping[str, ProbeSpec], variables: Variables) -> dict[str, Verdict]:
-    """Run every probe at once: the suite takes about as long as its slowest probe."""
-    from bot.probes.web import shared_clients
+def unresolved(specs: Mapping[str, ProbeSpec], variables: Variables) -> list[str]:
+    """Why each probe that cannot even start (an undefined variable) cannot, as `name: reason` lines."""
+    problems = []
+    for name, spec in specs.items():
+        expanded = _expand(spec, variables)
+        if isinstance(expanded, Verdict):
+            problems.append(f"{name}: {expanded.reason.removeprefix('cannot run: ')}")
+    return problems
 
+
+async def run_all(specs: Mapping[str, ProbeSpec], variables: Variables) -> dict[str, Verdict]:
+    """Run the suite: untimed probes all at once, then each timed probe alone, then each burst alone."""
+    from bot.probes.web import shared_clients, warm_clients
+
+    prepare()
+    results: dict[str, Verdict] = {}
+    ready: dict[str, ProbeSpec] = {}
+    for name, spec in specs.items():  # before any clock starts, not interleaved with running probes
+        expanded = _expand(spec, variables)
+        if isinstance(expanded, Verdict):
+            results[name] = expanded
+        else:
+            ready[name] = expanded
     async with shared_clients():
-        results = await asyncio.gather(*(run_probe(spec, variables) for spec in specs.values()))
-    return dict(zip(specs, results, strict=True))
+        warm_clients(ready.values())
+        together = [name for name, spec in ready.items() if not turn(spec)]
+        verdicts = await asyncio.gather(*(_run_expanded(ready[name], variables) for name in together))
+        results.update(zip(together, verdicts, strict=True))
+        for name in sorted((n for n in ready if turn(ready[n])), key=lambda n: turn(ready[n])):
+            results[name] = await _run_expanded(ready[name], variables)
+    return {name: results[name] for name in specs}
 
 
 def describe_error(exc: BaseException) -> str:

@@ -15,15 +15,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import db, items
 from bot.config import DeployConfig
 from bot.models import ItemState, ProbeStatus, Run, RunStatus
-from bot.probes import Variables, Verdict, run_probe
+from bot.probes import Variables, Verdict, prepare, run_probe, turn
 from bot.probes.specs import ProbeSpec
+from bot.probes.turns import Turns
 from bot.probes.web import shared_clients
 
 log = logging.getLogger(__name__)
 
+# The longest a probe may take, plus slack: then another replica may retry it.
+LEASE = timedelta(seconds=90)
+
 
 class ProbeRunner:
-    """Claims pending probes (a lease per item), runs them concurrently, and records each verdict."""
+    """Claims pending probes (a lease per item), runs them concurrently, and records each verdict.
+
+    Timed and burst probes wait until nothing else runs, then run one at a time (bursts last).
+    """
 
     def __init__(
         self,
@@ -48,6 +55,9 @@ class ProbeRunner:
         self._wakeup: asyncio.Event | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # Claimed here and not yet recorded: a timed probe queued past its lease must not be claimed twice.
+        self._inflight: set[tuple[int, str]] = set()
+        self._turns = Turns()
         self._thread: threading.Thread | None = None
 
     def wake(self) -> None:
@@ -69,6 +79,7 @@ class ProbeRunner:
             self._thread.join(timeout)
 
     async def _main(self, ready: threading.Event) -> None:
+        await asyncio.to_thread(prepare)
         async with shared_clients():
             await self._serve(ready)
 
@@ -81,7 +92,9 @@ class ProbeRunner:
             except Exception:
                 log.exception("could not claim probes; retrying")
                 claimed = []
-            for job in claimed:
+            jobs = await asyncio.to_thread(self._prepare_all, claimed) if claimed else []
+            # Untimed probes start first, so they hold their turns before a timed one asks for its own.
+            for job in sorted(jobs, key=lambda job: turn(job[3])):
                 # Each probe runs on its own: a slow one never holds back the others' verdicts.
                 task = asyncio.create_task(self._run_one(*job))
                 self._tasks.add(task)
@@ -108,8 +121,9 @@ class ProbeRunner:
             ).all()
         claimed = []
         for run_id, item_id in candidates:
+            if (run_id, item_id) in self._inflight:
+                continue
             with self._sessions.begin() as session:
-                # The longest a probe may take, plus slack: then another replica may retry it.
                 taken = session.execute(
                     update(ItemState)
                     .where(
@@ -118,21 +132,51 @@ class ProbeRunner:
                         ItemState.probe_status == ProbeStatus.PENDING,
                         or_(ItemState.probe_lease_until.is_(None), ItemState.probe_lease_until < now),
                     )
-                    .values(probe_lease_until=now + timedelta(seconds=90))
+                    .values(probe_lease_until=now + LEASE)
                 )
                 if taken.rowcount:  # type: ignore[attr-defined]
                     claimed.append((run_id, item_id))
+                    self._inflight.add((run_id, item_id))
         return claimed
 
-    async def _run_one(self, run_id: int, item_id: str) -> None:
+    async def _run_one(self, run_id: int, item_id: str, kind: str, probe: ProbeSpec, variables: Variables) -> None:
         try:
-            kind, probe, variables = await asyncio.to_thread(self._prepare, run_id, item_id)
-            verdict = await run_probe(probe, variables)
-            await asyncio.to_thread(self._record, run_id, item_id, kind, verdict)
+            # Recording is inside the turn too: its database work would otherwise run beside a timed probe.
+            async with self._turns.take(turn(probe)):
+                # Its turn may have come long after the claim: renew the lease for the time it runs.
+                await asyncio.to_thread(self._renew, run_id, item_id)
+                verdict = await run_probe(probe, variables)
+                await asyncio.to_thread(self._record, run_id, item_id, kind, verdict)
         except Exception:
             log.exception(
                 "probe %s of run %s could not be recorded; its lease expires and it runs again", item_id, run_id
             )
+        finally:
+            self._inflight.discard((run_id, item_id))
+
+    def _renew(self, run_id: int, item_id: str) -> None:
+        with self._sessions.begin() as session:
+            session.execute(
+                update(ItemState)
+                .where(
+                    ItemState.run_id == run_id,
+                    ItemState.item_id == item_id,
+                    ItemState.probe_status == ProbeStatus.PENDING,
+                )
+                .values(probe_lease_until=self._clock() + LEASE)
+            )
+
+    def _prepare_all(self, claimed: list[tuple[int, str]]) -> list[tuple[int, str, str, ProbeSpec, Variables]]:
+        jobs = []
+        for run_id, item_id in claimed:
+            try:
+                jobs.append((run_id, item_id, *self._prepare(run_id, item_id)))
+            except Exception:
+                self._inflight.discard((run_id, item_id))
+                log.exception(
+                    "probe %s of run %s could not be read; its lease expires and it runs again", item_id, run_id
+                )
+        return jobs
 
     def _prepare(self, run_id: int, item_id: str) -> tuple[str, ProbeSpec, Variables]:
         with self._reader() as session:
