@@ -46,8 +46,10 @@ def bot_env(database_url: str, fake: FakeSlack, port: int, **extra: str) -> dict
 
 
 @contextmanager
-def deploybot(env: dict[str, str], cwd: Path, command: list[str] | None = None) -> Iterator[subprocess.Popen[str]]:
-    """`deploybot run` (or `command`) until it is ready; killed afterwards if still running."""
+def deploybot(
+    env: dict[str, str], cwd: Path, command: list[str] | None = None, *, until: str = "/readyz"
+) -> Iterator[subprocess.Popen[str]]:
+    """`deploybot run` (or `command`) until `until` answers 200 (ready); killed afterwards if still running."""
     process = subprocess.Popen(
         command or [sys.executable, "-m", "bot", "run"],
         env=env,
@@ -61,7 +63,7 @@ def deploybot(env: dict[str, str], cwd: Path, command: list[str] | None = None) 
         while time.monotonic() < deadline:
             assert process.poll() is None, process.communicate()[0]
             try:
-                if httpx.get(f"http://127.0.0.1:{env['PORT']}/readyz").status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{env['PORT']}{until}").status_code == 200:
                     break
             except httpx.TransportError:
                 pass
