@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from bot import ids
 from bot.models import ItemState
 from tests.conftest import ROOT, SIGNING_SECRET
 from tests.fake_slack import FakeSlack
-from tests.slack_requests import SlackUser
+from tests.slack_requests import SLASH_COMMAND, SlackUser, sign
 from tests.test_slack_flow import CHANNEL, item_block
 
 
@@ -194,3 +195,55 @@ def test_sigterm_finishes_in_flight_requests_and_pending_renders(tmp_path: Path,
     _, shown = item_block(list(fake_slack.messages.values()), "all-tests-are-passing")
     assert "<@U88>" in shown["text"]["text"]  # the pending render went out before exit
     user.http.close()
+
+
+def raw_request(path: str, body: str, headers: dict[str, str]) -> bytes:
+    """One HTTP/1.1 request, as bytes a client has finished sending."""
+    lines = [f"POST {path} HTTP/1.1", "Host: deploybot", "Connection: close", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+def read_answer(sock: socket.socket) -> tuple[int, str]:
+    """The status and body of the answer on `sock`, read to the end (the server closes the connection)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body.decode()
+
+
+def test_sigterm_answers_every_request_already_sent(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    """Requests sent but not yet taken from the port's queue when SIGTERM arrives are answered, not reset."""
+    port = free_port()
+    env = bot_env(f"sqlite:///{tmp_path}/d.db", fake_slack, port)
+    burst = 40
+    with deploybot(env, tmp_path) as process:
+        sockets: list[socket.socket] = []
+        # Stopped, the process cannot take connections: the kernel completes each handshake and
+        # queues it, with its request, on the listening port, as it does for a busy server.
+        process.send_signal(signal.SIGSTOP)
+        try:
+            for n in range(burst):
+                form = {**SLASH_COMMAND, "command": "/deploy", "text": "help", "user_id": f"U{500 + n}"}
+                body = urlencode(form)
+                headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(SIGNING_SECRET, body)}
+                sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+                sock.sendall(raw_request("/slack/events", body, headers))
+                sockets.append(sock)
+            process.send_signal(signal.SIGTERM)
+        finally:
+            process.send_signal(signal.SIGCONT)
+        answers = []
+        for sock in sockets:
+            try:
+                answers.append(read_answer(sock))
+            except OSError as exc:
+                answers.append((0, type(exc).__name__))
+            finally:
+                sock.close()
+        assert process.wait(15) == 0
+        with pytest.raises(httpx.TransportError):  # the port is closed
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    assert [status for status, _ in answers] == [200] * burst, answers
+    assert all("/deploy start" in text for _, text in answers)
