@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import re
 import signal
 import time
@@ -75,6 +76,28 @@ def test_socket_mode_serves_commands_and_clicks_and_reports_its_socket(tmp_path:
             process.send_signal(signal.SIGTERM)
             assert process.wait(15) == 0
     assert [c.method for c in fake_slack.calls if c.method == "apps.connections.open"]
+
+
+def test_socket_mode_starts_while_slack_is_down_and_connects_when_it_is_back(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    with socket_mode_server() as socket:
+        fake_slack.socket_url = socket.url
+        fake_slack.down_until = math.inf  # apps.connections.open and auth.test answer 503
+        port = free_port()
+        env = bot_env(f"sqlite:///{tmp_path}/d.db", fake_slack, port, SLACK_APP_TOKEN=fake_slack.app_token)
+        with deploybot(env, tmp_path, until="/metrics") as process:
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+            assert health.status_code == 503 and "Socket Mode connection to Slack is down" in health.text
+            assert process.poll() is None  # still running, still trying
+            fake_slack.down_until = 0.0
+            assert socket.connected.wait(60)
+            wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, 30, "health")
+            command = {**SLASH_COMMAND, "command": "/deploy", "text": "start v9.9 production", "channel_id": CHANNEL}
+            ack = socket.ack_of(socket.send("slash_commands", command))
+            assert "Run #1 started" in ack["payload"]["text"]
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(15) == 0
 
 
 # --- the database going away -------------------------------------------------------------------------

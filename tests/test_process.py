@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlencode
 
 import httpx
@@ -46,6 +48,23 @@ def bot_env(database_url: str, fake: FakeSlack, port: int, **extra: str) -> dict
     }
 
 
+class Drained(io.StringIO):
+    """A process's output, read as it comes: a full pipe (64 KiB of log lines) would stall every thread that logs.
+
+    `read()` returns what has been read, after waiting for the end of the output (up to 10 s).
+    """
+
+    def __init__(self, pipe: IO[str]):
+        super().__init__()
+        self._lines: list[str] = []
+        self._pump = threading.Thread(target=lambda: self._lines.extend(pipe), daemon=True)
+        self._pump.start()
+
+    def read(self, size: int | None = -1) -> str:
+        self._pump.join(10)
+        return "".join(self._lines)
+
+
 @contextmanager
 def deploybot(
     env: dict[str, str], cwd: Path, command: list[str] | None = None, *, until: str = "/readyz"
@@ -59,6 +78,8 @@ def deploybot(
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert process.stdout is not None
+    process.stdout = Drained(process.stdout)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
