@@ -98,10 +98,9 @@ class Deploybot:
         self.probes.stop()
         self.publisher.stop()
 
-    def check_slack(self) -> bool:
-        """Learn the bot's identity from Slack now, or keep trying in the background; never blocks on an outage."""
+    def check_slack(self) -> None:
+        """Start learning the bot's identity from Slack in the background; /readyz says 503 until it is known."""
         self.identity.start()
-        return self.identity.known is not None
 
     def readiness(self) -> list[str]:
         """What stops this process from serving, if anything."""

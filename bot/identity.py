@@ -63,11 +63,11 @@ class BotIdentity:
         return True
 
     def start(self) -> None:
-        """Learn the identity now if Slack answers, else keep trying in the background."""
-        if self.known is not None or self.learn() or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._retry, name="identity", daemon=True)
-        self._thread.start()
+        """Ask Slack in the background, at once and then with doubling waits, until it answers."""
+        # Not here and now: a Slack that hangs would hold start-up, and the port, for the client's timeout.
+        if self.known is None and self._thread is None:
+            self._thread = threading.Thread(target=self._retry, name="identity", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -87,9 +87,7 @@ class BotIdentity:
 
     def _retry(self) -> None:
         wait = self._first_wait
-        while not self._stopping.wait(wait):
-            if self.learn():
-                return
+        while not self.learn() and not self._stopping.wait(wait):
             wait = min(2 * wait, LONGEST_WAIT)
 
     def _shown(self) -> tuple[str, str, str]:

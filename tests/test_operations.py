@@ -174,7 +174,7 @@ def test_metrics_count_every_slack_call_whichever_code_path_makes_it(running: Ru
     running.told()
     running.settled()
     made = {c.method for c in running.fake.calls}
-    assert {"auth.test", "chat.postMessage", "views.open", "files.getUploadURLExternal"} <= made
+    assert {"chat.postMessage", "views.open", "files.getUploadURLExternal"} <= made
 
     def counted() -> dict[str, float]:
         text = httpx.get(f"{running.url}/metrics").text

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, select
 
 from bot import ids
 from bot.models import Page, PageDelivery
-from tests.conftest import SIGNING_SECRET, postgres_schema_url, wait_for
+from tests.conftest import SIGNING_SECRET, launched, postgres_schema_url, wait_for
 from tests.fake_slack import FakeSlack
 from tests.pager_servers import receiver
 from tests.slack_requests import SlackUser
@@ -70,8 +70,6 @@ def test_a_replica_started_during_a_slack_outage_keeps_commands_and_clicks(
             with engine.connect() as conn:
                 page_id = conn.scalar(select(Page.id).where(Page.text == "ceph osd flapping"))
             assert page_id is not None
-            # PagerDuty is up: it hears of the page while Slack is still down.
-            wait_for(lambda: pagerduty.accepted(), what="the PagerDuty trigger")
 
             click = user.click(ids.PAGE_ACK, {"page": page_id}, user="U0STOR1", channel=CHANNEL)
             assert click.status_code == 200
@@ -80,15 +78,17 @@ def test_a_replica_started_during_a_slack_outage_keeps_commands_and_clicks(
                     select(Page.status, Page.acked_by, Page.escalate_at, Page.created_at).where(Page.id == page_id)
                 ).one()
             assert (status, acked_by, escalate_at) == ("acknowledged", "U0STOR1", None)
+            # PagerDuty is up: it hears of the page and of its acknowledgement while Slack is still down.
+            wait_for(
+                lambda: [r.json["event_action"] for r in pagerduty.accepted()] == ["trigger", "acknowledge"],
+                30,
+                "PagerDuty to hear of the page and its acknowledgement",
+            )
+            assert fake_slack.calls_of("chat.postMessage") == []
 
             fake_slack.down_until = 0.0  # Slack is back
             wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, 60, "readiness once Slack answers")
             wait_for(lambda: fake_slack.posted_to("U0STOR1"), 60, "the page's DM after the outage")
-            wait_for(
-                lambda: [r.json["event_action"] for r in pagerduty.accepted()] == ["trigger", "acknowledge"],
-                60,
-                "PagerDuty to hear of the acknowledgement",
-            )
 
             # Once the storage team's acknowledgement timeout has passed, a second page's DM going out
             # shows the worker has looked for due escalations since: the first page did not escalate.
@@ -105,3 +105,17 @@ def test_a_replica_started_during_a_slack_outage_keeps_commands_and_clicks(
             process.wait(15)
         user.http.close()
     engine.dispose()
+
+
+def test_a_refused_bot_token_is_named_in_readyz_and_commands_are_still_answered(
+    database_url: str, fake_slack: FakeSlack
+) -> None:
+    wrong = "xoxb-not-the-token-of-this-workspace-0000"
+    with launched(database_url, fake_slack, SLACK_BOT_TOKEN=wrong) as bot:
+        said = wait_for(
+            lambda: (r := httpx.get(f"{bot.url}/readyz")).status_code == 503 and "invalid_auth" in r.text and r.text,
+            what="readiness to name the refused token",
+        )
+        assert "Slack refused the bot token (invalid_auth): check SLACK_BOT_TOKEN" in said and wrong not in said
+        answer = bot.slack.command("help", channel=CHANNEL)
+        assert answer.status_code == 200 and "/deploy start" in answer.json()["text"]
