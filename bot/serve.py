@@ -47,15 +47,19 @@ class GracefulServer:
         threading.Thread(target=self._drain, name="drain", daemon=True).start()
 
     def _drain(self) -> None:
-        accepted = self._in_loop(self._stop_accepting)
-        if accepted:
-            log.info("accepted %d connection(s) already waiting before closing the port", accepted)
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        while self._in_loop(self._busy) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if self._in_loop(self._busy):
-            log.warning("stopping with requests still unanswered after %.0f s", DRAIN_TIMEOUT)
-        self._in_loop(self._close_everything)
+        try:
+            accepted = self._in_loop(self._stop_accepting)
+            if accepted:
+                log.info("accepted %d connection(s) already waiting before closing the port", accepted)
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            while self._in_loop(self._busy) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if self._in_loop(self._busy):
+                log.warning("stopping with requests still unanswered after %.0f s", DRAIN_TIMEOUT)
+        except Exception:
+            log.exception("the graceful stop failed; closing every connection")
+        finally:
+            self._in_loop(self._close_everything)  # ends the server's loop, so `run()` returns
 
     def _stop_accepting(self) -> int:
         """Take every connection the kernel has queued on the port, then close it; return how many were taken."""
@@ -96,9 +100,19 @@ class GracefulServer:
 
     def _in_loop(self, action: Callable[[], T]) -> T:
         """Run `action` on the server's own loop thread, which owns its sockets, and return its result."""
-        answer: queue.Queue[T] = queue.Queue(maxsize=1)
-        self._server.trigger.pull_trigger(lambda: answer.put(action()))
-        return answer.get(timeout=DRAIN_TIMEOUT)
+        answer: queue.Queue[tuple[T | None, BaseException | None]] = queue.Queue(maxsize=1)
+
+        def run() -> None:
+            try:
+                answer.put((action(), None))
+            except BaseException as exc:  # handed to the caller: the loop would only log it
+                answer.put((None, exc))
+
+        self._server.trigger.pull_trigger(run)
+        result, failure = answer.get(timeout=DRAIN_TIMEOUT)
+        if failure is not None:
+            raise failure
+        return result  # type: ignore[return-value]
 
 
 def _unanswered(channel: Any) -> bool:
