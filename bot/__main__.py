@@ -8,10 +8,12 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import yaml
 from sqlalchemy.orm import Session
@@ -187,18 +189,19 @@ def _run(settings: Settings) -> int:
     gc.collect()
     gc.freeze()
     socket_mode = None
+    connecting = threading.Event()  # set: stop trying to open the socket
     if settings.slack_app_token:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
 
         socket_mode = SocketModeHandler(deploybot.bolt, settings.slack_app_token.reveal())
-        socket_mode.connect()  # type: ignore[no-untyped-call]
         deploybot.socket_connected = socket_mode.client.is_connected
-        log.info("connected to Slack in Socket Mode")
+        threading.Thread(target=_open_socket, args=(socket_mode, connecting), name="socket-mode", daemon=True).start()
     server = GracefulServer(deploybot.web, settings.host, settings.port, settings.threads)
     log.info("serving on http://%s:%s (POST /slack/events, GET /healthz /readyz /metrics)", settings.host, server.port)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("%s: finishing in-flight requests and renders, then stopping", signal.Signals(signum).name)
+        connecting.set()
         if socket_mode is not None:
             socket_mode.close()  # type: ignore[no-untyped-call]
         server.drain()
@@ -211,6 +214,21 @@ def _run(settings: Settings) -> int:
         deploybot.stop_workers()
         log.info("stopped")
     return 0
+
+
+def _open_socket(handler: Any, stopping: threading.Event) -> None:
+    """Open the Socket Mode connection, retrying while Slack does not answer; the client reconnects by itself after."""
+    wait = 1.0
+    while not stopping.is_set():
+        try:
+            handler.connect()
+        except Exception as exc:  # an outage shows as API errors, refused connections or WebSocket failures
+            log.warning("cannot open the Socket Mode connection yet (%s); retrying in %.0f s", type(exc).__name__, wait)
+            stopping.wait(wait)
+            wait = min(2 * wait, 30.0)
+        else:
+            log.info("connected to Slack in Socket Mode")
+            return
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ from functools import cached_property
 from typing import Any
 
 import httpx
-from slack_bolt import App
-from slack_sdk.errors import SlackApiError
+from slack_bolt import App, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.http_retry import RetryHandler
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import checklists, db, logs
 from bot.config import DeployConfig, Settings, load_deploy_config
 from bot.home import home_view
+from bot.identity import BotIdentity
 from bot.listeners import ObservedApp, register_listeners
 from bot.metrics import InstrumentedWebClient, Metrics, database_gauges
 from bot.paging.senders import Senders
@@ -48,8 +50,8 @@ class Deploybot:
     probes: ProbeRunner
     reminders: Reminders
     pager: PageWorker
+    identity: BotIdentity
     metrics: Metrics = field(default_factory=Metrics)
-    slack_ok: bool = False
     # In Socket Mode: whether the socket is up (GET /healthz reports it); None in HTTP mode.
     socket_connected: Callable[[], bool] | None = None
 
@@ -90,21 +92,15 @@ class Deploybot:
             self.reminders.start()
 
     def stop_workers(self) -> None:
+        self.identity.stop()
         self.reminders.stop()
         self.pager.stop()
         self.probes.stop()
         self.publisher.stop()
 
-    def check_slack(self) -> bool:
-        """Call auth.test once; /readyz reports the outcome."""
-        try:
-            self.bolt.client.auth_test()
-            self.slack_ok = True
-        except SlackApiError as exc:
-            log.error("Slack auth.test failed: %s (check SLACK_BOT_TOKEN)", exc.response.get("error"))
-        except OSError as exc:
-            log.error("Slack is unreachable at %s: %s", self.settings.slack_api_url, type(exc).__name__)
-        return self.slack_ok
+    def check_slack(self) -> None:
+        """Start learning the bot's identity from Slack in the background; /readyz says 503 until it is known."""
+        self.identity.start()
 
     def readiness(self) -> list[str]:
         """What stops this process from serving, if anything."""
@@ -114,8 +110,8 @@ class Deploybot:
                 problems.append("database schema is not at the latest migration (run `deploybot db upgrade`)")
         except Exception as exc:
             problems.append(f"database unreachable: {type(exc).__name__}")
-        if not self.slack_ok:
-            problems.append("Slack auth.test has not passed")
+        if self.identity.known is None:
+            problems.append(f"{self.identity.problem}; requests are served and kept meanwhile")
         return problems
 
 
@@ -143,24 +139,13 @@ def create_app(
     sessions = db.make_sessions(engine)
     token = settings.slack_bot_token.reveal()
     metrics = Metrics()
-    client = InstrumentedWebClient(
-        metrics,
-        token=token,
-        base_url=settings.slack_api_url,
-        timeout=10,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            ServerErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=1),
-        ],
-    )
+    client = slack_client(settings, metrics, retrying=True)
     config = load_deploy_config(settings.config_path)
     logs.scrub(settings.environ.get(name, "") for name in config.secret_names())
     _warn_about_missing_secrets(config, settings)
     # The publisher and the pager keep their retry schedules in the database, so their clients never sleep.
-    worker_client = InstrumentedWebClient(
-        metrics, token=token, base_url=settings.slack_api_url, timeout=10, retry_handlers=[]
-    )
+    worker_client = slack_client(settings, metrics, retrying=False)
+    identity = BotIdentity(worker_client, token)
 
     def render_home(session: Session, now: datetime) -> dict[str, Any]:
         return home_view(session, now, reminders, config.contacts)
@@ -173,14 +158,28 @@ def create_app(
         contacts=config.contacts,
         home=render_home,
     )
+    # Bolt asks Slack who the bot is on a process's first request, and drops that request while
+    # Slack is down; `identity.authorize` answers from what is held instead. The client is shown to
+    # Bolt without its token, else Bolt warns that `authorize` makes the token unused.
+    client.token = None
     bolt = ObservedApp(
         metrics,
         client=client,
+        # Bolt passes arguments by their names, which a bound method's `self` would spoil.
+        authorize=lambda enterprise_id, team_id: identity.authorize(enterprise_id, team_id),
         process_before_response=True,  # the change is committed before Slack hears the ack
         request_verification_enabled=False,  # WebApp verifies signatures before Bolt sees a byte
         token_verification_enabled=False,
         ignoring_self_events_enabled=False,
     )
+    client.token = token
+
+    def shared_client(context: BoltContext, next: Callable[[], None]) -> None:
+        # Bolt builds a plain WebClient per request; listeners get the counted one instead.
+        context["client"] = client
+        next()
+
+    bolt.use(shared_client)
     probes = ProbeRunner(sessions, config, settings.environ, clock, publisher.wake)
     senders = Senders(config, worker_client, httpx.Client(timeout=10), settings.environ)
     pager = PageWorker(sessions, config, senders, clock, publisher.wake)
@@ -203,7 +202,31 @@ def create_app(
         gate=gate,
     )
     register_listeners(bolt, services)
-    return Deploybot(settings, engine, sessions, bolt, publisher, probes, reminders, pager, metrics)
+    return Deploybot(settings, engine, sessions, bolt, publisher, probes, reminders, pager, identity, metrics)
+
+
+def slack_client(settings: Settings, metrics: Metrics, *, retrying: bool) -> WebClient:
+    """A Slack Web API client counted in /metrics; every client deploybot uses comes from here.
+
+    `retrying` clients retry 429s, 5xx and network errors a few times in place (for requests that
+    answer a person); the others fail at once, for workers that keep their retries as rows.
+    """
+    handlers: list[RetryHandler] = (
+        [
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            ServerErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=1),
+        ]
+        if retrying
+        else []
+    )
+    return InstrumentedWebClient(
+        metrics,
+        token=settings.slack_bot_token.reveal(),
+        base_url=settings.slack_api_url,
+        timeout=10,
+        retry_handlers=handlers,
+    )
 
 
 def _warn_about_missing_secrets(config: DeployConfig, settings: Settings) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -12,8 +15,8 @@ from sqlalchemy import func, select, text
 from bot import ids
 from bot.models import Event, ItemState, Run
 from tests.conftest import Running
-from tests.slack_requests import SLASH_COMMAND, sign
-from tests.test_slack_flow import CHANNEL, click_item, start
+from tests.slack_requests import SLASH_COMMAND, click_payload, sign
+from tests.test_slack_flow import CHANNEL, click_item, item_block, start
 
 
 def snapshot(running: Running) -> tuple[int, int, list[tuple[str, str]]]:
@@ -199,3 +202,130 @@ def test_a_button_acts_only_in_its_runs_channel(running: Running) -> None:
     assert running.slack.click(ids.ITEM_DONE, value, user="U10", channel="C999").status_code == 200
     assert last_ephemeral(running)["text"] == "That button belongs to run #1 in <#C100>; nothing changed."
     assert snapshot(running) == before
+
+
+# --- requests that must be refused, not crash ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Slack-Signature": "v0=abc"},
+        {"X-Slack-Request-Timestamp": "yesterday", "X-Slack-Signature": "v0=abc"},
+        {"X-Slack-Request-Timestamp": "١٢٣", "X-Slack-Signature": "v0=abc"},  # digits, but not ASCII ones
+        {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=\u00e9"},
+    ],
+)
+def test_a_request_without_a_usable_timestamp_or_signature_is_refused_with_401(
+    running: Running, headers: dict[str, str]
+) -> None:
+    body = urlencode({**SLASH_COMMAND, "command": "/deploy", "text": "start v9 production", "channel_id": CHANNEL})
+    response = running.slack.http.post(
+        running.slack.url,
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded", **{k: v.encode() for k, v in headers.items()}},
+    )
+    assert response.status_code == 401 and "signature" in response.text
+    assert snapshot(running) == (0, 0, [])
+
+
+def test_a_signed_body_that_is_not_utf8_is_refused_with_400(running: Running) -> None:
+    raw = b"command=%2Fdeploy&text=\xff\xfe"
+    timestamp = str(int(time.time()))
+    digest = hmac.new(running.slack.secret.encode(), f"v0:{timestamp}:".encode() + raw, hashlib.sha256).hexdigest()
+    response = running.slack.http.post(
+        running.slack.url,
+        content=raw,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": timestamp,
+            "X-Slack-Signature": f"v0={digest}",
+        },
+    )
+    assert response.status_code == 400 and "slash command lacks" in response.text
+    assert snapshot(running) == (0, 0, [])
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_slacks_ssl_check_gets_200_and_changes_nothing(running: Running, signed: bool) -> None:
+    body = "ssl_check=1&token=verification-token-from-slack"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    response = (
+        running.slack.post(body)
+        if signed
+        else running.slack.http.post(running.slack.url, content=body, headers=headers)
+    )
+    assert response.status_code == 200
+    assert snapshot(running) == (0, 0, [])
+    assert [c.method for c in running.fake.calls] == ["auth.test"]  # nothing was said to Slack
+
+
+def nested(depth: int) -> object:
+    value: object = "deep"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [100, 200_000])
+@pytest.mark.parametrize("where", ["json body", "payload field"])
+def test_a_deeply_nested_signed_body_is_refused_with_400(running: Running, depth: int, where: str) -> None:
+    text = "[" * depth + "1" + "]" * depth if depth > 1000 else json.dumps(nested(depth))
+    if where == "json body":
+        response = running.slack.post(
+            '{"type": "event_callback", "team_id": "T1", "event": ' + text + "}", "application/json"
+        )
+    else:
+        click = '{"type": "block_actions", "user": {"id": "U1"}, "actions": [{"action_id": "x", "value": ' + text
+        response = running.slack.post(urlencode({"payload": click + "}]}"}))
+    assert response.status_code == 400 and "nests deeper than 64 levels" in response.text
+    assert snapshot(running) == (0, 0, [])
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda p: p["user"].update(id=12345), "user.id must be a Slack user id (a string), not int 12345"),
+        (lambda p: p["user"].update(id="12345"), "user.id is not a Slack user id: '12345'"),
+        (lambda p: p["user"].update(id="<!channel>"), "user.id is not a Slack user id"),
+        (lambda p: p["user"].update(id={"id": "U1"}), "user.id must be a Slack user id (a string), not dict"),
+        (lambda p: p["user"].update(team_id=7), "user.team_id must be a Slack team id"),
+        (lambda p: p["team"].update(id=["T1"]), "team.id must be a Slack team id (a string), not list"),
+        (lambda p: p["channel"].update(id=100), "channel.id must be a Slack channel id (a string), not int"),
+        (lambda p: p["container"].update(channel_id="general"), "container.channel_id is not a Slack channel id"),
+    ],
+)
+def test_a_signed_click_with_a_malformed_id_is_refused_and_changes_nothing(
+    running: Running, change: Any, says: str
+) -> None:
+    messages = start(running)
+    before = snapshot(running)
+    message, block = item_block(messages, "all-tests-are-passing")
+    payload = click_payload(
+        ids.ITEM_DONE,
+        block["accessory"]["value"],
+        user="U200",
+        channel=CHANNEL,
+        message_ts=message["ts"],
+        thread_ts=message["thread_ts"],
+    )
+    change(payload)
+    response = running.slack.payload(payload)
+    assert response.status_code == 400 and says in response.text, response.text
+    assert snapshot(running) == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("user_id", "12345", "user_id is not a Slack user id"),
+        ("channel_id", "#general", "channel_id is not a Slack channel id"),
+        ("team_id", "<!here>", "team_id is not a Slack team id"),
+    ],
+)
+def test_a_signed_command_with_a_malformed_id_is_refused(running: Running, field: str, value: str, says: str) -> None:
+    form = {**SLASH_COMMAND, "command": "/deploy", "text": "start v9 production", "channel_id": CHANNEL, field: value}
+    response = running.slack.post(urlencode(form))
+    assert response.status_code == 400 and says in response.text
+    assert snapshot(running) == (0, 0, [])

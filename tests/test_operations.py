@@ -5,14 +5,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import re
 import signal
 import time
 import uuid
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 from sqlalchemy import create_engine, make_url, select, text
 
@@ -73,6 +76,28 @@ def test_socket_mode_serves_commands_and_clicks_and_reports_its_socket(tmp_path:
             process.send_signal(signal.SIGTERM)
             assert process.wait(15) == 0
     assert [c.method for c in fake_slack.calls if c.method == "apps.connections.open"]
+
+
+def test_socket_mode_starts_while_slack_is_down_and_connects_when_it_is_back(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    with socket_mode_server() as socket:
+        fake_slack.socket_url = socket.url
+        fake_slack.down_until = math.inf  # apps.connections.open and auth.test answer 503
+        port = free_port()
+        env = bot_env(f"sqlite:///{tmp_path}/d.db", fake_slack, port, SLACK_APP_TOKEN=fake_slack.app_token)
+        with deploybot(env, tmp_path, until="/metrics") as process:
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+            assert health.status_code == 503 and "Socket Mode connection to Slack is down" in health.text
+            assert process.poll() is None  # still running, still trying
+            fake_slack.down_until = 0.0
+            assert socket.connected.wait(60)
+            wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, 30, "health")
+            command = {**SLASH_COMMAND, "command": "/deploy", "text": "start v9.9 production", "channel_id": CHANNEL}
+            ack = socket.ack_of(socket.send("slash_commands", command))
+            assert "Run #1 started" in ack["payload"]["text"]
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(15) == 0
 
 
 # --- the database going away -------------------------------------------------------------------------
@@ -137,6 +162,32 @@ def test_metrics_count_requests_clicks_slack_calls_and_ack_times(running: Runnin
     assert "# TYPE deploybot_ack_seconds histogram" in text
 
 
+def test_metrics_count_every_slack_call_whichever_code_path_makes_it(running: Running) -> None:
+    """Listeners' calls (forms, private answers, uploads) are counted like the workers' renders."""
+    messages = start(running)
+    na = next(b for m in messages for b in m["blocks"] if b.get("block_id") == "part.1")["elements"][0]
+    assert running.slack.click(na["action_id"], na["value"], channel=CHANNEL).status_code == 200
+    assert running.slack.click("no.such.action", {"run": 1}, channel=CHANNEL).status_code == 200
+    export = {"run": 1, "format": "md"}
+    parent = messages[0]["ts"]
+    assert running.slack.click(ids.EXPORT, export, channel=CHANNEL, message_ts=parent).status_code == 200
+    running.told()
+    running.settled()
+    made = {c.method for c in running.fake.calls}
+    assert {"chat.postMessage", "views.open", "files.getUploadURLExternal"} <= made
+
+    def counted() -> dict[str, float]:
+        text = httpx.get(f"{running.url}/metrics").text
+        return {m: metric(text, f'deploybot_slack_api_calls_total{{method="{m}"}}') for m in made if m in text}
+
+    def every_call_counted() -> bool:
+        with running.fake.lock:
+            calls = [c.method for c in running.fake.calls]
+        return counted() == {m: calls.count(m) for m in set(calls)}
+
+    wait_for(every_call_counted, what=f"every Slack call to be counted (counted {counted()})")
+
+
 # --- logs ----------------------------------------------------------------------------------------------
 
 
@@ -157,6 +208,22 @@ def test_the_scrubber_masks_a_secret_that_reaches_a_log_line() -> None:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines[0]["message"] == "token ********** and **********" and lines[0]["request_id"] == "req-1"
     assert "xoxb-very-secret-token" not in stream.getvalue() and "boom **********" in lines[1]["message"]
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_log_times_are_iso_8601_in_utc_with_the_offset(log_format: str) -> None:
+    stream = io.StringIO()
+    logs.setup(log_format)
+    logging.getLogger().handlers[0].stream = stream  # type: ignore[attr-defined]
+    try:
+        logging.getLogger("t").warning("hello")
+    finally:
+        logging.basicConfig(force=True)
+    line = stream.getvalue().strip()
+    written = json.loads(line)["time"] if log_format == "json" else line.split(" ", 1)[0]
+    at = datetime.fromisoformat(written)
+    assert written.endswith("+00:00") and at.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - at) < timedelta(minutes=1)
 
 
 def test_a_full_run_logs_json_lines_with_request_ids_and_no_secret(tmp_path: Path, fake_slack: FakeSlack) -> None:

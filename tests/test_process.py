@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -12,6 +13,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -21,7 +24,7 @@ from bot import ids
 from bot.models import ItemState
 from tests.conftest import ROOT, SIGNING_SECRET
 from tests.fake_slack import FakeSlack
-from tests.slack_requests import SlackUser
+from tests.slack_requests import SLASH_COMMAND, SlackUser, sign
 from tests.test_slack_flow import CHANNEL, item_block
 
 
@@ -45,9 +48,28 @@ def bot_env(database_url: str, fake: FakeSlack, port: int, **extra: str) -> dict
     }
 
 
+class Drained(io.StringIO):
+    """A process's output, read as it comes: a full pipe (64 KiB of log lines) would stall every thread that logs.
+
+    `read()` returns what has been read, after waiting for the end of the output (up to 10 s).
+    """
+
+    def __init__(self, pipe: IO[str]):
+        super().__init__()
+        self._lines: list[str] = []
+        self._pump = threading.Thread(target=lambda: self._lines.extend(pipe), daemon=True)
+        self._pump.start()
+
+    def read(self, size: int | None = -1) -> str:
+        self._pump.join(10)
+        return "".join(self._lines)
+
+
 @contextmanager
-def deploybot(env: dict[str, str], cwd: Path, command: list[str] | None = None) -> Iterator[subprocess.Popen[str]]:
-    """`deploybot run` (or `command`) until it is ready; killed afterwards if still running."""
+def deploybot(
+    env: dict[str, str], cwd: Path, command: list[str] | None = None, *, until: str = "/readyz"
+) -> Iterator[subprocess.Popen[str]]:
+    """`deploybot run` (or `command`) until `until` answers 200 (ready); killed afterwards if still running."""
     process = subprocess.Popen(
         command or [sys.executable, "-m", "bot", "run"],
         env=env,
@@ -56,12 +78,14 @@ def deploybot(env: dict[str, str], cwd: Path, command: list[str] | None = None) 
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert process.stdout is not None
+    process.stdout = Drained(process.stdout)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert process.poll() is None, process.communicate()[0]
             try:
-                if httpx.get(f"http://127.0.0.1:{env['PORT']}/readyz").status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{env['PORT']}{until}").status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -192,3 +216,55 @@ def test_sigterm_finishes_in_flight_requests_and_pending_renders(tmp_path: Path,
     _, shown = item_block(list(fake_slack.messages.values()), "all-tests-are-passing")
     assert "<@U88>" in shown["text"]["text"]  # the pending render went out before exit
     user.http.close()
+
+
+def raw_request(path: str, body: str, headers: dict[str, str]) -> bytes:
+    """One HTTP/1.1 request, as bytes a client has finished sending."""
+    lines = [f"POST {path} HTTP/1.1", "Host: deploybot", "Connection: close", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+def read_answer(sock: socket.socket) -> tuple[int, str]:
+    """The status and body of the answer on `sock`, read to the end (the server closes the connection)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body.decode()
+
+
+def test_sigterm_answers_every_request_already_sent(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    """Requests sent but not yet taken from the port's queue when SIGTERM arrives are answered, not reset."""
+    port = free_port()
+    env = bot_env(f"sqlite:///{tmp_path}/d.db", fake_slack, port)
+    burst = 40
+    with deploybot(env, tmp_path) as process:
+        sockets: list[socket.socket] = []
+        # Stopped, the process cannot take connections: the kernel completes each handshake and
+        # queues it, with its request, on the listening port, as it does for a busy server.
+        process.send_signal(signal.SIGSTOP)
+        try:
+            for n in range(burst):
+                form = {**SLASH_COMMAND, "command": "/deploy", "text": "help", "user_id": f"U{500 + n}"}
+                body = urlencode(form)
+                headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(SIGNING_SECRET, body)}
+                sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+                sock.sendall(raw_request("/slack/events", body, headers))
+                sockets.append(sock)
+            process.send_signal(signal.SIGTERM)
+        finally:
+            process.send_signal(signal.SIGCONT)
+        answers = []
+        for sock in sockets:
+            try:
+                answers.append(read_answer(sock))
+            except OSError as exc:
+                answers.append((0, type(exc).__name__))
+            finally:
+                sock.close()
+        assert process.wait(15) == 0
+        with pytest.raises(httpx.TransportError):  # the port is closed
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    assert [status for status, _ in answers] == [200] * burst, answers
+    assert all("/deploy start" in text for _, text in answers)
