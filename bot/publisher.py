@@ -17,8 +17,8 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import answers, db, export, paging, runs
 from bot import blocks as render
-from bot import db, export, paging, runs
 from bot.contacts import Team
 from bot.models import HomeTab, Message, Outbox, Run, RunStatus
 from bot.paging import render as page_render
@@ -334,6 +334,7 @@ class Publisher:
                 row = session.get(Outbox, outbox_id)
                 assert row is not None
                 channel, text = row.channel_id, row.text
+                answer = answers.Answer.of(row) if row.kind == answers.KIND else None
                 thread_ts = None
                 if row.run_id is not None:
                     thread_ts = session.scalar(
@@ -342,7 +343,11 @@ class Publisher:
                     if thread_ts is None:  # its run is not posted yet: wait for it
                         row.lease_until = None
                         continue
-            _, failure = attempt(self._client.chat_postMessage, channel=channel, text=text, thread_ts=thread_ts)
+            if answer is not None:
+                refused = answers.send(self._client, answer, now)
+                failure = Failure(*refused) if refused else None
+            else:
+                _, failure = attempt(self._client.chat_postMessage, channel=channel, text=text, thread_ts=thread_ts)
             with self._sessions.begin() as session:
                 row = session.get(Outbox, outbox_id)
                 assert row is not None

@@ -40,6 +40,8 @@ def test_manifest_declares_what_deploybot_uses() -> None:
         "chat:write.public",
         "files:write",
         "usergroups:read",
+        "channels:join",  # exports into public channels deploybot is not in
+        "im:write",  # exports handed over privately
     }
 
 
