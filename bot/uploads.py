@@ -34,6 +34,8 @@ def share(client: WebClient, actor: Actor, *, content: str, filename: str, title
         direct = client.conversations_open(users=actor.user_id)["channel"]["id"]
     except SlackApiError as exc:
         return f"I could not open a direct message with you (`{exc.response.get('error')}`); nothing was shared."
+    except OSError as exc:
+        return f"Slack could not be reached ({type(exc).__name__}); nothing was shared. Try again in a minute."
     error = _upload(client, direct, None, file)
     if error is not None:
         return f"Slack did not take the export (`{error}`); nothing was shared. Try again in a minute."
