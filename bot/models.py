@@ -230,6 +230,13 @@ class Outbox(Base):
     lease_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # An answer to one person (kind "answer"): through the request's response_url while it is
+    # valid, else privately in the channel; see bot/answers.py. NULL kind: a message to the channel.
+    kind: Mapped[str | None] = mapped_column(String(16))
+    response_url: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None]
+    user_id: Mapped[str | None] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
 
 
 class Message(Base):
@@ -284,6 +291,8 @@ class Page(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(32))
     resolved_at: Mapped[datetime | None]
     rev: Mapped[int] = mapped_column(Integer, default=1)
+    # Read by the alert's renderer: a pager that failed for good is shown there, not only logged.
+    deliveries: Mapped[list[PageDelivery]] = relationship(order_by="PageDelivery.id", viewonly=True)
 
     @property
     def is_open(self) -> bool:
@@ -309,6 +318,9 @@ class PageDelivery(Base):
     failed_at: Mapped[datetime | None]  # given up: an answer retrying cannot change
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Where a DM went, so acknowledging and resolving can update it in place.
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32))
 
 
 class HomeTab(Base):

@@ -17,13 +17,13 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import answers, db, export, paging, runs
 from bot import blocks as render
-from bot import db, export, paging, runs
 from bot.contacts import Team
 from bot.models import HomeTab, Message, Outbox, Run, RunStatus
 from bot.pacing import Budget
 from bot.paging import render as page_render
-from bot.posting import Failure, Poster, attempt
+from bot.posting import Failure, Posted, Poster, attempt
 
 log = logging.getLogger(__name__)
 
@@ -353,13 +353,19 @@ class Publisher:
             row = session.get(Outbox, outbox_id)
             assert row is not None
             channel, text = row.channel_id, row.text
+            answer = answers.Answer.of(row) if row.kind == answers.KIND else None
             thread_ts = None
             if row.run_id is not None:
                 thread_ts = session.scalar(select(Message.ts).where(Message.run_id == row.run_id, Message.part == 0))
                 if thread_ts is None:  # its run is not posted yet: wait for it
                     row.lease_until = None
                     return False
-        posted = self._poster.post(f"outbox:{outbox_id}", channel, thread_ts, text=text)
+        if answer is not None:
+            # Answers are ephemeral: a copy can only ever reach the one person, so no lookup is needed.
+            refused = answers.send(self._client, answer, now)
+            posted = Posted(failure=Failure(*refused) if refused else None)
+        else:
+            posted = self._poster.post(f"outbox:{outbox_id}", channel, thread_ts, text=text)
         with self._sessions.begin() as session:
             row = session.get(Outbox, outbox_id)
             assert row is not None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from waitress import create_server
 
@@ -22,6 +22,7 @@ from bot import db
 from bot.app import Deploybot, create_app
 from bot.config import Settings
 from bot.listeners.actions import wait_for_notices
+from bot.models import Outbox
 from bot.services import utcnow
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackUser
@@ -111,9 +112,18 @@ class Running:
         return wait_for(condition, timeout, what)
 
     def told(self) -> list[Any]:
-        """The ephemeral answers people got, once those already handed out have gone to Slack."""
+        """The private answers people got (response_url or ephemeral), once those kept have gone to Slack."""
         wait_for_notices()
-        return self.fake.calls_of("chat.postEphemeral")
+        self.wait_for(self.answers_sent, what="every answer to reach Slack")
+        calls = self.fake.calls_of("chat.postEphemeral") + self.fake.calls_of("response_url")
+        return sorted(calls, key=lambda c: c.at)
+
+    def answers_sent(self) -> bool:
+        """Whether every private answer kept in the database has been delivered."""
+        self.app.publisher.wake()
+        with self.app.sessions() as session:
+            unsent = select(func.count()).select_from(Outbox).where(Outbox.kind == "answer", Outbox.sent_at.is_(None))
+            return session.scalar(unsent) == 0
 
     def settled(self, timeout: float = 15.0) -> None:
         """Wait until every message shows the database state (nothing behind, nothing leased)."""
@@ -178,7 +188,7 @@ def launched(
     app.check_slack()
     app.start_workers(reminders=clock_ticks)
     server = Server(app)
-    user = SlackUser(server.url, SIGNING_SECRET)
+    user = SlackUser(server.url, SIGNING_SECRET, response_urls=fake.response_url)
     try:
         yield Running(app, fake, server.url, user)
     finally:

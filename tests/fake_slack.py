@@ -66,6 +66,12 @@ class FakeSlack:
     holds: dict[str, list[Hold]] = field(default_factory=lambda: defaultdict(list))
     released: threading.Event = field(default_factory=threading.Event)  # ends every hold at once
     _last_ts: float = 0.0
+    # response_urls handed out: hook id -> where the click happened ({"user", "channel", "thread_ts"}).
+    hooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hook_uses: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Conversations deploybot is not a member of (default: a member of every one), and the private ones.
+    not_member: set[str] = field(default_factory=set)
+    private: set[str] = field(default_factory=set)
     _next_ts: int = 0
     _server: ThreadingHTTPServer | None = None
 
@@ -134,6 +140,18 @@ class FakeSlack:
         with self.lock:
             return [c for c in self.calls if c.method == method and c.ok]
 
+    def response_url(self, user: str, channel: str, thread_ts: str | None = None) -> str:
+        """A response_url for one request, as Slack puts in a payload: it answers that person, there."""
+        with self.lock:
+            self._next_ts += 1
+            hook = f"H{self._next_ts:08d}"
+            self.hooks[hook] = {"user": user, "channel": channel, "thread_ts": thread_ts}
+        return f"{self.url.removesuffix('/api/')}/hooks/{hook}"
+
+    def answered(self) -> list[dict[str, Any]]:
+        """What people were told through response_urls, in order, with who and where."""
+        return [c.args for c in self.calls_of("response_url")]
+
     def posted_to(self, channel: str) -> list[dict[str, Any]]:
         """Messages posted to a channel or user (a DM), in order."""
         return [c.args for c in self.calls_of("chat.postMessage") if c.args.get("channel") == channel]
@@ -161,6 +179,9 @@ class FakeSlack:
             request.send_header("Content-Length", "2")
             request.end_headers()
             request.wfile.write(b"OK")
+            return
+        if path.startswith("/hooks/"):
+            self._hook(request, path.rsplit("/", 1)[-1], body)
             return
         method = path.rsplit("/", 1)[-1]
         raw = body.decode()
@@ -234,6 +255,42 @@ class FakeSlack:
         request.send_header("Content-Length", str(len(data)))
         for key, value in (headers or {}).items():
             request.send_header(key, value)
+        request.end_headers()
+        request.wfile.write(data)
+
+    def _hook(self, request: BaseHTTPRequestHandler, hook: str, body: bytes) -> None:
+        """A POST to a response_url: JSON in, "ok" out; 404 once expired or used 5 times; faults as "response_url"."""
+        at = time.monotonic()
+        with self.lock:
+            queue = self.faults.get("response_url") or []
+            fault = queue.pop(0) if queue else None
+            where = self.hooks.get(hook)
+            if where is not None and fault is None and at >= self.down_until:
+                self.hook_uses[hook] += 1
+            uses = self.hook_uses[hook]
+        if at < self.down_until:
+            fault = Fault(503, None, "service_unavailable", None)
+        args = json.loads(body or b"{}")
+        if fault:
+            status, text = fault.status, fault.error
+        elif where is None:
+            status, text = 404, "expired_url"
+        elif uses > 5:
+            status, text = 404, "used_url"
+        elif args.get("response_type") not in (None, "ephemeral", "in_channel") or (
+            not args.get("text") and not args.get("blocks")
+        ):
+            status, text = 400, "no_text"
+        else:
+            status, text = 200, "ok"
+        with self.lock:
+            self.calls.append(Call("response_url", {**args, **(where or {})}, at, status, status == 200))
+        data = text.encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "text/html")
+        request.send_header("Content-Length", str(len(data)))
+        if fault and fault.retry_after is not None:
+            request.send_header("Retry-After", str(fault.retry_after))
         request.end_headers()
         request.wfile.write(data)
 
@@ -334,6 +391,8 @@ class FakeSlack:
         return {"ok": True, "channel": args["channel"], "ts": args["ts"], "text": args.get("text")}
 
     def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        if args.get("channel") in self.not_member:  # chat:write.public does not cover ephemeral messages
+            return {"ok": False, "error": "not_in_channel"}
         if not args.get("user"):
             return {"ok": False, "error": "user_not_in_channel"}
         if problem := self._invalid(args):
@@ -350,6 +409,8 @@ class FakeSlack:
 
     def _files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
         files = json.loads(args["files"]) if isinstance(args.get("files"), str) else args.get("files") or []
+        if args.get("channel_id") in self.not_member:
+            return {"ok": False, "error": "not_in_channel"}
         with self.lock:
             if not files or any(f["id"] not in self.uploads for f in files):
                 return {"ok": False, "error": "file_not_found"}
@@ -390,3 +451,17 @@ class FakeSlack:
         if errors:
             return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": errors}}
         return {"ok": True, "view": {**view, "id": "V111", "state": {"values": {}}}}
+
+    def _conversations_join(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = args.get("channel", "")
+        if channel in self.private:
+            return {"ok": False, "error": "method_not_supported_for_channel_type"}
+        with self.lock:
+            self.not_member.discard(channel)
+        return {"ok": True, "channel": {"id": channel, "is_private": False}}
+
+    def _conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        users = str(args.get("users") or "")
+        if not users or "," in users:
+            return {"ok": False, "error": "invalid_arguments"}
+        return {"ok": True, "channel": {"id": "D" + users.removeprefix("U").removeprefix("W")}}

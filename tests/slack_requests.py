@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -29,10 +30,18 @@ def sign(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]
 class SlackUser:
     """Drives deploybot's real HTTP endpoint the way Slack's servers do for a person's actions."""
 
-    def __init__(self, url: str, secret: str, client: httpx.Client | None = None):
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        client: httpx.Client | None = None,
+        response_urls: Callable[[str, str, str | None], str] | None = None,
+    ):
         self.url = url.rstrip("/") + "/slack/events"
         self.secret = secret
         self.http = client or httpx.Client(timeout=30)
+        # Hands out the response_url of each request (the fake Slack's), never one of real Slack's.
+        self.response_urls = response_urls
 
     def post(
         self, body: str, content_type: str = "application/x-www-form-urlencoded", headers: dict[str, str] | None = None
@@ -45,6 +54,7 @@ class SlackUser:
 
     def command(self, text: str, *, user: str = "U100", channel: str = "C100") -> httpx.Response:
         form = {**SLASH_COMMAND, "command": "/deploy", "text": text, "user_id": user, "channel_id": channel}
+        form["response_url"] = self.response_urls(user, channel, None) if self.response_urls else ""
         return self.post(urlencode(form))
 
     def click(
@@ -74,6 +84,14 @@ class SlackUser:
         return self.payload(payload)
 
     def payload(self, payload: dict[str, Any]) -> httpx.Response:
+        if self.response_urls and "response_url" in payload:
+            user, container = payload.get("user"), payload.get("container")
+            user_id = str(user.get("id")) if isinstance(user, dict) else "?"
+            where = container if isinstance(container, dict) else {}
+            url = self.response_urls(user_id, str(where.get("channel_id")), where.get("thread_ts"))
+            payload = {**payload, "response_url": url}
+        elif "response_url" in payload:  # the recorded samples name real Slack's hooks: never call those
+            payload = {**payload, "response_url": ""}
         return self.post(urlencode({"payload": json.dumps(payload)}))
 
 

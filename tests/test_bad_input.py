@@ -137,13 +137,13 @@ def test_bad_button_values_change_nothing(running: Running, value: object, says:
 
 def test_clicks_on_an_aborted_run_are_refused(running: Running) -> None:
     messages = start(running)
+    na = messages[1]["blocks"][-1]["elements"][0]  # the button as shown before the abort re-renders it
     running.slack.command("abort wrong build", channel=CHANNEL)
     before = snapshot(running)
     assert click_item(running, messages, "all-tests-are-passing", user="U7").status_code == 200
     told = last_ephemeral(running)
     assert told["user"] == "U7"
     assert told["text"] == "Run #1 (v1.4.2) was aborted by <@U100>: wrong build. Nothing changed."
-    na = messages[1]["blocks"][-1]["elements"][0]
     running.slack.click(na["action_id"], na["value"], user="U7", channel=CHANNEL)
     assert "was aborted" in last_ephemeral(running)["text"]
     assert not running.fake.calls_of("views.open")

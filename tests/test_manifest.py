@@ -42,6 +42,8 @@ def test_manifest_declares_what_deploybot_uses() -> None:
         "usergroups:read",
         "channels:history",  # looking up posts whose outcome is unknown
         "groups:history",
+        "channels:join",  # exports into public channels deploybot is not in
+        "im:write",  # exports handed over privately
     }
 
 

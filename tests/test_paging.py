@@ -232,7 +232,7 @@ def test_a_page_reaches_the_channel_the_team_pagerduty_and_the_webhook_and_follo
     assert [e.user_id for e in paged.events("page.resolved")] == ["U0DBA2"]
     notified = sorted((e.data["target"], e.data["action"]) for e in paged.events("page.notified"))
     assert notified == sorted(
-        [("dm:U0DBA1", "trigger"), ("dm:U0DBA2", "trigger")]
+        [(t, a) for t in ("dm:U0DBA1", "dm:U0DBA2") for a in ("trigger", "acknowledge", "resolve")]
         + [(t, a) for t in ("pagerduty:dba", "webhook:dba") for a in ("trigger", "acknowledge", "resolve")]
     )
 
@@ -399,6 +399,46 @@ def test_a_rejected_event_is_given_up_and_audited_not_retried_forever(paged: Pag
     [failed] = paged.events("page.notify_failed")
     assert failed.data["target"] == "pagerduty:dba" and failed.data["error"] == "PagerDuty answered 400"
     assert len(paged.dms("U0DBA1")) == 1  # the other ways still reached the team
+    paged.bot.wait_for(lambda: "PagerDuty" in json.dumps(paged.alert()["blocks"]), what="the alert to show it")
+    shown = json.dumps(paged.alert()["blocks"], ensure_ascii=False)
+    assert "*PagerDuty* (Database Admin): failed — the event or its routing key was refused (400)" in shown
+    assert PD_KEY not in shown and "Webhook" not in shown  # the webhook got through
+
+
+def test_every_dm_of_a_page_shows_who_has_it_and_loses_its_acknowledge_button(paged: Paging) -> None:
+    paged.page()
+    paged.delivered()
+    for user in ("U0DBA1", "U0DBA2"):
+        assert buttons(current_dm(paged, user)) == [ids.PAGE_ACK, ids.PAGE_RESOLVE]
+    assert paged.click(ids.PAGE_ACK, user="U0DBA2").status_code == 200
+    paged.delivered()
+    for user in ("U0DBA1", "U0DBA2"):
+        dm = current_dm(paged, user)
+        assert "Acknowledged by <@U0DBA2>" in json.dumps(dm["blocks"]), user
+        assert buttons(dm) == [ids.PAGE_RESOLVE], user
+    assert paged.click(ids.PAGE_RESOLVE, user="U0DBA1").status_code == 200
+    paged.delivered()
+    for user in ("U0DBA1", "U0DBA2"):
+        dm = current_dm(paged, user)
+        assert "Resolved by <@U0DBA1>" in json.dumps(dm["blocks"]) and buttons(dm) == [], user
+        assert len(paged.dms(user)) == 1  # updated in place, never posted again
+    updated = [c.args["channel"] for c in paged.bot.fake.calls_of("chat.update") if c.args["channel"] != CHANNEL]
+    assert sorted(updated) == ["U0DBA1", "U0DBA1", "U0DBA2", "U0DBA2"]
+
+
+def test_a_dm_update_that_fails_is_retried(paged: Paging) -> None:
+    paged.page()
+    paged.delivered()
+    paged.bot.fake.fail("chat.update", 2, status=503, retry_after=None, error="service_unavailable", channel="U0DBA1")
+    assert paged.click(ids.PAGE_ACK, user="U0DBA2").status_code == 200
+    paged.delivered()
+    assert buttons(current_dm(paged, "U0DBA1")) == [ids.PAGE_RESOLVE]
+
+
+def current_dm(paged: Paging, user: str) -> dict[str, Any]:
+    """The page's DM to `user` as Slack shows it now (after any updates)."""
+    [dm] = [m for (channel, _), m in paged.bot.fake.messages.items() if channel == user]
+    return dm
 
 
 def test_a_missing_routing_key_is_named_never_shown(database_url: str, fake_slack: FakeSlack, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot import export
+from bot.listeners.actions import wait_for_notices
 from bot.models import Event, ItemState, Message, Run
 from tests.conftest import ROOT, Running
 from tests.test_slack_flow import CHANNEL, click_item, current, item_block, start
@@ -147,22 +148,59 @@ def test_exports_match_the_database_field_by_field(running: Running, database_ur
     assert missing.returncode == 2 and "Run #42 does not exist" in missing.stderr
 
 
-def test_export_from_slack_uploads_the_file_to_the_thread(running: Running) -> None:
+def export_csv(running: Running, user: str = "U0EXP") -> list[dict[str, Any]]:
+    """Finish a release and choose "Export CSV" in its menu as `user`; return the run's messages."""
     final = finish_a_release(running, "v1.0.0", na=[], override=True)
     menu = next(b for b in final[0]["blocks"] if b.get("block_id") == "export")["elements"][0]
     csv_option = next(o for o in menu["options"] if json.loads(o["value"])["format"] == "csv")
     from tests.test_probe_flow import _overflow
 
-    payload = _overflow(csv_option["value"], "U0EXP", final[0])
+    payload = _overflow(csv_option["value"], user, final[0])
     payload["actions"][0]["action_id"] = menu["action_id"]
     assert running.slack.payload(payload).status_code == 200
-    assert len(running.fake.files) == 1
+    return final
+
+
+def shared_files(running: Running) -> list[dict[str, Any]]:
+    """The files shared so far, once the uploads already under way have finished."""
+    wait_for_notices()
+    return running.fake.files
+
+
+def test_export_from_slack_uploads_the_file_to_the_thread(running: Running) -> None:
+    final = export_csv(running)
+    assert len(shared_files(running)) == 1
     shared = running.fake.files[0]
     assert shared["channel_id"] == CHANNEL and shared["thread_ts"] == final[0]["ts"]
     with running.app.sessions() as session:
         expected = export.render(export.record(session, 1), "csv")
     assert shared["content"].decode() == expected
     assert "<@U0EXP> exported run #1" in shared["initial_comment"]
+    assert not running.told()  # the file speaks for itself
+
+
+def test_export_into_a_public_channel_deploybot_is_not_in_joins_it(running: Running) -> None:
+    running.fake.not_member.add(CHANNEL)  # posting works there (chat:write.public); uploading does not
+    final = export_csv(running)
+    [shared] = shared_files(running)
+    assert shared["channel_id"] == CHANNEL and shared["thread_ts"] == final[0]["ts"]
+    assert [c.args["channel"] for c in running.fake.calls_of("conversations.join")] == [CHANNEL]
+    [told] = running.told()
+    assert told.method == "response_url" and told.args["user"] == "U0EXP"
+    assert f"I was not a member of <#{CHANNEL}>, so I joined it" in told.args["text"]
+
+
+def test_export_into_a_private_channel_deploybot_is_not_in_goes_to_the_requester(running: Running) -> None:
+    running.fake.not_member.add(CHANNEL)
+    running.fake.private.add(CHANNEL)
+    export_csv(running, user="U0EXP")
+    [shared] = shared_files(running)
+    assert shared["channel_id"] == "D0EXP" and shared["thread_ts"] is None
+    assert [c.args["users"] for c in running.fake.calls_of("conversations.open")] == ["U0EXP"]
+    [told] = running.told()
+    assert told.method == "response_url" and told.args["user"] == "U0EXP" and told.args["channel"] == CHANNEL
+    assert "sent the export to you in a direct message" in told.args["text"]
+    assert "went wrong" not in told.args["text"]
 
 
 def test_diff_with_the_last_release(running: Running, database_url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,9 +12,8 @@ from typing import Any
 
 from slack_bolt import Ack
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
-from bot import blocks, export, ids, items, modals, paging, runs
+from bot import answers, blocks, export, ids, items, modals, paging, runs, uploads
 from bot.runs import Actor, RunError
 from bot.services import Services
 
@@ -28,6 +28,7 @@ class Click:
     value: dict[str, Any]
     actor: Actor
     trigger_id: str | None
+    response_url: str | None
 
     @classmethod
     def parse(cls, body: dict[str, Any], at: datetime) -> Click:
@@ -47,6 +48,7 @@ class Click:
             value=value,
             actor=clicker(body, at),
             trigger_id=body.get("trigger_id"),
+            response_url=answers.response_url(body),
         )
 
     def field(self, name: str, kind: type) -> Any:
@@ -94,13 +96,13 @@ class Actions:
                 raise RunError(f"deploybot does not know the choice {intent!r}; nothing changed.")
         ack()
 
-    def rerun_probes(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    def rerun_probes(self, ack: Ack, body: dict[str, Any]) -> None:
         click = self._click(body)
         with self.services.change() as session:
             rerun = runs.rerun_probes(session, click.field("run", int), None, click.actor)
+            if rerun.note:
+                answers.queue(session, click.actor, rerun.note, answers.response_url(body))
         ack()
-        if rerun.note:
-            tell(client, click.actor, rerun.note)
 
     def export(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         click = self._click(body)
@@ -109,15 +111,22 @@ class Actions:
             document = export.record(session, click.field("run", int))
             content = export.render(document, fmt)
         ack()
-        # Slack's current upload flow (files.getUploadURLExternal, then completeUploadExternal).
-        client.files_upload_v2(
-            channel=click.actor.channel_id,
-            thread_ts=click.actor.thread_ts or click.actor.message_ts,
+        # Uploading takes several calls to Slack: they go beside the request, which Slack wants answered in 3 s.
+        _background(
+            self._share,
+            client,
+            click,
             content=content,
             filename=export.filename(document, fmt),
             title=f"Run #{document['run']['id']} {document['run']['version']} ({fmt})",
-            initial_comment=f"<@{click.actor.user_id}> exported run #{document['run']['id']}.",
+            comment=f"<@{click.actor.user_id}> exported run #{document['run']['id']}.",
         )
+
+    def _share(self, client: WebClient, click: Click, **file: str) -> None:
+        told = uploads.share(client, click.actor, **file)
+        if told is not None:
+            with self.services.change() as session:
+                answers.queue(session, click.actor, told, click.response_url)
 
     def complete_anyway(self, ack: Ack, body: dict[str, Any]) -> None:
         click = self._click(body)
@@ -126,25 +135,27 @@ class Actions:
             runs.complete_anyway(session, click.field("run", int), click.actor)
         ack()
 
-    def page_ack(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    def page_ack(self, ack: Ack, body: dict[str, Any]) -> None:
         click = self._click(body)
         with self.services.change() as session:
             note = paging.acknowledge(session, click.field("page", int), click.actor)
+            answers.queue(session, click.actor, note, click.response_url)
         ack()
-        tell(client, click.actor, note)
 
-    def page_resolve(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    def page_resolve(self, ack: Ack, body: dict[str, Any]) -> None:
         click = self._click(body)
         with self.services.change() as session:
             note = paging.resolve(session, click.field("page", int), click.actor)
+            answers.queue(session, click.actor, note, click.response_url)
         ack()
-        tell(client, click.actor, note)
 
-    def page_oncall(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    def page_oncall(self, ack: Ack, body: dict[str, Any]) -> None:
         click = self._click(body)
         page_id = self.services.page_oncall(click.field("run", int), click.actor)
+        text = f"Page #{page_id} sent; it escalates until someone acknowledges it."
+        with self.services.change() as session:
+            answers.queue(session, click.actor, text, click.response_url)
         ack()
-        tell(client, click.actor, f"Page #{page_id} sent; it escalates until someone acknowledges it.")
 
     def fail_dialog(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         click = self._click(body)
@@ -199,32 +210,31 @@ def clicker(body: dict[str, Any], at: datetime) -> Actor:
     )
 
 
-# Answers to the clicker go out beside the request, not in it: Slack waits for the acknowledgement,
-# and a slow Slack API (retrying a 5xx) must not push it past Slack's 3 seconds.
-_notices = ThreadPoolExecutor(max_workers=4, thread_name_prefix="notice")
+def tell(services: Services, body: dict[str, Any], text: str) -> None:
+    """Keep an answer for whoever clicked; the publisher delivers it through the click's response_url."""
+    with services.change() as session:
+        answers.queue(session, clicker(body, services.clock()), text, answers.response_url(body))
+
+
+# Work that takes several Slack calls runs beside the request, not in it: Slack waits for the
+# acknowledgement, and a slow Slack API (retrying a 5xx) must not push it past Slack's 3 seconds.
+_workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="listener")
 _pending: set[Future[None]] = set()
 
 
-def tell(client: WebClient, actor: Actor, text: str) -> None:
-    """Answer the clicker only, in the thread they clicked in (in a DM with the bot, as a message)."""
-    if actor.channel_id:
-        future = _notices.submit(_tell, client, actor.channel_id, actor, text)
-        _pending.add(future)
-        future.add_done_callback(_pending.discard)
+def _background(work: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    future = _workers.submit(_logged, work, *args, **kwargs)
+    _pending.add(future)
+    future.add_done_callback(_pending.discard)
+
+
+def _logged(work: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    try:
+        work(*args, **kwargs)
+    except Exception:
+        log.exception("%s failed", getattr(work, "__name__", "background work"))
 
 
 def wait_for_notices(timeout: float = 10.0) -> None:
-    """Block until the answers already handed out have reached Slack (or failed)."""
+    """Block until the work already handed out beside requests (uploads) has finished."""
     wait(list(_pending), timeout)
-
-
-def _tell(client: WebClient, channel: str, actor: Actor, text: str) -> None:
-    try:
-        if channel.startswith("D"):
-            client.chat_postMessage(channel=channel, text=text)
-        else:
-            client.chat_postEphemeral(channel=channel, user=actor.user_id, text=text, thread_ts=actor.thread_ts)
-    except SlackApiError as exc:
-        log.warning("could not answer %s: Slack says %s", actor.user_id, exc.response.get("error"))
-    except OSError as exc:
-        log.warning("could not answer %s: %s", actor.user_id, type(exc).__name__)

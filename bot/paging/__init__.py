@@ -22,7 +22,8 @@ from bot.runs import Actor, RunError, event, storable
 
 BOT = "deploybot"  # who escalations are attributed to
 MAX_TEXT = 500
-EXTERNAL = ("pagerduty:", "webhook:")  # targets that hear about acknowledgements and resolutions too
+EXTERNAL = ("pagerduty:", "webhook:")  # pagers that hear about acknowledgements and resolutions
+FOLLOW = (*EXTERNAL, "dm:")  # targets that follow the page: pagers are told, each DM is updated in place
 
 
 def raise_page(
@@ -176,15 +177,20 @@ def queue(session: Session, page_id: int, level: int, target: str, action: str, 
     return db.insert_once(session, PageDelivery, values)
 
 
+def notify_failed(session: Session, page: Page, actor: Actor, about: dict[str, Any]) -> None:
+    """A notification failed for good: record it and show it on the alert."""
+    _changed(session, page, actor, "page.notify_failed", about)
+
+
 def _tell_pagers(session: Session, page: Page, action: str, at: datetime) -> None:
-    """PagerDuty incidents and webhook receivers follow the page: acknowledged, resolved."""
+    """Pagers and DMs follow the page: incidents are acknowledged and resolved, DMs show who has it."""
     triggered = session.execute(
         select(PageDelivery.level, PageDelivery.target).where(
             PageDelivery.page_id == page.id, PageDelivery.action == "trigger"
         )
     ).all()
     for level, target in triggered:
-        if target.startswith(EXTERNAL):
+        if target.startswith(FOLLOW):
             queue(session, page.id, level, target, action, at)
 
 

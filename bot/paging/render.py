@@ -45,41 +45,63 @@ def details(page: Page, team: str) -> dict[str, Any]:
 
 
 def alert(page: Page, contacts: Contacts) -> tuple[list[Block], str]:
-    """The alert in the channel: what, who was reached, who acknowledged, and the buttons."""
-    status = {
-        PageStatus.OPEN: ":red_circle: Waiting for an acknowledgement",
-        PageStatus.ACKNOWLEDGED: f":large_yellow_circle: Acknowledged by {mention(page.acked_by)}"
-        + (f" {when(page.acked_at)}" if page.acked_at else ""),
-        PageStatus.RESOLVED: f":white_check_mark: Resolved by {mention(page.resolved_by)}"
-        + (f" {when(page.resolved_at)}" if page.resolved_at else ""),
-    }[page.status]
+    """The alert in the channel: what, who was reached, who has it, what failed, and the buttons."""
     title = f"🚨 Page: {team_name(contacts, page.team)}"[: limits.HEADER_TEXT]
     run = f" · run #{page.run_id}" if page.run_id else ""
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": title}},
         section(f"*{quote(page.text)}*\nPaged by {mention(page.paged_by)} {when(page.created_at)}{run}"),
-        section(f"*Status*: {status}\n*Reached*: {_reached(page, contacts)}"),
+        section(f"*Status*: {status(page)}\n*Reached*: {_reached(page, contacts)}"),
     ]
+    failed = failures(page, contacts)
+    if failed:
+        blocks.append(context("\n".join(failed)))
     reach = _how_to_reach(contacts.get(page.chain[page.level]))
     if reach:
         blocks.append(context(reach))
-    value = {"page": page.id}
-    if page.status == PageStatus.OPEN:
-        blocks.append(_actions(page, [button("Acknowledge", ids.PAGE_ACK, value, "primary"), _resolve(value)]))
-    elif page.status == PageStatus.ACKNOWLEDGED:
-        blocks.append(_actions(page, [_resolve(value)]))
+    blocks.extend(_buttons(page))
     return blocks, summary(page, contacts)
 
 
 def dm(page: Page, contacts: Contacts, level: int) -> tuple[list[Block], str]:
-    """What each contact receives in a direct message."""
+    """What each contact receives in a direct message, kept in step with the page: who has it, what is left."""
     where = f" in <#{page.channel_id}>" if page.channel_id else ""
     escalated = f" (escalated: nobody acknowledged level {level})" if level else ""
     team = escape(team_name(contacts, page.team))
     text = f":rotating_light: {mention(page.paged_by)} paged *{team}*{where}{escalated}:\n>{quote(page.text)}"
-    value = {"page": page.id}
-    blocks = [section(text), _actions(page, [button("Acknowledge", ids.PAGE_ACK, value, "primary"), _resolve(value)])]
+    blocks = [section(text)]
+    if page.status != PageStatus.OPEN:
+        blocks.append(section(f"*Status*: {status(page)}"))
+    blocks.extend(_buttons(page))
     return blocks, summary(page, contacts)
+
+
+def status(page: Page) -> str:
+    """Who has the page, in one line: waiting, acknowledged by, resolved by."""
+    if page.status == PageStatus.ACKNOWLEDGED:
+        return f":large_yellow_circle: Acknowledged by {mention(page.acked_by)}" + (
+            f" {when(page.acked_at)}" if page.acked_at else ""
+        )
+    if page.status == PageStatus.RESOLVED:
+        return f":white_check_mark: Resolved by {mention(page.resolved_by)}" + (
+            f" {when(page.resolved_at)}" if page.resolved_at else ""
+        )
+    return ":red_circle: Waiting for an acknowledgement"
+
+
+def failures(page: Page, contacts: Contacts) -> list[str]:
+    """One line per pager notification that failed for good: which pager, and Slack-safe words for why."""
+    lines = []
+    for delivery in page.deliveries:
+        kind, _, team = delivery.target.partition(":")
+        if delivery.failed_at is None or kind not in PAGERS:
+            continue
+        action = "" if delivery.action == "trigger" else f" ({delivery.action})"
+        lines.append(
+            f":warning: *{PAGERS[kind]}* ({escape(team_name(contacts, team))}){action}: failed — "
+            f"{escape(_why(kind, delivery.last_error or 'unknown error'))}"
+        )
+    return lines
 
 
 def contacts_text(contacts: Contacts) -> str:
@@ -129,6 +151,38 @@ def _how_to_reach(team: Team | None) -> str:
         f":email: {escape(team.email)}" if team.email else "",
     ]
     return "  ".join(w for w in ways if w)
+
+
+PAGERS = {"pagerduty": "PagerDuty", "webhook": "Webhook"}
+_REFUSED = {
+    400: "the event or its routing key was refused",
+    401: "not authorized",
+    403: "refused",
+    404: "no such URL",
+    410: "the endpoint is gone",
+    413: "the event is too large",
+}
+
+
+def _why(kind: str, error: str) -> str:
+    """An HTTP refusal in words ("routing key refused (400)"); other errors are deploybot's own words."""
+    head, _, code = error.rpartition(" answered ")
+    if head and code.isdigit():
+        said = _REFUSED.get(int(code), "refused")
+        if kind == "webhook" and int(code) == 400:
+            said = "the receiver refused the event"
+        return f"{said} ({code})"
+    return error
+
+
+def _buttons(page: Page) -> list[Block]:
+    """Acknowledge while nobody has it, Resolve until resolved, nothing afterwards."""
+    value = {"page": page.id}
+    if page.status == PageStatus.OPEN:
+        return [_actions(page, [button("Acknowledge", ids.PAGE_ACK, value, "primary"), _resolve(value)])]
+    if page.status == PageStatus.ACKNOWLEDGED:
+        return [_actions(page, [_resolve(value)])]
+    return []
 
 
 def _resolve(value: dict[str, Any]) -> Block:

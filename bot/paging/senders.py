@@ -31,6 +31,7 @@ class Outcome:
     retry: bool = False
     retry_after: float | None = None
     members: tuple[str, ...] = ()  # for a user group: the people to DM
+    message: tuple[str, str] | None = None  # for a DM: its channel and ts, to update it later
 
 
 class Senders:
@@ -45,9 +46,12 @@ class Senders:
     def close(self) -> None:
         self._http.close()
 
-    def send(self, page: Page, target: str, action: str, level: int) -> Outcome:
+    def send(self, page: Page, target: str, action: str, level: int, sent: tuple[str, str] | None = None) -> Outcome:
+        """Send one notification; for a DM's acknowledge or resolve, update the DM `sent` earlier."""
         kind, _, name = target.partition(":")
         try:
+            if kind == "dm" and action != "trigger":
+                return self._update_dm(page, sent, level)
             if kind == "dm":
                 return self._dm(page, name, level)
             if kind == "usergroup":
@@ -67,7 +71,14 @@ class Senders:
 
     def _dm(self, page: Page, user: str, level: int) -> Outcome:
         blocks, text = render.dm(page, self._config.contacts, level)
-        self._slack.chat_postMessage(channel=user, blocks=blocks, text=text, unfurl_links=False)
+        response = self._slack.chat_postMessage(channel=user, blocks=blocks, text=text, unfurl_links=False)
+        return Outcome(True, message=(str(response["channel"]), str(response["ts"])))
+
+    def _update_dm(self, page: Page, sent: tuple[str, str] | None, level: int) -> Outcome:
+        if sent is None:  # the DM never went out: nothing shows a stale button
+            return Outcome(True)
+        blocks, text = render.dm(page, self._config.contacts, level)
+        self._slack.chat_update(channel=sent[0], ts=sent[1], blocks=blocks, text=text)
         return Outcome(True)
 
     def _usergroup(self, group: str) -> Outcome:

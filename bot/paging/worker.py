@@ -114,11 +114,14 @@ class PageWorker:
             page = paging.get_page(session, row.page_id)
             session.expunge(page)
             target, action, level = row.target, row.action, row.level
-        outcome = self._senders.send(page, target, action, level)
+            sent = _first_message(session, row) if action != "trigger" else None
+        outcome = self._senders.send(page, target, action, level, sent)
         with self._sessions.begin() as session:
             row = session.get(PageDelivery, delivery_id)
             assert row is not None
             self._record(session, row, page, outcome, now)
+        if not outcome.ok and not outcome.retry:
+            self._on_change()  # the alert shows the failure
         return outcome.ok
 
     def _record(self, session: Session, row: PageDelivery, page: Page, outcome: Outcome, now: datetime) -> None:
@@ -128,6 +131,8 @@ class PageWorker:
         about = {"target": row.target, "action": row.action, "level": row.level}
         if outcome.ok:
             row.sent_at, row.last_error = actor.at, None
+            if outcome.message is not None:
+                row.channel_id, row.ts = outcome.message
             for member in outcome.members:
                 paging.queue(session, row.page_id, row.level, f"dm:{member}", "trigger", actor.at)
             paging.record(session, page, actor, "page.notified", about)
@@ -137,7 +142,8 @@ class PageWorker:
         row.last_error = outcome.error
         if not outcome.retry:
             row.failed_at = actor.at
-            paging.record(session, page, actor, "page.notify_failed", {**about, "error": outcome.error})
+            current = paging.get_page(session, row.page_id, lock=True)
+            paging.notify_failed(session, current, actor, {**about, "error": outcome.error})
             log.error("page %s: %s %s failed for good: %s", page.id, row.action, row.target, outcome.error)
             return
         wait = timedelta(seconds=outcome.retry_after) if outcome.retry_after is not None else _backoff(row.attempts)
@@ -150,6 +156,19 @@ class PageWorker:
             outcome.error,
             wait.total_seconds(),
         )
+
+
+def _first_message(session: Session, row: PageDelivery) -> tuple[str, str] | None:
+    """Where the trigger of this target went (a DM's channel and ts), for updating it in place."""
+    found = session.execute(
+        select(PageDelivery.channel_id, PageDelivery.ts).where(
+            PageDelivery.page_id == row.page_id,
+            PageDelivery.level == row.level,
+            PageDelivery.target == row.target,
+            PageDelivery.action == "trigger",
+        )
+    ).first()
+    return (found[0], found[1]) if found and found[0] and found[1] else None
 
 
 def _waits_for_earlier(session: Session, row: PageDelivery) -> bool:
