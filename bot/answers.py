@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 from sqlalchemy.orm import Session
 
+from bot.metrics import InstrumentedWebClient
 from bot.models import Outbox
 from bot.runs import Actor
 
@@ -79,6 +80,9 @@ def send(client: WebClient, answer: Answer, now: datetime) -> Failure | None:
     """Deliver one answer; None once it is delivered or can never be, else the failure to retry."""
     if answer.response_url and answer.expires_at and now < answer.expires_at:
         failure = _post(answer)
+        if isinstance(client, InstrumentedWebClient):
+            error, status = (failure[2], failure[0]) if failure else (None, 200)
+            client.record("response_url", error, ratelimited=status == 429)
         if failure is None or failure[0] in (0, 408, 429) or failure[0] >= 500:
             return failure
         log.warning("answer %s: response_url refused (%s); answering in the channel instead", answer.id, failure[2])

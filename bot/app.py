@@ -102,17 +102,21 @@ class Deploybot:
         """Start learning the bot's identity from Slack in the background; /readyz says 503 until it is known."""
         self.identity.start()
 
-    def readiness(self) -> list[str]:
-        """What stops this process from serving, if anything."""
-        problems = []
+    def readiness(self) -> tuple[list[str], list[str]]:
+        """What stops this process from serving, and what an operator should know although it serves."""
+        problems: list[str] = []
+        notices: list[str] = []
         try:
             if not db.is_current(self.engine):
                 problems.append("database schema is not at the latest migration (run `deploybot db upgrade`)")
         except Exception as exc:
             problems.append(f"database unreachable: {type(exc).__name__}")
         if self.identity.known is None:
-            problems.append(f"{self.identity.problem}; requests are served and kept meanwhile")
-        return problems
+            # Requests need no Slack call, so Slack being down must not take every replica out of rotation;
+            # a refused token is a configuration error, and no replica can deliver anything with it.
+            said = f"{self.identity.problem}; requests are served and kept meanwhile"
+            (problems if self.identity.refused else notices).append(said)
+        return problems, notices
 
 
 def load_checklists(settings: Settings) -> dict[str, checklists.Template]:

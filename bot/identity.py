@@ -40,6 +40,7 @@ class BotIdentity:
         self._thread: threading.Thread | None = None
         self.known: Identity | None = None
         self.problem = "Slack has not been asked auth.test yet"
+        self.refused = False  # Slack answered, and refused the token: no retry will help
 
     def learn(self) -> bool:
         """Ask Slack once; keep the answer, or say in `problem` why there is none."""
@@ -49,6 +50,7 @@ class BotIdentity:
             error = str(exc.response.get("error"))
             if error in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
                 self.problem = f"Slack refused the bot token ({error}): check SLACK_BOT_TOKEN"
+                self.refused = True
                 log.error("Slack auth.test failed: %s (check SLACK_BOT_TOKEN)", error)
             else:
                 self.problem = f"Slack has not answered auth.test yet ({exc.response.status_code} {error})"

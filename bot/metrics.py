@@ -103,17 +103,24 @@ class InstrumentedWebClient(WebClient):
         self._metrics = metrics
 
     def api_call(self, api_method: str, **kwargs: Any) -> Any:
-        self._metrics.count("slack_api_calls", method=api_method)
         try:
-            return super().api_call(api_method, **kwargs)
+            response = super().api_call(api_method, **kwargs)
         except SlackApiError as exc:
-            if exc.response.status_code == 429:
-                self._metrics.count("slack_api_ratelimited", method=api_method)
-            self._metrics.count("slack_api_errors", method=api_method, error=str(exc.response.get("error")))
+            self.record(api_method, str(exc.response.get("error")), ratelimited=exc.response.status_code == 429)
             raise
         except OSError as exc:
-            self._metrics.count("slack_api_errors", method=api_method, error=type(exc).__name__)
+            self.record(api_method, type(exc).__name__)
             raise
+        self.record(api_method)
+        return response
+
+    def record(self, method: str, error: str | None = None, *, ratelimited: bool = False) -> None:
+        """Count one call to Slack (a Web API method, or a post to a response_url) and how it failed."""
+        self._metrics.count("slack_api_calls", method=method)
+        if ratelimited:
+            self._metrics.count("slack_api_ratelimited", method=method)
+        if error is not None:
+            self._metrics.count("slack_api_errors", method=method, error=error)
 
 
 def database_gauges(session: Session) -> dict[str, float]:

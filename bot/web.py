@@ -31,7 +31,7 @@ class WebApp:
         self,
         bolt: App,
         signing_secret: Secret,
-        readiness: Callable[[], list[str]],
+        readiness: Callable[[], tuple[list[str], list[str]]],
         gauges: Callable[[], dict[str, float]],
         metrics: Metrics,
         liveness: Callable[[], str | None] = lambda: None,
@@ -52,8 +52,9 @@ class WebApp:
             problem = self._liveness()
             status, headers, body = (503, _text, problem + "\n") if problem else (200, _text, "ok\n")
         elif route == ("GET", "/readyz"):
-            problems = self._readiness()
-            status, headers, body = (503, _text, "\n".join(problems) + "\n") if problems else (200, _text, "ready\n")
+            problems, notices = self._readiness()
+            status = 503 if problems else 200
+            headers, body = _text, "\n".join(problems or ["ready", *notices]) + "\n"
         elif route == ("GET", "/metrics"):
             status, headers, body = (
                 200,

@@ -185,6 +185,8 @@ def test_metrics_count_every_slack_call_whichever_code_path_makes_it(running: Ru
             calls = [c.method for c in running.fake.calls]
         return counted() == {m: calls.count(m) for m in set(calls)}
 
+    assert "response_url" in made  # the refusal of the unknown action was answered there
+
     wait_for(every_call_counted, what=f"every Slack call to be counted (counted {counted()})")
 
 
