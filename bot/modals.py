@@ -7,7 +7,7 @@ import json
 from bot import ids, limits
 from bot.blocks import Block, Part, context, section
 from bot.models import ItemStatus, Run
-from bot.mrkdwn import escape
+from bot.mrkdwn import clip, escape
 from bot.runs import MAX_REASON
 
 
@@ -18,12 +18,12 @@ def item_modal(
     groups = []
     for group, items in part.groups:
         options = [
-            {"text": {"type": "plain_text", "text": _clip(item.text, limits.OPTION_TEXT)}, "value": item.id}
+            {"text": {"type": "plain_text", "text": clip(item.text, limits.OPTION_TEXT)}, "value": item.id}
             for item in items
             if not (na and (s := run.state_of(item.id)) is not None and s.status == ItemStatus.NA)
         ]
         if options:
-            groups.append({"label": {"type": "plain_text", "text": _clip(group.title, 75)}, "options": options})
+            groups.append({"label": {"type": "plain_text", "text": clip(group.title, 75)}, "options": options})
     field = ids.REASON_FIELD if na else ids.NOTE_FIELD
     return {
         "type": "modal",
@@ -89,7 +89,3 @@ def fail_modal(run: Run, channel_id: str | None, message_ts: str | None) -> Bloc
             },
         ],
     }
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -41,3 +41,8 @@ def mention(user_id: str | None) -> str:
 def is_slack_channel(channel_id: str) -> bool:
     """Slack conversation ids start with C, G or D; the terminal shell uses other names."""
     return re.match(r"^[CGD][A-Z0-9]{2,}$", channel_id) is not None
+
+
+def clip(text: str, limit: int) -> str:
+    """Plain text cut to `limit` characters, an ellipsis saying it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -16,7 +16,7 @@ from bot.blocks import layout
 from bot.checklists import Template, iter_items
 from bot.config import DeployConfig
 from bot.models import Run, RunStatus
-from bot.mrkdwn import escape, is_slack_channel
+from bot.mrkdwn import clip, escape, is_slack_channel
 from bot.permissions import Gatekeeper, Refused
 from bot.reminders import Reminders
 from bot.runs import Actor, RunError
@@ -122,8 +122,11 @@ class Services:
         with self.read() as session:
             run = runs.get_run(session, rollback_run_id)
             failed = runs.get_run(session, run.rollback_of) if run.rollback_of else run
-        text = f"Deployment {failed.version} → {failed.environment} failed: {failed.finish_reason or 'see the channel'}"
-        return self.page(team, f"{text}. Rollback: run #{run.id}.", actor, run_id=run.id)
+        head = f"Deployment {failed.version} → {failed.environment} failed: "
+        tail = f". Rollback: run #{run.id}."
+        # The reason was accepted at its own limit; the page's limit must not refuse the click that quotes it.
+        reason = clip(failed.finish_reason or "see the channel", paging.MAX_TEXT - len(head) - len(tail))
+        return self.page(team, f"{head}{reason}{tail}", actor, run_id=run.id)
 
     def fail_deploy(self, run_id: int | None, reason: str, actor: Actor) -> tuple[int, int]:
         """Declare a deployment failed and post its rollback checklist; returns (failed run, rollback run)."""

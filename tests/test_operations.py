@@ -193,6 +193,17 @@ def test_metrics_count_every_slack_call_whichever_code_path_makes_it(running: Ru
 # --- logs ----------------------------------------------------------------------------------------------
 
 
+def test_http_requests_of_probes_and_pagers_are_not_logged_one_line_each() -> None:
+    """httpx logs every request at INFO; a suite of probes would bury the log in them."""
+    logs.setup("text")
+    try:
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+    finally:
+        logging.getLogger("httpx").setLevel(logging.NOTSET)
+        logging.basicConfig(force=True)
+
+
 def test_the_scrubber_masks_a_secret_that_reaches_a_log_line() -> None:
     stream = io.StringIO()
     logs.setup("json", ["xoxb-very-secret-token"])

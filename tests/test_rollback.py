@@ -10,9 +10,11 @@ from sqlalchemy import select
 
 from bot import ids
 from bot.models import Event, Page, Run
+from bot.paging import MAX_TEXT
+from bot.runs import MAX_REASON
 from tests.conftest import Running
 from tests.fake_slack import FakeSlack
-from tests.test_paging import CHANNEL, paging_bot
+from tests.test_paging import CHANNEL, Paging, paging_bot
 from tests.test_slack_flow import all_text, click_item, current, start
 
 
@@ -113,6 +115,32 @@ def test_deployment_failed_posts_the_rollback_with_the_previous_version_and_page
             kinds = [e.kind for e in session.scalars(select(Event).where(Event.run_id == 2).order_by(Event.id))]
         assert kinds[-2:] == ["run.failed", "run.rolled_back"]
         assert "already rolled back" in bot.slack.command("rollback", channel=CHANNEL).json()["text"]
+
+
+def test_page_oncall_quotes_a_failure_reason_of_any_accepted_length(
+    database_url: str, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    """The reason was accepted at its own limit: the page quoting it must not be refused for its length."""
+    with paging_bot(database_url, fake_slack, tmp_path) as paged:
+        _page_oncall_with_a_long_reason(paged)
+
+
+def _page_oncall_with_a_long_reason(paged: Paging) -> None:
+    bot = paged.bot
+    start(bot, "start v1.4.2 production")
+    reason = "replica lag " + "x" * (MAX_REASON - len("replica lag "))
+    assert "failed" in bot.slack.command(f"fail {reason}", channel=CHANNEL).json()["text"]
+    bot.settled()
+    rollback_ts = next(
+        ts for (ch, ts), m in bot.fake.messages.items() if ch == CHANNEL and "Rollback v1.4.2" in m["text"]
+    )
+    page_button = parent_button(current(bot, rollback_ts)[0], ids.PAGE_ONCALL)
+    bot.slack.click(ids.PAGE_ONCALL, page_button["value"], user="U500", channel=CHANNEL, message_ts=rollback_ts)
+    paged.delivered()
+    with bot.app.sessions() as session:
+        page = session.scalars(select(Page)).one()
+    assert page.text.startswith("Deployment v1.4.2 → production failed: replica lag xxx")
+    assert page.text.endswith("…. Rollback: run #2.") and len(page.text) <= MAX_TEXT
 
 
 def test_fail_and_rollback_commands(running: Running) -> None:
