@@ -28,11 +28,16 @@ def day(offset: int) -> str:
     return (datetime.now(UTC) + timedelta(days=offset)).date().isoformat()
 
 
+def dated(reason: str) -> str:
+    """A reason with its dates filled in when the test runs (the certificates are made then), not when collected."""
+    return reason.format(yesterday=day(-1), in_two_days=day(2))
+
+
 @pytest.mark.parametrize(
     ("state", "with_ca", "reason"),
     [
-        ("expired", True, f"certificate expired on {day(-1)} (1 day ago)"),
-        ("future", True, f"certificate is not yet valid: valid from {day(2)}"),
+        ("expired", True, "certificate expired on {yesterday} (1 day ago)"),
+        ("future", True, "certificate is not yet valid: valid from {in_two_days}"),
         ("self_signed", True, "self-signed certificate (CN=localhost): no authority vouches for it"),
         ("wrong_host", True, "name mismatch: the certificate is for wrong.example, not localhost"),
         ("no_chain", True, "incomplete chain: the server sends only its own certificate, and its issuer OU=Testing CA"),
@@ -43,6 +48,7 @@ def day(offset: int) -> str:
 )
 def test_tls_failures_are_told_apart(certs: Certificates, state: str, with_ca: bool, reason: str) -> None:
     verdict = tls_check(certs, state, certs.ca_file if with_ca else None)
+    reason = dated(reason)
     assert not verdict.ok
     assert verdict.reason.startswith(reason), verdict.reason
     assert verdict.evidence["server_name"] == "localhost" and verdict.evidence["verify_error"]
@@ -133,7 +139,7 @@ def test_server_name_is_sent_as_sni_and_host(certs: Certificates) -> None:
     ("state", "with_ca", "reason"),
     [
         ("valid", True, None),
-        ("expired", True, f"certificate expired on {day(-1)} (1 day ago)"),
+        ("expired", True, "certificate expired on {yesterday} (1 day ago)"),
         ("valid", False, "issued by an authority the trust store does not know"),
         ("wrong_host", True, "name mismatch: the certificate is for wrong.example, not localhost"),
     ],
@@ -149,6 +155,7 @@ def test_redirect_checks_the_certificate_it_leads_to(
     if reason is None:
         assert verdict.ok and verdict.reason == f"301 → {target} (certificate valid; it answers 200)"
         return
+    reason = dated(reason)
     assert not verdict.ok and verdict.reason.startswith(f"redirects to {target}, but there: {reason}"), verdict.reason
     assert verdict.evidence["location"] == target and verdict.evidence["target"]["not_after"]
 
