@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import checklists, db, logs
-from bot.config import DeployConfig, Settings, load_deploy_config
+from bot.config import DeployConfig, Settings, deploy_config, what_is_off
 from bot.home import home_view
 from bot.listeners import ObservedApp, register_listeners
 from bot.metrics import InstrumentedWebClient, Metrics, database_gauges
@@ -52,6 +52,8 @@ class Deploybot:
     slack_ok: bool = False
     # In Socket Mode: whether the socket is up (GET /healthz reports it); None in HTTP mode.
     socket_connected: Callable[[], bool] | None = None
+    # What deploybot.yml leaves off (open permissions, no contacts, no probes), said wherever people look.
+    notices: list[str] = field(default_factory=list)
 
     @cached_property
     def web(self) -> WebApp:
@@ -62,6 +64,7 @@ class Deploybot:
             gauges=self.gauges,
             metrics=self.metrics,
             liveness=self.liveness,
+            notes=self.readiness_notes,
         )
 
     @cached_property
@@ -105,6 +108,10 @@ class Deploybot:
         except OSError as exc:
             log.error("Slack is unreachable at %s: %s", self.settings.slack_api_url, type(exc).__name__)
         return self.slack_ok
+
+    def readiness_notes(self) -> list[str]:
+        """What /readyz mentions without being unready: what the configuration leaves off."""
+        return [f"note: {notice}" for notice in self.notices]
 
     def readiness(self) -> list[str]:
         """What stops this process from serving, if anything."""
@@ -154,7 +161,10 @@ def create_app(
             RateLimitErrorRetryHandler(max_retry_count=1),
         ],
     )
-    config = load_deploy_config(settings.config_path)
+    config = deploy_config(settings)
+    notices = [notice] if (notice := what_is_off(config, settings.config_path)) else []
+    for notice in notices:
+        log.warning("%s", notice)
     logs.scrub(settings.environ.get(name, "") for name in config.secret_names())
     _warn_about_missing_secrets(config, settings)
     # The publisher and the pager keep their retry schedules in the database, so their clients never sleep.
@@ -163,7 +173,7 @@ def create_app(
     )
 
     def render_home(session: Session, now: datetime) -> dict[str, Any]:
-        return home_view(session, now, reminders, config.contacts)
+        return home_view(session, now, reminders, config.contacts, notices)
 
     publisher = Publisher(
         sessions,
@@ -203,7 +213,7 @@ def create_app(
         gate=gate,
     )
     register_listeners(bolt, services)
-    return Deploybot(settings, engine, sessions, bolt, publisher, probes, reminders, pager, metrics)
+    return Deploybot(settings, engine, sessions, bolt, publisher, probes, reminders, pager, metrics, notices=notices)
 
 
 def _warn_about_missing_secrets(config: DeployConfig, settings: Settings) -> None:

@@ -78,9 +78,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class _Noise(logging.Filter):
+    """Drop libraries' lines that say nothing to an operator."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Bolt reads SLACK_BOT_TOKEN from the environment by itself, then warns that the client deploybot
+        # built from that same token wins.
+        return not (record.name.startswith("slack_bolt") and "`token` will be unused" in str(record.msg))
+
+
 def setup(log_format: str, secrets: Iterable[str] = ()) -> None:
     """Configure the root logger once per process."""
     handler = logging.StreamHandler()
+    handler.addFilter(_Noise())
     handler.addFilter(_Context())
     handler.addFilter(_Scrub(secrets))
     if log_format == "json":
@@ -88,6 +98,13 @@ def setup(log_format: str, secrets: Iterable[str] = ()) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # Alembic's "Context impl SQLiteImpl." and each step of a migration; deploybot says the outcome itself.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def quiet() -> None:
+    """Only warnings and errors from here on: for commands that talk with a person in the terminal."""
+    logging.getLogger().setLevel(logging.WARNING)
 
 
 def scrub(secrets: Iterable[str]) -> None:

@@ -10,7 +10,7 @@ from typing import TextIO
 from bot import db, export, items, paging, runs
 from bot.app import load_checklists
 from bot.checklists import iter_items
-from bot.config import Settings, load_deploy_config
+from bot.config import Settings, deploy_config
 from bot.models import ItemStatus, Run
 from bot.paging.render import contacts_text as render_contacts
 from bot.runs import Actor, RunError
@@ -235,7 +235,7 @@ def run_shell(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
         templates=load_checklists(settings),
         wake=lambda: None,
         clock=utcnow,
-        config=load_deploy_config(settings.config_path),
+        config=deploy_config(settings),
     )
     user = settings.environ.get("DEPLOYBOT_USER") or getpass.getuser()
     shell = Shell(services, user, settings.environ.get("DEPLOYBOT_SHELL_CHANNEL", "shell"))

@@ -32,11 +32,13 @@ class WebApp:
         gauges: Callable[[], dict[str, float]],
         metrics: Metrics,
         liveness: Callable[[], str | None] = lambda: None,
+        notes: Callable[[], list[str]] = list,
     ):
         self._bolt = bolt
         self._verifier = SignatureVerifier(signing_secret.reveal())
         self._readiness = readiness
         self._liveness = liveness
+        self._notes = notes
         self._gauges = gauges
         self.metrics = metrics
 
@@ -49,8 +51,9 @@ class WebApp:
             problem = self._liveness()
             status, headers, body = (503, _text, problem + "\n") if problem else (200, _text, "ok\n")
         elif route == ("GET", "/readyz"):
-            problems = self._readiness()
-            status, headers, body = (503, _text, "\n".join(problems) + "\n") if problems else (200, _text, "ready\n")
+            problems, notes = self._readiness(), self._notes()
+            status, headers, body = (503 if problems else 200, _text, "\n".join(problems or ["ready"]) + "\n")
+            body += "".join(f"{note}\n" for note in notes)
         elif route == ("GET", "/metrics"):
             status, headers, body = (
                 200,
