@@ -86,6 +86,8 @@ class Deploybot:
 
     def start_workers(self, *, reminders: bool = True) -> None:
         """Start the background publisher, probe runner and (unless told not to) the reminder ticker."""
+        for notice in self.notices:  # said once the process is about to serve, not before a fatal error
+            log.warning("%s", notice)
         self.publisher.start()
         self.probes.start()
         self.pager.start()
@@ -163,8 +165,6 @@ def create_app(
     )
     config = deploy_config(settings)
     notices = [notice] if (notice := what_is_off(config, settings.config_path)) else []
-    for notice in notices:
-        log.warning("%s", notice)
     logs.scrub(settings.environ.get(name, "") for name in config.secret_names())
     _warn_about_missing_secrets(config, settings)
     # The publisher and the pager keep their retry schedules in the database, so their clients never sleep.

@@ -227,15 +227,13 @@ class Shell:
 
 def run_shell(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
     """Read commands until end of input or `quit`."""
+    # Configuration first: a mistake there is reported before the database is created or migrated.
+    config, templates = deploy_config(settings), load_checklists(settings)
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
     # Changes made here reach Slack through a running deploybot's publisher, which polls the database.
     services = Services(
-        sessions=db.make_sessions(engine),
-        templates=load_checklists(settings),
-        wake=lambda: None,
-        clock=utcnow,
-        config=deploy_config(settings),
+        sessions=db.make_sessions(engine), templates=templates, wake=lambda: None, clock=utcnow, config=config
     )
     user = settings.environ.get("DEPLOYBOT_USER") or getpass.getuser()
     shell = Shell(services, user, settings.environ.get("DEPLOYBOT_SHELL_CHANNEL", "shell"))
