@@ -83,10 +83,10 @@ def start(
     )
     current = active_run(session, channel_id) if run.active_slot else None
     if current is not None:
-        what = "rollback of" if current.kind == "rollback" else "deployment of"
+        what = f"the rollback of {current.version}" if current.kind == "rollback" else current.version
         raise RunError(
-            f"Run #{current.id} (the {what} {current.version} → {current.environment}) is still active in this "
-            "channel. Finish it, or stop it with `/deploy abort <reason>`, before starting another."
+            f"Run #{current.id} ({what} → {current.environment}) is still active in this channel. "
+            "Finish it, or stop it with `/deploy abort <reason>`, before starting another."
         )
     try:
         with session.begin_nested():  # the unique active_slot settles two simultaneous starts
