@@ -145,7 +145,10 @@ def _import(markdown: Path, output: Path | None, kind: str, sections: list[str])
         raise ConfigError(f"{markdown}: no such file; give the path of a Markdown checklist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{markdown}: cannot read it as UTF-8 text ({exc})") from None
-    data = checklists.import_markdown(text, kind=kind, phases=sections)
+    try:
+        data = checklists.import_markdown(text, kind=kind, phases=sections)
+    except checklists.ChecklistError as exc:
+        raise checklists.ChecklistError([f"{markdown}: {error}" for error in exc.errors]) from None
     try:
         checklists.Template.model_validate(data)
     except ValidationError as exc:
