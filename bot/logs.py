@@ -84,7 +84,14 @@ class _Noise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         # Bolt reads SLACK_BOT_TOKEN from the environment by itself, then warns that the client deploybot
         # built from that same token wins.
-        return not (record.name.startswith("slack_bolt") and "`token` will be unused" in str(record.msg))
+        if record.name.startswith("slack_bolt") and "`token` will be unused" in str(record.msg):
+            return False
+        # Alembic's "Context impl SQLiteImpl." and the like; each migration it runs is worth a line.
+        return not (
+            record.name.startswith("alembic")
+            and record.levelno < logging.WARNING
+            and not record.getMessage().startswith("Running upgrade")
+        )
 
 
 def setup(log_format: str, secrets: Iterable[str] = ()) -> None:
@@ -98,8 +105,6 @@ def setup(log_format: str, secrets: Iterable[str] = ()) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    # Alembic's "Context impl SQLiteImpl." and each step of a migration; deploybot says the outcome itself.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def quiet() -> None:
