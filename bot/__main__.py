@@ -16,9 +16,11 @@ from types import FrameType
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from bot import checklists, db, logs
+from bot import checklists, db, logs, problems
 from bot.config import ConfigError, Settings, load_deploy_config
 from bot.runs import RunError
 from bot.yamlfile import YamlError
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     database.add_argument("action", choices=["upgrade"])
     args = parser.parse_args(argv)
 
+    settings: Settings | None = None
     try:
         settings = Settings.from_env()
         logs.setup(settings.log_format, settings.secret_values())
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "shell":
             from bot.shell import run_shell
 
+            logs.quiet()  # a terminal conversation: warnings only on standard error
             return run_shell(settings, sys.stdin, sys.stdout)
         if args.command == "db":
             db.upgrade(db.make_engine(settings.database_url))
@@ -83,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         return _run(settings)
     except (ConfigError, YamlError, RunError) as exc:
         print(exc, file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        # The configured database is unreachable, missing, or refuses deploybot's credentials.
+        if settings is None:
+            raise
+        print(problems.database(settings.database_url, exc), file=sys.stderr)
         return 2
 
 
@@ -148,8 +158,23 @@ def _diff(settings: Settings, run_id: int, other_id: int | None) -> int:
 
 
 def _import(markdown: Path, output: Path | None, kind: str, sections: list[str]) -> int:
-    data = checklists.import_markdown(markdown.read_text(encoding="utf-8"), kind=kind, phases=sections)
-    checklists.Template.model_validate(data)
+    try:
+        text = markdown.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{markdown}: no such file; give the path of a Markdown checklist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{markdown}: cannot read it as UTF-8 text ({exc})") from None
+    try:
+        data = checklists.import_markdown(text, kind=kind, phases=sections)
+    except checklists.ChecklistError as exc:
+        raise checklists.ChecklistError([f"{markdown}: {error}" for error in exc.errors]) from None
+    try:
+        checklists.Template.model_validate(data)
+    except ValidationError as exc:
+        where = [(".".join(map(str, err["loc"])), err["msg"]) for err in exc.errors()]
+        raise checklists.ChecklistError(
+            [f"{markdown}: the import would be invalid at {at}: {msg}" for at, msg in where]
+        ) from None
     _emit(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120), output)
     return 0
 
@@ -180,6 +205,10 @@ def _run(settings: Settings) -> int:
 
     settings.require_slack()
     deploybot = create_app(settings)
+    try:  # before anything else starts: a taken port is a one-line answer, not a half-started bot
+        server = GracefulServer(deploybot.web, settings.host, settings.port, settings.threads)
+    except OSError as exc:
+        raise problems.port(settings.host, settings.port, exc) from None
     db.upgrade(deploybot.engine)
     log.info("database %s is up to date", settings.database_url_masked)
     deploybot.check_slack()
@@ -196,7 +225,6 @@ def _run(settings: Settings) -> int:
         socket_mode = SocketModeHandler(deploybot.bolt, settings.slack_app_token.reveal())
         deploybot.socket_connected = socket_mode.client.is_connected
         threading.Thread(target=_open_socket, args=(socket_mode, connecting), name="socket-mode", daemon=True).start()
-    server = GracefulServer(deploybot.web, settings.host, settings.port, settings.threads)
     log.info("serving on http://%s:%s (POST /slack/events, GET /healthz /readyz /metrics)", settings.host, server.port)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

@@ -206,6 +206,19 @@ def import_markdown(markdown: str, *, kind: str = "deploy", phases: Sequence[str
     if missing:
         known = ", ".join(p["title"] for p in found)
         raise ChecklistError([f"no section named {', '.join(missing)} in the Markdown; its ## sections: {known}"])
+    with_tasks = [p["title"] for p in found if any(g["items"] for g in p["groups"])]
+    empty = [p["title"] for p in chosen if not any(g["items"] for g in p["groups"])]
+    if not with_tasks:
+        raise ChecklistError(
+            ["no tasks in the Markdown: expected `- [ ] task` or `1. step` lines under `## section` headings"]
+        )
+    if phases and empty:
+        raise ChecklistError(
+            [
+                f"section {', '.join(empty)} has no tasks (`- [ ] task` or `1. step` lines); "
+                f"sections with tasks: {', '.join(with_tasks)}"
+            ]
+        )
     return _assign_ids(title, kind, chosen)
 
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.contacts import Team, UserOrGroupId, check_contacts
 from bot.probes import VARIABLE
@@ -63,6 +64,8 @@ class Settings:
     threads: int  # HTTP worker threads: few, since clicks are CPU-bound under one GIL
     # The whole environment, for probes' ${env:NAME}; kept out of repr because it holds secrets.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # DEPLOYBOT_CONFIG was set: the file it names must exist (the default ./deploybot.yml is optional).
+    config_named: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,13 +80,16 @@ class Settings:
             raise ConfigError(
                 f"PORT, DEPLOYBOT_RENDER_INTERVAL and DEPLOYBOT_THREADS must be numbers ({exc})"
             ) from None
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"PORT must be a TCP port from 0 to 65535, not {port}")
+        config = env.get("DEPLOYBOT_CONFIG", "")
         return cls(
             slack_bot_token=Secret(env.get("SLACK_BOT_TOKEN", "")),
             slack_signing_secret=Secret(env.get("SLACK_SIGNING_SECRET", "")),
             slack_app_token=Secret(env.get("SLACK_APP_TOKEN", "")),
             slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
-            database_url=env.get("DATABASE_URL", "sqlite:///deploybot.db"),
-            config_path=Path(env.get("DEPLOYBOT_CONFIG", "./deploybot.yml")),
+            database_url=_database_url(env.get("DATABASE_URL") or "sqlite:///deploybot.db"),
+            config_path=Path(config or "./deploybot.yml"),
             checklists_path=Path(env.get("DEPLOYBOT_CHECKLISTS", "./checklists")),
             host=env.get("HOST", "0.0.0.0"),
             port=port,
@@ -91,6 +97,7 @@ class Settings:
             render_interval=render_interval,
             threads=max(1, threads),
             environ=dict(env),
+            config_named=bool(config),
         )
 
     def require_slack(self) -> None:
@@ -123,6 +130,27 @@ class Settings:
     @property
     def database_url_masked(self) -> str:
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+_DRIVERS = {"sqlite", "sqlite+pysqlite", "postgresql+psycopg"}
+_URL_EXAMPLES = "e.g. postgresql://user:password@host:5432/deploybot or sqlite:///deploybot.db"
+
+
+def _database_url(url: str) -> str:
+    """DATABASE_URL checked; the bare postgres:// and postgresql:// (Heroku, Render, libpq) mean psycopg 3."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgres", "postgresql"):
+        url = f"postgresql+psycopg://{rest}"
+    try:
+        driver = make_url(url).drivername
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL is not a database URL ({_URL_EXAMPLES}); fix DATABASE_URL") from None
+    if driver not in _DRIVERS:
+        raise ConfigError(
+            f"DATABASE_URL names {driver}, which deploybot does not support: use PostgreSQL or SQLite "
+            f"({_URL_EXAMPLES}); fix DATABASE_URL"
+        )
+    return url
 
 
 Scalar = str | int | float | bool
@@ -195,8 +223,38 @@ class DeployConfig(BaseModel):
         }
 
 
-def load_deploy_config(path: Path) -> DeployConfig:
-    """Read deploybot.yml if it exists (it is optional); refuse it when it is invalid."""
+def load_deploy_config(path: Path, *, required: bool = False) -> DeployConfig:
+    """Read deploybot.yml if it exists (optional unless `required`); refuse it when it is invalid."""
     if not path.exists():
+        if required:
+            raise ConfigError(
+                f"{path} does not exist: DEPLOYBOT_CONFIG names it. Fix the path in DEPLOYBOT_CONFIG, "
+                "or unset DEPLOYBOT_CONFIG to run without deploybot.yml (copy deploybot.example.yml to start one)."
+            )
         return DeployConfig()
     return load_model(path, DeployConfig)
+
+
+def deploy_config(settings: Settings) -> DeployConfig:
+    """deploybot.yml as the settings name it: required when DEPLOYBOT_CONFIG is set, else optional."""
+    return load_deploy_config(settings.config_path, required=settings.config_named)
+
+
+_ROLES = {"start": "start", "abort": "abort", "complete_anyway": "complete anyway", "fail": "fail", "page": "page"}
+
+
+def what_is_off(config: DeployConfig, path: Path) -> str | None:
+    """One sentence saying what deploybot.yml leaves off (open permissions, no contacts, no probes), if anything."""
+    open_roles = [words for role, words in _ROLES.items() if not config.permissions.granted(role)]
+    off = []
+    if open_roles:
+        listed = ", ".join(open_roles[:-1]) + (" and " if len(open_roles) > 1 else "") + open_roles[-1]
+        off.append(f"everyone may {listed}")
+    if not config.contacts:
+        off.append("no contacts")
+    if not config.environments:
+        off.append("probes off")
+    if not off:
+        return None
+    source = str(path) if path.exists() else f"no {path.name}"
+    return f"{source}: {'; '.join(off)}"

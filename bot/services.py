@@ -163,7 +163,7 @@ class Services:
         if not rollbacks:
             raise RunError("No rollback checklist: add checklists/rollback.yml (kind: rollback).")
         template = rollbacks[0]
-        previous = runs.previous_release(session, failed)
+        previous = runs.previous_release(session, failed, fully=True)
         if previous is not None:
             template = template.with_previous_version(previous.version)
         return runs.start(

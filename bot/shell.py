@@ -11,7 +11,7 @@ from typing import TextIO
 from bot import db, export, items, paging, runs
 from bot.app import load_checklists
 from bot.checklists import iter_items
-from bot.config import Settings, load_deploy_config
+from bot.config import Settings, deploy_config
 from bot.models import ItemStatus, ProbeStatus, Run
 from bot.mrkdwn import unescape
 from bot.paging.render import contacts_text as render_contacts
@@ -251,15 +251,13 @@ class Shell:
 
 def run_shell(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
     """Read commands until end of input or `quit`."""
+    # Configuration first: a mistake there is reported before the database is created or migrated.
+    config, templates = deploy_config(settings), load_checklists(settings)
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
     # Changes made here reach Slack through a running deploybot's publisher, which polls the database.
     services = Services(
-        sessions=db.make_sessions(engine),
-        templates=load_checklists(settings),
-        wake=lambda: None,
-        clock=utcnow,
-        config=load_deploy_config(settings.config_path),
+        sessions=db.make_sessions(engine), templates=templates, wake=lambda: None, clock=utcnow, config=config
     )
     user = settings.environ.get("DEPLOYBOT_USER") or getpass.getuser()
     shell = Shell(services, user, settings.environ.get("DEPLOYBOT_SHELL_CHANNEL", "shell"))

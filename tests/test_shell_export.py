@@ -33,7 +33,7 @@ def shell(database_url: str, script: str, *, user: str = "alice", **env: str) ->
             "DATABASE_URL": database_url,
             "DEPLOYBOT_USER": user,
             "DEPLOYBOT_CHECKLISTS": str(ROOT / "checklists"),
-            "DEPLOYBOT_CONFIG": str(ROOT / "tests" / "absent.yml"),
+            "DEPLOYBOT_CONFIG": str(ROOT / "tests" / "fixtures" / "empty-deploybot.yml"),
             **env,
         },
     )
