@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bot import checklists, db, logs, problems
-from bot.config import ConfigError, Settings, load_deploy_config
+from bot.config import ConfigError, Settings, deploy_config, load_deploy_config
 from bot.runs import RunError
 from bot.yamlfile import YamlError
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         logs.setup(settings.log_format, settings.secret_values())
         if args.command == "check":
-            return _check(args.folder or settings.checklists_path)
+            return _check(settings, args.folder or settings.checklists_path)
         if args.command == "import":
             return _import(args.markdown, args.output, args.kind, args.section)
         if args.command == "probe":
@@ -89,13 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _check(folder: Path) -> int:
+def _check(settings: Settings, folder: Path) -> int:
     from bot.app import load_checklists
 
-    settings = Settings.from_env({"DEPLOYBOT_CHECKLISTS": str(folder)})
-    templates = load_checklists(settings)
+    templates = load_checklists(Settings.from_env({"DEPLOYBOT_CHECKLISTS": str(folder)}))
     for template in templates.values():
         print(f"ok  {template.id}: {len(template.phases)} phase(s), {len(template.items)} item(s)")
+    # deploybot.yml's channel defaults must name deploy checklists of this folder.
+    deploy_config(settings).check_checklists(templates)
+    for warning in checklists.unstartable(templates):
+        print(f"warn  {warning}")
     return 0
 
 

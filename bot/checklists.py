@@ -165,6 +165,26 @@ def load_folder(folder: Path) -> dict[str, Template]:
     return templates
 
 
+def unstartable(templates: dict[str, Template]) -> list[str]:
+    """Warnings about checklists, or phases of them, that nothing in deploybot will ever start."""
+    warnings = []
+    rollbacks = [t.id for t in templates.values() if t.kind == "rollback"]
+    for extra in rollbacks[1:]:
+        warnings.append(
+            f"{extra}: never started: `/deploy fail` and `/deploy rollback` run the first rollback checklist, "
+            f"{rollbacks[0]}"
+        )
+    for template in templates.values():
+        if template.kind != "maintenance":
+            continue
+        idle = [p.id for p in template.phases if p.schedule is None]
+        if len(idle) == len(template.phases):
+            warnings.append(f"{template.id}: never started: no phase has a `schedule:`, so reminders never post it")
+        elif idle:
+            warnings.append(f"{template.id}: phase(s) {', '.join(idle)} never started: they have no `schedule:`")
+    return warnings
+
+
 # --- Markdown import -------------------------------------------------------------------------------
 
 _TASK = re.compile(r"^\s*[-*]\s+\[[ xX]\]\s+(?P<text>.+?)\s*$")

@@ -55,6 +55,15 @@ def load_model(path: Path, model: type[Model]) -> Model:
         raise YamlError([_describe(path, root, err) for err in exc.errors()]) from None
 
 
+def line_of(path: Path, loc: tuple[Any, ...]) -> int:
+    """The line of `path` that a field's location points at (1 when it cannot be read)."""
+    try:
+        node = _node_at(yaml.compose(path.read_text(encoding="utf-8")), loc)
+    except (OSError, yaml.YAMLError):
+        return 1
+    return node.start_mark.line + 1 if node is not None else 1
+
+
 def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
     # pydantic puts the probe's kind into the location of its fields; the YAML has no such level.
     loc = tuple(p for n, p in enumerate(err["loc"]) if not (n and err["loc"][n - 1] == "probe" and p in KINDS))
