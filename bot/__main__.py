@@ -29,8 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploybot", description="Your deployment checklist, live in Slack.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="serve Slack (Socket Mode with SLACK_APP_TOKEN, else HTTP on PORT)")
-    check = sub.add_parser("check", help="validate the checklist folder and Slack's limits")
-    check.add_argument("folder", nargs="?", type=Path, help="default: DEPLOYBOT_CHECKLISTS or ./checklists")
+    check = sub.add_parser("check", help="validate the checklist folder (or one file) and Slack's limits")
+    check.add_argument(
+        "folder",
+        nargs="?",
+        type=Path,
+        help="a folder or one checklist file; default: DEPLOYBOT_CHECKLISTS or ./checklists",
+    )
     imp = sub.add_parser("import", help="turn a Markdown task-list checklist into checklist YAML")
     imp.add_argument("markdown", type=Path)
     imp.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
@@ -95,6 +100,8 @@ def _check(settings: Settings, folder: Path) -> int:
     templates = load_checklists(Settings.from_env({"DEPLOYBOT_CHECKLISTS": str(folder)}))
     for template in templates.values():
         print(f"ok  {template.id}: {len(template.phases)} phase(s), {len(template.items)} item(s)")
+    if folder.is_file():  # one file: what the rest of the folder starts is not known here
+        return 0
     # deploybot.yml's channel defaults must name deploy checklists of this folder.
     deploy_config(settings).check_checklists(templates)
     for warning in checklists.unstartable(templates):

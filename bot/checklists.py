@@ -143,12 +143,16 @@ def load_template(path: Path) -> Template:
 
 
 def load_folder(folder: Path) -> dict[str, Template]:
-    """Load every *.yml in `folder`, keyed by template id; report all faults at once."""
-    if not folder.is_dir():
-        raise ChecklistError([f"{folder}: checklist folder not found (set DEPLOYBOT_CHECKLISTS)"])
+    """Load every *.yml and *.yaml in `folder` (or the one file `folder` names), keyed by template id;
+    report all faults at once."""
+    if folder.is_file():
+        paths = [folder]
+    elif folder.is_dir():
+        paths = sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")])
+    else:
+        raise ChecklistError([f"{folder}: no such checklist folder or file (set DEPLOYBOT_CHECKLISTS)"])
     templates: dict[str, Template] = {}
     errors: list[str] = []
-    paths = sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")])
     for path in paths:
         try:
             template = load_template(path)
@@ -159,7 +163,7 @@ def load_folder(folder: Path) -> dict[str, Template]:
             errors.append(f"{path}:1 › id: template id '{template.id}' is used by another file")
         templates[template.id] = template
     if not paths:
-        errors.append(f"{folder}: no checklist files (*.yml) found")
+        errors.append(f"{folder}: no checklist files (*.yml or *.yaml) found")
     if errors:
         raise ChecklistError(errors)
     return templates

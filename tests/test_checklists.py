@@ -200,3 +200,26 @@ def test_deploybot_import_command_round_trips(tmp_path: Path) -> None:
     template = load_template(out)
     assert [g.title for g in template.phases[0].groups] == list(seed_sections()["Pre-Deployment"])
     assert yaml.safe_load(out.read_text())["kind"] == "deploy"
+
+
+def test_deploybot_check_of_one_file(tmp_path: Path) -> None:
+    one = subprocess.run(
+        [sys.executable, "-m", "bot", "check", str(ROOT / "checklists" / "production-deploy.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert one.returncode == 0, one.stderr
+    assert one.stdout == "ok  production-deploy: 3 phase(s), 89 item(s)\n"
+    (tmp_path / "bad.yaml").write_text(BAD_FILES["unknown field"][0])
+    bad = subprocess.run(
+        [sys.executable, "-m", "bot", "check", str(tmp_path / "bad.yaml")], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith(f"{tmp_path / 'bad.yaml'}:12 › phases[0] › groups[0] › items[0] › requird: unknown")
+
+
+def test_an_empty_folder_says_both_extensions_and_a_missing_path_says_folder_or_file(tmp_path: Path) -> None:
+    with pytest.raises(ChecklistError, match=r"no checklist files \(\*\.yml or \*\.yaml\) found"):
+        load_folder(tmp_path)
+    with pytest.raises(ChecklistError, match="no such checklist folder or file"):
+        load_folder(tmp_path / "missing")
