@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot.probes.specs import ProbeSpec
-from bot.yamlfile import YamlError, load_model
+from bot.yamlfile import YamlError, line_of, load_model, trail
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 
@@ -90,12 +90,8 @@ class Template(_Strict):
 
     @model_validator(mode="after")
     def _ids_are_unique(self) -> Template:
-        _reject_duplicates("phases", [p.id for p in self.phases])
-        for phase in self.phases:
-            _reject_duplicates(f"groups of phase '{phase.id}'", [g.id for g in phase.groups])
-        _reject_duplicates("items", [i.id for i in self.items])
-        if self.kind != "maintenance" and any(p.schedule for p in self.phases):
-            raise ValueError("only maintenance checklists (kind: maintenance) have schedules")
+        if problems := template_problems(self):
+            raise ValueError("; ".join(message for _, message in problems))
         return self
 
     def only(self, phase_id: str) -> Template:
@@ -122,12 +118,57 @@ class Template(_Strict):
         return next((i for i in self.items if i.id == item_id), None)
 
 
-def _reject_duplicates(what: str, ids: list[str]) -> None:
-    seen: set[str] = set()
-    for ident in ids:
-        if ident in seen:
-            raise ValueError(f"duplicate id '{ident}' among {what}: ids must be unique")
-        seen.add(ident)
+Location = tuple[str | int, ...]
+
+
+def _get(node: Any, key: str) -> Any:
+    """A field of raw YAML data or of a validated model alike."""
+    return node.get(key) if isinstance(node, dict) else getattr(node, key, None)
+
+
+def _listed(node: Any, key: str) -> list[Any]:
+    value = _get(node, key)
+    return value if isinstance(value, list) else []
+
+
+def template_problems(template: Any) -> list[tuple[Location, str]]:
+    """Every fault across fields (duplicate ids, schedules outside maintenance), each at the field at fault.
+
+    Works on raw YAML data as well as on a Template, so a file's faults are all found in one pass.
+    """
+    problems: list[tuple[Location, str]] = []
+    phase_ids: list[tuple[Any, Location]] = []
+    item_ids: list[tuple[Any, Location]] = []
+    kind = _get(template, "kind") or "deploy"
+    for p, phase in enumerate(_listed(template, "phases")):
+        phase_ids.append((_get(phase, "id"), ("phases", p, "id")))
+        if kind != "maintenance" and _get(phase, "schedule") is not None:
+            problems.append(
+                (("phases", p, "schedule"), "only maintenance checklists (kind: maintenance) have schedules")
+            )
+        group_ids: list[tuple[Any, Location]] = []
+        for g, group in enumerate(_listed(phase, "groups")):
+            group_ids.append((_get(group, "id"), ("phases", p, "groups", g, "id")))
+            for i, item in enumerate(_listed(group, "items")):
+                item_ids.append((_get(item, "id"), ("phases", p, "groups", g, "items", i, "id")))
+        problems += _duplicates(f"groups of phase '{_get(phase, 'id')}'", group_ids)
+    return [*_duplicates("phases", phase_ids), *problems, *_duplicates("items", item_ids)]
+
+
+def _duplicates(what: str, ids: list[tuple[Any, Location]]) -> list[tuple[Location, str]]:
+    """Each repeat of an id, at the repeat, naming where the id was first used."""
+    first: dict[str, Location] = {}
+    found = []
+    for ident, loc in ids:
+        if not isinstance(ident, str):
+            continue
+        if ident in first:
+            found.append(
+                (loc, f"duplicate id '{ident}' among {what} (first at {trail(first[ident])}): ids must be unique")
+            )
+        else:
+            first[ident] = loc
+    return found
 
 
 class ChecklistError(YamlError):
@@ -137,7 +178,7 @@ class ChecklistError(YamlError):
 def load_template(path: Path) -> Template:
     """Load and validate one checklist YAML file."""
     try:
-        return load_model(path, Template)
+        return load_model(path, Template, checks=template_problems)
     except YamlError as exc:
         raise ChecklistError(exc.errors) from None
 
@@ -153,14 +194,20 @@ def load_folder(folder: Path) -> dict[str, Template]:
         raise ChecklistError([f"{folder}: no such checklist folder or file (set DEPLOYBOT_CHECKLISTS)"])
     templates: dict[str, Template] = {}
     errors: list[str] = []
+    sources: dict[str, Path] = {}
     for path in paths:
         try:
             template = load_template(path)
         except ChecklistError as exc:
             errors.extend(exc.errors)
             continue
-        if template.id in templates:
-            errors.append(f"{path}:1 › id: template id '{template.id}' is used by another file")
+        if template.id in sources:
+            errors.append(
+                f"{path}:{line_of(path, ('id',))} › id: template id '{template.id}' is already used by "
+                f"{sources[template.id]}: ids must be unique"
+            )
+            continue
+        sources[template.id] = path
         templates[template.id] = template
     if not paths:
         errors.append(f"{folder}: no checklist files (*.yml or *.yaml) found")

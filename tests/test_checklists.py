@@ -223,3 +223,51 @@ def test_an_empty_folder_says_both_extensions_and_a_missing_path_says_folder_or_
         load_folder(tmp_path)
     with pytest.raises(ChecklistError, match="no such checklist folder or file"):
         load_folder(tmp_path / "missing")
+
+
+def test_a_duplicate_item_id_is_reported_at_the_duplicate_with_every_other_fault(tmp_path: Path) -> None:
+    (tmp_path / "bad.yml").write_text(
+        """id: t
+title: T
+phases:
+  - id: p
+    title: P
+    groups:
+      - id: g
+        title: G
+        items:
+          - id: a
+            text: A
+          - id: a
+            text: B
+            requird: false
+  - id: p
+    title: Again
+    schedule: {cron: "0 9 * * *", nudge_after: 1h, escalate_after: 2h}
+    groups: [{id: g, title: G, items: [{id: b, text: B}]}]
+"""
+    )
+    with pytest.raises(ChecklistError) as caught:
+        load_folder(tmp_path)
+    bad = tmp_path / "bad.yml"
+    assert caught.value.errors == [
+        f"{bad}:14 › phases[0] › groups[0] › items[1] › requird: unknown field (check the spelling; "
+        "the README lists the allowed fields)",
+        f"{bad}:15 › phases[1] › id: duplicate id 'p' among phases (first at phases[0] › id): ids must be unique",
+        f"{bad}:17 › phases[1] › schedule: only maintenance checklists (kind: maintenance) have schedules",
+        f"{bad}:12 › phases[0] › groups[0] › items[1] › id: duplicate id 'a' among items "
+        "(first at phases[0] › groups[0] › items[0] › id): ids must be unique",
+    ]
+
+
+def test_an_id_used_by_another_file_names_that_file(tmp_path: Path) -> None:
+    text = (ROOT / "checklists" / "rollback.yml").read_text()
+    (tmp_path / "a.yml").write_text(text)
+    (tmp_path / "b.yml").write_text(text)
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if row.startswith("id: "))
+    with pytest.raises(ChecklistError) as caught:
+        load_folder(tmp_path)
+    assert caught.value.errors == [
+        f"{tmp_path / 'b.yml'}:{line} › id: template id 'rollback' is already used by {tmp_path / 'a.yml'}: "
+        "ids must be unique"
+    ]
