@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
     imp.add_argument("--kind", choices=["deploy", "maintenance", "rollback"], default="deploy")
     imp.add_argument("--section", action="append", default=[], help="only this ## section (repeatable)")
+    imp.add_argument("--id", help="the checklist id (default: from the section imported, else the # title)")
     probe = sub.add_parser("probe", help="run a checklist's probes now; exit status 1 when any fails")
     probe.add_argument("--env", required=True, help="environment from deploybot.yml, e.g. production")
     probe.add_argument("--checklist", default="production-deploy", help="checklist id (default production-deploy)")
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return _check(settings, args.folder or settings.checklists_path)
         if args.command == "import":
-            return _import(args.markdown, args.output, args.kind, args.section)
+            return _import(args.markdown, args.output, args.kind, args.section, args.id)
         if args.command == "probe":
             return _probe(settings, args.env, args.checklist, args.json)
         if args.command == "export":
@@ -148,7 +149,9 @@ def _diff(settings: Settings, run_id: int, other_id: int | None) -> int:
     return 0
 
 
-def _import(markdown: Path, output: Path | None, kind: str, sections: list[str]) -> int:
+def _import(markdown: Path, output: Path | None, kind: str, sections: list[str], template_id: str | None) -> int:
+    from bot.markdown_import import import_document
+
     try:
         text = markdown.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -156,17 +159,22 @@ def _import(markdown: Path, output: Path | None, kind: str, sections: list[str])
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{markdown}: cannot read it as UTF-8 text ({exc})") from None
     try:
-        data = checklists.import_markdown(text, kind=kind, phases=sections)
+        imported = import_document(text, kind=kind, phases=sections, template_id=template_id)
     except checklists.ChecklistError as exc:
         raise checklists.ChecklistError([f"{markdown}: {error}" for error in exc.errors]) from None
     try:
-        checklists.Template.model_validate(data)
+        checklists.Template.model_validate(imported.data)
     except ValidationError as exc:
         where = [(".".join(map(str, err["loc"])), err["msg"]) for err in exc.errors()]
         raise checklists.ChecklistError(
             [f"{markdown}: the import would be invalid at {at}: {msg}" for at, msg in where]
         ) from None
-    _emit(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120), output)
+    _emit(yaml.safe_dump(imported.data, sort_keys=False, allow_unicode=True, width=120), output)
+    # Said on standard error, so the YAML on standard output stays clean.
+    for line in imported.skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    if imported.contacts:
+        print(imported.contacts_block(), end="", file=sys.stderr)
     return 0
 
 

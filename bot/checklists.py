@@ -1,9 +1,8 @@
-"""Checklist templates: schema, YAML loader with file:line errors, and Markdown import."""
+"""Checklist templates: schema and YAML loader with file:line errors (Markdown import: bot.markdown_import)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -234,92 +233,6 @@ def unstartable(templates: dict[str, Template]) -> list[str]:
         elif idle:
             warnings.append(f"{template.id}: phase(s) {', '.join(idle)} never started: they have no `schedule:`")
     return warnings
-
-
-# --- Markdown import -------------------------------------------------------------------------------
-
-_TASK = re.compile(r"^\s*[-*]\s+\[[ xX]\]\s+(?P<text>.+?)\s*$")
-_STEP = re.compile(r"^\s*\d+[.)]\s+(?P<text>.+?)\s*$")
-_STEP_COMMAND = re.compile(r"^(?P<text>[^`]+?):\s*`(?P<command>[^`]+)`\s*$")
-
-
-def slugify(text: str, limit: int = 48) -> str:
-    """Turn free text into a stable slug id."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower().replace("'", "")).strip("-")
-    if len(slug) > limit:
-        slug = slug[:limit].rsplit("-", 1)[0]
-    return slug or "item"
-
-
-def import_markdown(markdown: str, *, kind: str = "deploy", phases: Sequence[str] = ()) -> dict[str, Any]:
-    """Convert a Markdown task-list checklist (## phase, ### group, - [ ] item) into template data."""
-    title = "Checklist"
-    found: list[dict[str, Any]] = []
-    group: dict[str, Any] | None = None
-    for line in markdown.splitlines():
-        if line.startswith("# "):
-            title = line[2:].strip()
-        elif line.startswith("## "):
-            found.append({"title": line[3:].strip(), "groups": []})
-            group = None
-        elif line.startswith("### ") and found:
-            group = {"title": line[4:].strip(), "items": []}
-            found[-1]["groups"].append(group)
-        elif (match := _TASK.match(line) or _STEP.match(line)) and found:
-            if group is None:
-                group = {"title": found[-1]["title"], "items": []}
-                found[-1]["groups"].append(group)
-            group["items"].append(_import_item(match["text"], numbered=_TASK.match(line) is None))
-    wanted = {p.lower() for p in phases}
-    chosen = [p for p in found if (not wanted or p["title"].lower() in wanted)]
-    titles = {p["title"].lower() for p in chosen}
-    missing = [p for p in phases if p.lower() not in titles]
-    if missing:
-        known = ", ".join(p["title"] for p in found)
-        raise ChecklistError([f"no section named {', '.join(missing)} in the Markdown; its ## sections: {known}"])
-    with_tasks = [p["title"] for p in found if any(g["items"] for g in p["groups"])]
-    empty = [p["title"] for p in chosen if not any(g["items"] for g in p["groups"])]
-    if not with_tasks:
-        raise ChecklistError(
-            ["no tasks in the Markdown: expected `- [ ] task` or `1. step` lines under `## section` headings"]
-        )
-    if phases and empty:
-        raise ChecklistError(
-            [
-                f"section {', '.join(empty)} has no tasks (`- [ ] task` or `1. step` lines); "
-                f"sections with tasks: {', '.join(with_tasks)}"
-            ]
-        )
-    return _assign_ids(title, kind, chosen)
-
-
-def _import_item(text: str, *, numbered: bool) -> dict[str, Any]:
-    if numbered and (step := _STEP_COMMAND.match(text)):
-        return {"text": step["text"].strip(), "command": step["command"].strip()}
-    return {"text": text}
-
-
-def _assign_ids(title: str, kind: str, phases: list[dict[str, Any]]) -> dict[str, Any]:
-    used: set[str] = set()
-    out_phases = []
-    for phase in phases:
-        groups = []
-        for group in phase["groups"]:
-            if not group["items"]:
-                continue
-            items = []
-            for item in group["items"]:
-                slug = slugify(item["text"])
-                if slug in used:  # the same wording in two groups, e.g. "Redis password is set"
-                    slug = slugify(f"{group['title']} {item['text']}", limit=64)
-                while slug in used:
-                    slug = f"{slug}-2"
-                used.add(slug)
-                items.append({"id": slug, **item})
-            groups.append({"id": slugify(group["title"]), "title": group["title"], "items": items})
-        if groups:
-            out_phases.append({"id": slugify(phase["title"]), "title": phase["title"], "groups": groups})
-    return {"id": slugify(title), "title": title, "kind": kind, "phases": out_phases}
 
 
 def iter_items(template: Template) -> Iterator[tuple[Phase, Group, Item]]:

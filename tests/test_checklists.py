@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.checklists import ChecklistError, import_markdown, load_folder, load_template
+from bot.checklists import ChecklistError, load_folder, load_template
+from bot.markdown_import import import_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = Path(__file__).parent / "fixtures" / "production-deployment-checklist.md"
@@ -271,3 +272,60 @@ def test_an_id_used_by_another_file_names_that_file(tmp_path: Path) -> None:
         f"{tmp_path / 'b.yml'}:{line} › id: template id 'rollback' is already used by {tmp_path / 'a.yml'}: "
         "ids must be unique"
     ]
+
+
+def deploybot_import(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "import", str(SEED), *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_the_seeds_three_checklists_import_into_one_folder_that_checks(tmp_path: Path) -> None:
+    deploy = ["--section", "Pre-Deployment", "--section", "Deployment", "--section", "Post-Deployment"]
+    for args in (
+        [*deploy, "--id", "production-deploy"],
+        ["--section", "Ongoing Maintenance", "--kind", "maintenance"],
+        ["--section", "Rollback Plan", "--kind", "rollback"],
+    ):
+        result = deploybot_import(*args, "-o", str(tmp_path / f"{len(list(tmp_path.iterdir()))}.yml"))
+        assert result.returncode == 0, result.stderr
+    templates = load_folder(tmp_path)
+    assert sorted(templates) == ["ongoing-maintenance", "production-deploy", "rollback-plan"]
+    shipped_schedules = [p.schedule for p in load_template(ROOT / "checklists" / "maintenance.yml").phases]
+    assert [(p.id, p.schedule) for p in templates["ongoing-maintenance"].phases] == list(
+        zip(["daily", "weekly", "monthly", "quarterly"], shipped_schedules, strict=True)
+    )
+    checked = subprocess.run([sys.executable, "-m", "bot", "check", str(tmp_path)], capture_output=True, text=True)
+    assert checked.returncode == 0 and "warn" not in checked.stdout, checked.stdout + checked.stderr
+
+
+def test_a_maintenance_import_without_cadences_is_refused_with_the_hint() -> None:
+    result = deploybot_import("--section", "Deployment", "--kind", "maintenance")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "cannot tell how often Deployment › Docker Deployment" in result.stderr
+    assert "Daily, Weekly, Monthly, Quarterly" in result.stderr and "--kind deploy" in result.stderr
+
+
+def test_tasks_before_the_first_section_are_kept_in_a_phase_named_after_the_title() -> None:
+    data = import_markdown("# Ops\n- [ ] Loose task\n## Later\n- [ ] Look\n")
+    assert [(p["title"], [i["text"] for g in p["groups"] for i in g["items"]]) for p in data["phases"]] == [
+        ("Ops", ["Loose task"]),
+        ("Later", ["Look"]),
+    ]
+
+
+def test_an_import_says_what_it_skipped_and_offers_the_contacts(tmp_path: Path) -> None:
+    result = deploybot_import("-o", str(tmp_path / "all.yml"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("skipped ## Emergency Contacts: no tasks") and "contacts:` block" in lines[0]
+    assert lines[1].startswith("skipped ## Notes: no tasks")
+    block = yaml.safe_load("\n".join(lines[2:]))
+    assert {team: entry["name"] for team, entry in block["contacts"].items()} == {
+        "devops-team": "DevOps Team",
+        "database-admin": "Database Admin",
+        "security-team": "Security Team",
+        "on-call-engineer": "On-Call Engineer",
+    }
+    assert "[Contact Info]" in result.stderr  # what the Markdown said, kept as a comment to fill in
+    assert "skipped" not in deploybot_import("--section", "Rollback Plan").stderr
