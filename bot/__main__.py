@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bot import checklists, db, logs, problems
-from bot.config import ConfigError, Settings, load_deploy_config
+from bot.config import ConfigError, Settings, deploy_config, load_deploy_config
 from bot.runs import RunError
 from bot.yamlfile import YamlError
 
@@ -32,13 +32,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploybot", description="Your deployment checklist, live in Slack.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="serve Slack (Socket Mode with SLACK_APP_TOKEN, else HTTP on PORT)")
-    check = sub.add_parser("check", help="validate the checklist folder and Slack's limits")
-    check.add_argument("folder", nargs="?", type=Path, help="default: DEPLOYBOT_CHECKLISTS or ./checklists")
+    check = sub.add_parser("check", help="validate the checklist folder (or one file) and Slack's limits")
+    check.add_argument(
+        "folder",
+        nargs="?",
+        type=Path,
+        help="a folder or one checklist file; default: DEPLOYBOT_CHECKLISTS or ./checklists",
+    )
     imp = sub.add_parser("import", help="turn a Markdown task-list checklist into checklist YAML")
     imp.add_argument("markdown", type=Path)
     imp.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
     imp.add_argument("--kind", choices=["deploy", "maintenance", "rollback"], default="deploy")
     imp.add_argument("--section", action="append", default=[], help="only this ## section (repeatable)")
+    imp.add_argument("--id", help="the checklist id (default: from the section imported, else the # title)")
     probe = sub.add_parser("probe", help="run a checklist's probes now; exit status 1 when any fails")
     probe.add_argument("--env", required=True, help="environment from deploybot.yml, e.g. production")
     probe.add_argument("--checklist", default="production-deploy", help="checklist id (default production-deploy)")
@@ -66,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             # The table (or JSON) is the output: a log line per request would bury it.
             logging.getLogger().setLevel(logging.WARNING)
         if args.command == "check":
-            return _check(args.folder or settings.checklists_path)
+            return _check(settings, args.folder or settings.checklists_path)
         if args.command == "import":
-            return _import(args.markdown, args.output, args.kind, args.section)
+            return _import(args.markdown, args.output, args.kind, args.section, args.id)
         if args.command == "probe":
             return _probe(settings, args.env, args.checklist, args.json)
         if args.command == "export":
@@ -96,13 +102,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _check(folder: Path) -> int:
+def _check(settings: Settings, folder: Path) -> int:
     from bot.app import load_checklists
 
-    settings = Settings.from_env({"DEPLOYBOT_CHECKLISTS": str(folder)})
-    templates = load_checklists(settings)
+    templates = load_checklists(Settings.from_env({"DEPLOYBOT_CHECKLISTS": str(folder)}))
     for template in templates.values():
         print(f"ok  {template.id}: {len(template.phases)} phase(s), {len(template.items)} item(s)")
+    if folder.is_file():  # one file: what the rest of the folder starts is not known here
+        return 0
+    # deploybot.yml's channel defaults must name deploy checklists of this folder.
+    deploy_config(settings).check_checklists(templates)
+    for warning in checklists.unstartable(templates):
+        print(f"warn  {warning}")
     return 0
 
 
@@ -157,7 +168,9 @@ def _diff(settings: Settings, run_id: int, other_id: int | None) -> int:
     return 0
 
 
-def _import(markdown: Path, output: Path | None, kind: str, sections: list[str]) -> int:
+def _import(markdown: Path, output: Path | None, kind: str, sections: list[str], template_id: str | None) -> int:
+    from bot.markdown_import import import_document
+
     try:
         text = markdown.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -165,17 +178,22 @@ def _import(markdown: Path, output: Path | None, kind: str, sections: list[str])
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{markdown}: cannot read it as UTF-8 text ({exc})") from None
     try:
-        data = checklists.import_markdown(text, kind=kind, phases=sections)
+        imported = import_document(text, kind=kind, phases=sections, template_id=template_id)
     except checklists.ChecklistError as exc:
         raise checklists.ChecklistError([f"{markdown}: {error}" for error in exc.errors]) from None
     try:
-        checklists.Template.model_validate(data)
+        checklists.Template.model_validate(imported.data)
     except ValidationError as exc:
         where = [(".".join(map(str, err["loc"])), err["msg"]) for err in exc.errors()]
         raise checklists.ChecklistError(
             [f"{markdown}: the import would be invalid at {at}: {msg}" for at, msg in where]
         ) from None
-    _emit(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120), output)
+    _emit(yaml.safe_dump(imported.data, sort_keys=False, allow_unicode=True, width=120), output)
+    # Said on standard error, so the YAML on standard output stays clean.
+    for line in imported.skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    if imported.contacts:
+        print(imported.contacts_block(), end="", file=sys.stderr)
     return 0
 
 

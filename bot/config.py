@@ -6,16 +6,19 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.contacts import Team, UserOrGroupId, check_contacts
 from bot.probes import VARIABLE
-from bot.yamlfile import load_model
+from bot.yamlfile import YamlError, line_of, load_model
+
+if TYPE_CHECKING:
+    from bot.checklists import Template
 
 
 class Secret:
@@ -177,6 +180,15 @@ class Permissions(BaseModel):
         return list(getattr(self, role))
 
 
+class ChannelSettings(BaseModel):
+    """What one channel does differently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The deploy checklist `/deploy start` runs here when no `--checklist` is given.
+    checklist: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+
+
 class DeployConfig(BaseModel):
     """deploybot.yml: environments for probes, emergency contacts, permissions. Secrets stay in the environment."""
 
@@ -187,6 +199,8 @@ class DeployConfig(BaseModel):
     environments: dict[Name, dict[str, Scalar]] = {}
     contacts: dict[Name, Team] = {}
     permissions: Permissions = Permissions()
+    channels: dict[Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{4,}$")], ChannelSettings] = {}
+    _source: Path | None = PrivateAttr(default=None)  # the file it was read from, for file:line errors
 
     @model_validator(mode="after")
     def _known_teams(self) -> DeployConfig:
@@ -215,6 +229,23 @@ class DeployConfig(BaseModel):
                 names |= {name for from_env, name in VARIABLE.findall(str(value)) if from_env}
         return names
 
+    def check_checklists(self, templates: Mapping[str, Template]) -> None:
+        """Refuse a channel default that is not a deploy checklist, naming file, line and the deploy checklists."""
+        deploys = [t.id for t in templates.values() if t.kind == "deploy"]
+        errors = []
+        for channel, chosen in self.channels.items():
+            if chosen.checklist in deploys:
+                continue
+            where = (
+                f"{self._source}:{line_of(self._source, ('channels', channel, 'checklist'))}" if self._source else ""
+            )
+            errors.append(
+                f"{where or 'deploybot.yml'} › channels › {channel} › checklist: '{chosen.checklist}' is not a "
+                f"deploy checklist (deploy checklists: {', '.join(deploys) or 'none'})"
+            )
+        if errors:
+            raise YamlError(errors)
+
     def variables(self, environment: str) -> dict[str, str]:
         """The variables of one environment as text; an unknown environment has none."""
         return {
@@ -232,7 +263,9 @@ def load_deploy_config(path: Path, *, required: bool = False) -> DeployConfig:
                 "or unset DEPLOYBOT_CONFIG to run without deploybot.yml (copy deploybot.example.yml to start one)."
             )
         return DeployConfig()
-    return load_model(path, DeployConfig)
+    config = load_model(path, DeployConfig)
+    config._source = path
+    return config
 
 
 def deploy_config(settings: Settings) -> DeployConfig:

@@ -111,7 +111,13 @@ def start(
     )
     if parts is not None:
         session.add_all(Message(run_id=run.id, part=p, channel_id=channel_id) for p in range(parts + 1))
-    _record(session, run, actor, "run.started", {"version": version, "environment": environment, "probes": probes})
+    _record(
+        session,
+        run,
+        actor,
+        "run.started",
+        {"version": version, "environment": environment, "checklist": template.id, "probes": probes},
+    )
     return run
 
 

@@ -12,10 +12,10 @@ from bot.models import ItemStatus, Run
 from bot.mrkdwn import escape, mention, unescape
 from bot.paging import render
 from bot.runs import Actor, RunError
-from bot.services import Services
+from bot.services import Services, parse_start
 
 HELP = """*deploybot* — your deployment checklist, live in this channel.
-• `/deploy start <version> [environment]` — post a new run of the checklist (environment defaults to `production`)
+• `/deploy start <version> [environment] [--checklist <name>]` — post a new run (environment: `production` unless given)
 • `/deploy status` — where the run in this channel stands (or every active run)
 • `/deploy list` — the recent runs in this channel, with status and duration
 • `/deploy abort [#run] <reason>` — stop the active run in this channel (say which when several are)
@@ -43,7 +43,7 @@ class Commands:
             "contacts": lambda _command, _args: render.contacts_text(self.services.config.contacts),
             "reminders": self.reminders,
             "remind": self.remind,
-            "help": lambda _command, _args: HELP,
+            "help": lambda command, _args: self.help(command),
         }
 
     def deploy(self, ack: Ack, command: dict[str, Any]) -> None:
@@ -53,18 +53,32 @@ class Commands:
         handler = self.subcommands.get(name.lower())
         if handler is None:
             prefix = f"I don't know `/deploy {escape(name)}`.\n\n" if name else ""
-            ack(response_type="ephemeral", text=prefix + HELP)
+            ack(response_type="ephemeral", text=prefix + self.help(command))
             return
         ack(response_type="ephemeral", text=handler(command, args.strip()))
 
     def _actor(self, command: dict[str, Any]) -> Actor:
         return Actor(user_id=command["user_id"], at=self.services.clock(), channel_id=command["channel_id"])
 
+    def help(self, command: dict[str, Any]) -> str:
+        """The commands, and the deploy checklists `start` can run here (the channel's default marked)."""
+        default = self.services.default_checklist(command.get("channel_id"))
+        listed = [
+            f"`{t.id}` ({escape(t.title)}){' — the default here' if t.id == default else ''}"
+            for t in self.services.deploy_checklists()
+        ]
+        if not listed:
+            return HELP + "\n\nNo deploy checklist yet: add checklists/production-deploy.yml."
+        return HELP + "\n\n*Deploy checklists* (`--checklist <name>`): " + ", ".join(listed)
+
     def start(self, command: dict[str, Any], args: str) -> str:
-        version, _, environment = args.partition(" ")
-        environment = environment.strip() or "production"
-        run_id = self.services.start_deploy(version, environment, self._actor(command))
-        return f"Run #{run_id} started: {version} → {environment}. The checklist is on its way to this channel."
+        asked = parse_start(args.split())
+        run_id = self.services.start_deploy(asked.version, asked.environment, self._actor(command), asked.checklist)
+        title = self.services.deploy_template(command["channel_id"], asked.checklist).title
+        return (
+            f"Run #{run_id} started: {escape(asked.version)} → {escape(asked.environment)} ({escape(title)}). "
+            "The checklist is on its way to this channel."
+        )
 
     def status(self, command: dict[str, Any], _args: str) -> str:
         with self.services.read() as session:
