@@ -94,11 +94,16 @@ class Services:
 
         `checklist` names the deploy checklist; else the channel's default in deploybot.yml, else the default one.
         """
+        usage = "`/deploy start <version> [environment] [--checklist <name>]`, e.g. `/deploy start v1.4.2 production`"
+        if not version:
+            raise RunError(f"Say which version to deploy: {usage}.")
         if not _VERSION.match(version):
             raise RunError(
-                "Say which version to deploy: `/deploy start <version> [environment] [--checklist <name>]`, "
-                "e.g. `/deploy start v1.4.2 production` (letters, digits, `.`, `-`, `+`, `/`; up to 64)."
+                f"`{escape(version)}` is not a version: use letters, digits, `.`, `-`, `+` and `/` (up to 64): {usage}."
             )
+        if version.lower() in {"production", "staging", *self.config.environments}:
+            # Without this, `/deploy start staging` would open a production run of a version called "staging".
+            raise RunError(f"`{escape(version)}` is an environment, not a version: {usage}.")
         if not _ENVIRONMENT.match(environment):
             raise RunError(
                 f"`{escape(environment)}` is not an environment name: use one lowercase word "
