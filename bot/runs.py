@@ -36,6 +36,10 @@ class RunError(Exception):
     """A request the rules refuse; the text is safe and meant for the person who asked."""
 
 
+class TextRefused(RunError):
+    """What the person typed cannot be kept as typed (too long, NUL); a form shows it under the text field."""
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who acts, when, and from which message (the audit trail's 'from where')."""
@@ -300,14 +304,14 @@ def abort(session: Session, run_id: int, reason: str, actor: Actor) -> Run:
 def storable(text: str) -> str:
     """Refuse text the database cannot keep as typed (PostgreSQL refuses NUL in text columns)."""
     if "\x00" in text:
-        raise RunError("That text contains a NUL character (\\0), which deploybot cannot store; nothing changed.")
+        raise TextRefused("That text contains a NUL character (\\0), which deploybot cannot store; nothing changed.")
     return text
 
 
 def _check_reason(reason: str) -> None:
     # Refused rather than clipped: what is kept is what was typed.
     if len(reason) > MAX_REASON:
-        raise RunError(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
+        raise TextRefused(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
 
 
 def events_of(session: Session, run_id: int) -> list[Event]:
