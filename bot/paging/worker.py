@@ -126,6 +126,9 @@ class PageWorker:
 
     def _record(self, session: Session, row: PageDelivery, page: Page, outcome: Outcome, now: datetime) -> None:
         row.lease_until = None
+        if outcome.look_at is not None:  # not a failure: an earlier attempt is given time to land
+            row.not_before = outcome.look_at
+            return
         row.attempts += 1
         actor = Actor(paging.BOT, self._clock())
         about = {"target": row.target, "action": row.action, "level": row.level}
