@@ -30,6 +30,7 @@ from bot.metrics import InstrumentedWebClient, Metrics, database_gauges
 from bot.paging.senders import Senders
 from bot.paging.worker import PageWorker
 from bot.permissions import Gatekeeper
+from bot.posting import Poster
 from bot.probes.runner import ProbeRunner
 from bot.publisher import Publisher
 from bot.reminders import Reminders
@@ -192,7 +193,8 @@ def create_app(
 
     bolt.use(shared_client)
     probes = ProbeRunner(sessions, config, settings.environ, clock, publisher.wake)
-    senders = Senders(config, worker_client, httpx.Client(timeout=10), settings.environ)
+    poster = Poster(sessions, worker_client, clock)
+    senders = Senders(config, worker_client, poster, httpx.Client(timeout=10), settings.environ)
     pager = PageWorker(sessions, config, senders, clock, publisher.wake)
 
     def wake() -> None:

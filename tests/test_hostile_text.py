@@ -291,9 +291,11 @@ def test_hostile_text_in_every_field_is_kept_as_typed_and_never_a_mention(
 
         # Nobody else was notified: DMs reach the contacts only, no user group was looked up.
         dm_channels = {
-            c.args["channel"] for c in fake_slack.calls_of("chat.postMessage") if c.args["channel"] not in channels
+            fake_slack.conversation(c.args["channel"])
+            for c in fake_slack.calls_of("chat.postMessage")
+            if c.args["channel"] not in channels
         }
-        assert dm_channels == DM_TARGETS
+        assert dm_channels == {fake_slack.im(user) for user in DM_TARGETS}
         assert fake_slack.calls_of("usergroups.users.list") == []
 
         kept_pages = sum(accepted(t) for t in HOSTILE)
