@@ -68,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         logs.setup(settings.log_format, settings.secret_values())
-        if args.command == "probe" and not args.verbose:
-            # The table (or JSON) is the output: a log line per request would bury it.
-            logging.getLogger().setLevel(logging.WARNING)
+        if args.command == "probe":
+            # The table (or JSON) is the output: a log line per request would bury it, unless asked for.
+            logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
+            logging.getLogger("httpx").setLevel(logging.INFO if args.verbose else logging.WARNING)
         if args.command == "check":
             return _check(settings, args.folder or settings.checklists_path)
         if args.command == "import":
