@@ -102,6 +102,7 @@ def _registry() -> dict[str, Check]:
     from bot.probes import files, net, stores, web
 
     web.warm_up()
+    net.warm_up()
     return {
         "http": web.http, "latency": web.latency, "redirect": web.redirect, "headers": web.headers,
         "cors": web.cors, "rate_limit": web.rate_limit, "webhook_auth": web.webhook_auth,
