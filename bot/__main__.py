@@ -226,7 +226,7 @@ def _run(settings: Settings) -> int:
     deploybot = create_app(settings)
     try:  # before anything else starts: a taken port is a one-line answer, not a half-started bot
         server = GracefulServer(deploybot.web, settings.host, settings.port, settings.threads)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # waitress says ValueError for a HOST it cannot parse
         raise problems.port(settings.host, settings.port, exc) from None
     db.upgrade(deploybot.engine)
     log.info("database %s is up to date", settings.database_url_masked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,12 +128,32 @@ class Settings:
     def secret_values(self) -> list[str]:
         """Every secret this process was given, for the log scrubber."""
         values = [self.slack_bot_token.reveal(), self.slack_signing_secret.reveal(), self.slack_app_token.reveal()]
-        password = make_url(self.database_url).password if "://" in self.database_url else None
-        return [v for v in [*values, str(password or "")] if v]
+        passwords = url_secrets(self.database_url) if "://" in self.database_url else []
+        return [v for v in [*values, *passwords] if v]
 
     @property
     def database_url_masked(self) -> str:
-        return make_url(self.database_url).render_as_string(hide_password=True)
+        return masked_url(self.database_url)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets a database URL carries: its password, and any `?password=` style parameter."""
+    parsed = make_url(url)
+    found = [str(parsed.password or "")]
+    for key, value in parsed.query.items():
+        if _SECRET_PARAMETER.search(key):
+            found += [value] if isinstance(value, str) else list(value)
+    return [secret for secret in found if secret]
+
+
+def masked_url(url: str) -> str:
+    """A database URL fit to show: its password and secret parameters replaced by ***."""
+    parsed = make_url(url)
+    hidden = {key: "***" for key in parsed.query if _SECRET_PARAMETER.search(key)}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+_SECRET_PARAMETER = re.compile(r"pass|secret|token|key", re.IGNORECASE)
 
 
 _DRIVERS = {"sqlite", "sqlite+pysqlite", "postgresql+psycopg"}

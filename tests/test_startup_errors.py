@@ -60,6 +60,22 @@ def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path
     assert PASSWORD not in result.stdout + result.stderr
 
 
+def test_a_password_given_as_a_url_parameter_is_hidden_too(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://deploy@127.0.0.1:1/deploybot?password={PASSWORD}"
+    result = cli("db", "upgrade", cwd=tmp_path, DATABASE_URL=url)
+    shown = "postgresql+psycopg://deploy@127.0.0.1:1/deploybot?password=***"
+    assert one_line(result).startswith(f"cannot use the database at {shown}: ")
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_a_host_that_is_no_address_is_one_line(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    env = {**bot_env(f"sqlite:///{tmp_path}/d.db", fake_slack, 0), "HOST": "999.1.1.1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert one_line(result) == "cannot listen on 999.1.1.1:0: not an address this machine has; check HOST"
+
+
 def test_a_missing_postgresql_database_is_named(tmp_path: Path) -> None:
     missing = make_url(POSTGRES_URL).set(database=f"nope_{uuid.uuid4().hex[:8]}", password=PASSWORD)
     result = cli("db", "upgrade", cwd=tmp_path, DATABASE_URL=missing.render_as_string(hide_password=False))
