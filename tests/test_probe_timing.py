@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -43,12 +44,19 @@ class Logged:
     log: list[tuple[str, float, float]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _counts: dict[str, int] = field(default_factory=dict)
+    # The server handles each connection in a thread of its own: a thread-local number names the connection.
+    connections: dict[str, set[int]] = field(default_factory=dict)
+    _connection: threading.local = field(default_factory=threading.local)
+    _opened: Iterator[int] = field(default_factory=itertools.count)
 
     def route(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         group = path.strip("/").split("/")[0]
         entered = time.monotonic()
         with self._lock:
             seen = self._counts[group] = self._counts.get(group, 0) + 1
+            if not hasattr(self._connection, "number"):
+                self._connection.number = next(self._opened)
+            self.connections.setdefault(group, set()).add(self._connection.number)
         status = 200
         if group == "plain":
             time.sleep(self.plain_seconds)  # long enough that anything sent meanwhile overlaps it
@@ -94,6 +102,9 @@ def assert_isolated(service: Logged) -> None:
     assert max(end for _, end in plain) < min(start for start, _ in timed)
     assert max(end for _, end in timed) < min(start for start, _ in burst)
     assert len(plain) == 6 and len(timed) == 7 and burst, service.log  # 5 counted + 1 warm-up, and the budget
+    # Nor do they share connections: the idle ones the others leave in a pool would be checked on every request.
+    ordinary, alone = service.connections["plain"], service.connections["timed"] | service.connections["budget"]
+    assert not ordinary & alone and not (ordinary | alone) & service.connections["burst"], service.connections
 
 
 # --- percentiles and warm-up ---------------------------------------------------------------------------
