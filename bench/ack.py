@@ -42,7 +42,7 @@ def server(module: list[str], database_url: str, fake: FakeSlack, **extra: str) 
         "SLACK_API_URL": fake.url,
         "DATABASE_URL": database_url,
         "DEPLOYBOT_CHECKLISTS": str(ROOT / "checklists"),
-        "DEPLOYBOT_CONFIG": str(ROOT / "bench" / "absent.yml"),
+        "DEPLOYBOT_CONFIG": str(ROOT / "tests" / "fixtures" / "empty-deploybot.yml"),
         "HOST": "127.0.0.1",
         "PORT": str(port),
         **extra,

@@ -16,10 +16,12 @@ from types import FrameType
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from bot import checklists, db, logs
-from bot.config import ConfigError, Settings, load_deploy_config
+from bot import checklists, db, logs, problems
+from bot.config import ConfigError, Settings, deploy_config, load_deploy_config
 from bot.runs import RunError
 from bot.yamlfile import YamlError
 
@@ -30,13 +32,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploybot", description="Your deployment checklist, live in Slack.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="serve Slack (Socket Mode with SLACK_APP_TOKEN, else HTTP on PORT)")
-    check = sub.add_parser("check", help="validate the checklist folder and Slack's limits")
-    check.add_argument("folder", nargs="?", type=Path, help="default: DEPLOYBOT_CHECKLISTS or ./checklists")
+    check = sub.add_parser("check", help="validate the checklist folder (or one file) and Slack's limits")
+    check.add_argument(
+        "folder",
+        nargs="?",
+        type=Path,
+        help="a folder or one checklist file; default: DEPLOYBOT_CHECKLISTS or ./checklists",
+    )
     imp = sub.add_parser("import", help="turn a Markdown task-list checklist into checklist YAML")
     imp.add_argument("markdown", type=Path)
     imp.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
     imp.add_argument("--kind", choices=["deploy", "maintenance", "rollback"], default="deploy")
     imp.add_argument("--section", action="append", default=[], help="only this ## section (repeatable)")
+    imp.add_argument("--id", help="the checklist id (default: from the section imported, else the # title)")
     probe = sub.add_parser("probe", help="run a checklist's probes now; exit status 1 when any fails")
     probe.add_argument("--env", required=True, help="environment from deploybot.yml, e.g. production")
     probe.add_argument("--checklist", default="production-deploy", help="checklist id (default production-deploy)")
@@ -56,16 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     database.add_argument("action", choices=["upgrade"])
     args = parser.parse_args(argv)
 
+    settings: Settings | None = None
     try:
         settings = Settings.from_env()
         logs.setup(settings.log_format, settings.secret_values())
-        if args.command == "probe" and not args.verbose:
-            # The table (or JSON) is the output: a log line per request would bury it.
-            logging.getLogger().setLevel(logging.WARNING)
+        if args.command == "probe":
+            # The table (or JSON) is the output: a log line per request would bury it, unless asked for.
+            logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
+            logging.getLogger("httpx").setLevel(logging.INFO if args.verbose else logging.WARNING)
         if args.command == "check":
-            return _check(args.folder or settings.checklists_path)
+            return _check(settings, args.folder or settings.checklists_path)
         if args.command == "import":
-            return _import(args.markdown, args.output, args.kind, args.section)
+            return _import(args.markdown, args.output, args.kind, args.section, args.id)
         if args.command == "probe":
             return _probe(settings, args.env, args.checklist, args.json)
         if args.command == "export":
@@ -75,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "shell":
             from bot.shell import run_shell
 
+            logs.quiet()  # a terminal conversation: warnings only on standard error
             return run_shell(settings, sys.stdin, sys.stdout)
         if args.command == "db":
             db.upgrade(db.make_engine(settings.database_url))
@@ -84,15 +95,26 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, YamlError, RunError) as exc:
         print(exc, file=sys.stderr)
         return 2
+    except OperationalError as exc:
+        # The configured database is unreachable, missing, or refuses deploybot's credentials.
+        if settings is None:
+            raise
+        print(problems.database(settings.database_url, exc), file=sys.stderr)
+        return 2
 
 
-def _check(folder: Path) -> int:
+def _check(settings: Settings, folder: Path) -> int:
     from bot.app import load_checklists
 
-    settings = Settings.from_env({"DEPLOYBOT_CHECKLISTS": str(folder)})
-    templates = load_checklists(settings)
+    templates = load_checklists(Settings.from_env({"DEPLOYBOT_CHECKLISTS": str(folder)}))
     for template in templates.values():
         print(f"ok  {template.id}: {len(template.phases)} phase(s), {len(template.items)} item(s)")
+    if folder.is_file():  # one file: what the rest of the folder starts is not known here
+        return 0
+    # deploybot.yml's channel defaults must name deploy checklists of this folder.
+    deploy_config(settings).check_checklists(templates)
+    for warning in checklists.unstartable(templates):
+        print(f"warn  {warning}")
     return 0
 
 
@@ -147,10 +169,32 @@ def _diff(settings: Settings, run_id: int, other_id: int | None) -> int:
     return 0
 
 
-def _import(markdown: Path, output: Path | None, kind: str, sections: list[str]) -> int:
-    data = checklists.import_markdown(markdown.read_text(encoding="utf-8"), kind=kind, phases=sections)
-    checklists.Template.model_validate(data)
-    _emit(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120), output)
+def _import(markdown: Path, output: Path | None, kind: str, sections: list[str], template_id: str | None) -> int:
+    from bot.markdown_import import import_document
+
+    try:
+        text = markdown.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{markdown}: no such file; give the path of a Markdown checklist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{markdown}: cannot read it as UTF-8 text ({exc})") from None
+    try:
+        imported = import_document(text, kind=kind, phases=sections, template_id=template_id)
+    except checklists.ChecklistError as exc:
+        raise checklists.ChecklistError([f"{markdown}: {error}" for error in exc.errors]) from None
+    try:
+        checklists.Template.model_validate(imported.data)
+    except ValidationError as exc:
+        where = [(".".join(map(str, err["loc"])), err["msg"]) for err in exc.errors()]
+        raise checklists.ChecklistError(
+            [f"{markdown}: the import would be invalid at {at}: {msg}" for at, msg in where]
+        ) from None
+    _emit(yaml.safe_dump(imported.data, sort_keys=False, allow_unicode=True, width=120), output)
+    # Said on standard error, so the YAML on standard output stays clean.
+    for line in imported.skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    if imported.contacts:
+        print(imported.contacts_block(), end="", file=sys.stderr)
     return 0
 
 
@@ -180,6 +224,10 @@ def _run(settings: Settings) -> int:
 
     settings.require_slack()
     deploybot = create_app(settings)
+    try:  # before anything else starts: a taken port is a one-line answer, not a half-started bot
+        server = GracefulServer(deploybot.web, settings.host, settings.port, settings.threads)
+    except (OSError, ValueError) as exc:  # waitress says ValueError for a HOST it cannot parse
+        raise problems.port(settings.host, settings.port, exc) from None
     db.upgrade(deploybot.engine)
     log.info("database %s is up to date", settings.database_url_masked)
     deploybot.check_slack()
@@ -196,7 +244,6 @@ def _run(settings: Settings) -> int:
         socket_mode = SocketModeHandler(deploybot.bolt, settings.slack_app_token.reveal())
         deploybot.socket_connected = socket_mode.client.is_connected
         threading.Thread(target=_open_socket, args=(socket_mode, connecting), name="socket-mode", daemon=True).start()
-    server = GracefulServer(deploybot.web, settings.host, settings.port, settings.threads)
     log.info("serving on http://%s:%s (POST /slack/events, GET /healthz /readyz /metrics)", settings.host, server.port)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import checklists, db, logs
-from bot.config import DeployConfig, Settings, load_deploy_config
+from bot.config import DeployConfig, Settings, deploy_config, what_is_off
 from bot.home import home_view
 from bot.identity import BotIdentity
 from bot.listeners import ObservedApp, register_listeners
@@ -30,6 +30,7 @@ from bot.metrics import InstrumentedWebClient, Metrics, database_gauges
 from bot.paging.senders import Senders
 from bot.paging.worker import PageWorker
 from bot.permissions import Gatekeeper
+from bot.posting import Poster
 from bot.probes.runner import ProbeRunner
 from bot.publisher import Publisher
 from bot.reminders import Reminders
@@ -54,6 +55,8 @@ class Deploybot:
     metrics: Metrics = field(default_factory=Metrics)
     # In Socket Mode: whether the socket is up (GET /healthz reports it); None in HTTP mode.
     socket_connected: Callable[[], bool] | None = None
+    # What deploybot.yml leaves off (open permissions, no contacts, no probes), said wherever people look.
+    notices: list[str] = field(default_factory=list)
 
     @cached_property
     def web(self) -> WebApp:
@@ -85,6 +88,8 @@ class Deploybot:
 
     def start_workers(self, *, reminders: bool = True) -> None:
         """Start the background publisher, probe runner and (unless told not to) the reminder ticker."""
+        for notice in self.notices:  # said once the process is about to serve, not before a fatal error
+            log.warning("%s", notice)
         self.publisher.start()
         self.probes.start()
         self.pager.start()
@@ -105,7 +110,7 @@ class Deploybot:
     def readiness(self) -> tuple[list[str], list[str]]:
         """What stops this process from serving, and what an operator should know although it serves."""
         problems: list[str] = []
-        notices: list[str] = []
+        notices = [f"note: {notice}" for notice in self.notices]
         try:
             if not db.is_current(self.engine):
                 problems.append("database schema is not at the latest migration (run `deploybot db upgrade`)")
@@ -114,8 +119,10 @@ class Deploybot:
         if self.identity.known is None:
             # Requests need no Slack call, so Slack being down must not take every replica out of rotation;
             # a refused token is a configuration error, and no replica can deliver anything with it.
-            said = f"{self.identity.problem}; requests are served and kept meanwhile"
-            (problems if self.identity.refused else notices).append(said)
+            if self.identity.refused:
+                problems.append(self.identity.problem)
+            else:
+                notices.append(f"note: {self.identity.problem}; requests are served and kept meanwhile")
         return problems, notices
 
 
@@ -144,7 +151,8 @@ def create_app(
     token = settings.slack_bot_token.reveal()
     metrics = Metrics()
     client = slack_client(settings, metrics, retrying=True)
-    config = load_deploy_config(settings.config_path)
+    config = deploy_config(settings)
+    notices = [notice] if (notice := what_is_off(config, settings.config_path)) else []
     logs.scrub(settings.environ.get(name, "") for name in config.secret_names())
     _warn_about_missing_secrets(config, settings)
     # The publisher and the pager keep their retry schedules in the database, so their clients never sleep.
@@ -152,7 +160,7 @@ def create_app(
     identity = BotIdentity(worker_client, token)
 
     def render_home(session: Session, now: datetime) -> dict[str, Any]:
-        return home_view(session, now, reminders, config.contacts)
+        return home_view(session, now, reminders, config.contacts, notices)
 
     publisher = Publisher(
         sessions,
@@ -185,7 +193,8 @@ def create_app(
 
     bolt.use(shared_client)
     probes = ProbeRunner(sessions, config, settings.environ, clock, publisher.wake)
-    senders = Senders(config, worker_client, httpx.Client(timeout=10), settings.environ)
+    poster = Poster(sessions, worker_client, clock)
+    senders = Senders(config, worker_client, poster, httpx.Client(timeout=10), settings.environ)
     pager = PageWorker(sessions, config, senders, clock, publisher.wake)
 
     def wake() -> None:
@@ -206,7 +215,9 @@ def create_app(
         gate=gate,
     )
     register_listeners(bolt, services)
-    return Deploybot(settings, engine, sessions, bolt, publisher, probes, reminders, pager, identity, metrics)
+    return Deploybot(
+        settings, engine, sessions, bolt, publisher, probes, reminders, pager, identity, metrics, notices=notices
+    )
 
 
 def slack_client(settings: Settings, metrics: Metrics, *, retrying: bool) -> WebClient:

@@ -1,16 +1,15 @@
-"""Checklist templates: schema, YAML loader with file:line errors, and Markdown import."""
+"""Checklist templates: schema and YAML loader with file:line errors (Markdown import: bot.markdown_import)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bot.probes.specs import ProbeSpec
-from bot.yamlfile import YamlError, load_model
+from bot.yamlfile import YamlError, line_of, load_model, trail
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 
@@ -90,12 +89,8 @@ class Template(_Strict):
 
     @model_validator(mode="after")
     def _ids_are_unique(self) -> Template:
-        _reject_duplicates("phases", [p.id for p in self.phases])
-        for phase in self.phases:
-            _reject_duplicates(f"groups of phase '{phase.id}'", [g.id for g in phase.groups])
-        _reject_duplicates("items", [i.id for i in self.items])
-        if self.kind != "maintenance" and any(p.schedule for p in self.phases):
-            raise ValueError("only maintenance checklists (kind: maintenance) have schedules")
+        if problems := template_problems(self):
+            raise ValueError("; ".join(message for _, message in problems))
         return self
 
     def only(self, phase_id: str) -> Template:
@@ -122,12 +117,57 @@ class Template(_Strict):
         return next((i for i in self.items if i.id == item_id), None)
 
 
-def _reject_duplicates(what: str, ids: list[str]) -> None:
-    seen: set[str] = set()
-    for ident in ids:
-        if ident in seen:
-            raise ValueError(f"duplicate id '{ident}' among {what}: ids must be unique")
-        seen.add(ident)
+Location = tuple[str | int, ...]
+
+
+def _get(node: Any, key: str) -> Any:
+    """A field of raw YAML data or of a validated model alike."""
+    return node.get(key) if isinstance(node, dict) else getattr(node, key, None)
+
+
+def _listed(node: Any, key: str) -> list[Any]:
+    value = _get(node, key)
+    return value if isinstance(value, list) else []
+
+
+def template_problems(template: Any) -> list[tuple[Location, str]]:
+    """Every fault across fields (duplicate ids, schedules outside maintenance), each at the field at fault.
+
+    Works on raw YAML data as well as on a Template, so a file's faults are all found in one pass.
+    """
+    problems: list[tuple[Location, str]] = []
+    phase_ids: list[tuple[Any, Location]] = []
+    item_ids: list[tuple[Any, Location]] = []
+    kind = _get(template, "kind") or "deploy"
+    for p, phase in enumerate(_listed(template, "phases")):
+        phase_ids.append((_get(phase, "id"), ("phases", p, "id")))
+        if kind != "maintenance" and _get(phase, "schedule") is not None:
+            problems.append(
+                (("phases", p, "schedule"), "only maintenance checklists (kind: maintenance) have schedules")
+            )
+        group_ids: list[tuple[Any, Location]] = []
+        for g, group in enumerate(_listed(phase, "groups")):
+            group_ids.append((_get(group, "id"), ("phases", p, "groups", g, "id")))
+            for i, item in enumerate(_listed(group, "items")):
+                item_ids.append((_get(item, "id"), ("phases", p, "groups", g, "items", i, "id")))
+        problems += _duplicates(f"groups of phase '{_get(phase, 'id')}'", group_ids)
+    return [*_duplicates("phases", phase_ids), *problems, *_duplicates("items", item_ids)]
+
+
+def _duplicates(what: str, ids: list[tuple[Any, Location]]) -> list[tuple[Location, str]]:
+    """Each repeat of an id, at the repeat, naming where the id was first used."""
+    first: dict[str, Location] = {}
+    found = []
+    for ident, loc in ids:
+        if not isinstance(ident, str):
+            continue
+        if ident in first:
+            found.append(
+                (loc, f"duplicate id '{ident}' among {what} (first at {trail(first[ident])}): ids must be unique")
+            )
+        else:
+            first[ident] = loc
+    return found
 
 
 class ChecklistError(YamlError):
@@ -137,105 +177,62 @@ class ChecklistError(YamlError):
 def load_template(path: Path) -> Template:
     """Load and validate one checklist YAML file."""
     try:
-        return load_model(path, Template)
+        return load_model(path, Template, checks=template_problems)
     except YamlError as exc:
         raise ChecklistError(exc.errors) from None
 
 
 def load_folder(folder: Path) -> dict[str, Template]:
-    """Load every *.yml in `folder`, keyed by template id; report all faults at once."""
-    if not folder.is_dir():
-        raise ChecklistError([f"{folder}: checklist folder not found (set DEPLOYBOT_CHECKLISTS)"])
+    """Load every *.yml and *.yaml in `folder` (or the one file `folder` names), keyed by template id;
+    report all faults at once."""
+    if folder.is_file():
+        paths = [folder]
+    elif folder.is_dir():
+        paths = sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")])
+    else:
+        raise ChecklistError([f"{folder}: no such checklist folder or file (set DEPLOYBOT_CHECKLISTS)"])
     templates: dict[str, Template] = {}
     errors: list[str] = []
-    paths = sorted([*folder.glob("*.yml"), *folder.glob("*.yaml")])
+    sources: dict[str, Path] = {}
     for path in paths:
         try:
             template = load_template(path)
         except ChecklistError as exc:
             errors.extend(exc.errors)
             continue
-        if template.id in templates:
-            errors.append(f"{path}:1 › id: template id '{template.id}' is used by another file")
+        if template.id in sources:
+            errors.append(
+                f"{path}:{line_of(path, ('id',))} › id: template id '{template.id}' is already used by "
+                f"{sources[template.id]}: ids must be unique"
+            )
+            continue
+        sources[template.id] = path
         templates[template.id] = template
     if not paths:
-        errors.append(f"{folder}: no checklist files (*.yml) found")
+        errors.append(f"{folder}: no checklist files (*.yml or *.yaml) found")
     if errors:
         raise ChecklistError(errors)
     return templates
 
 
-# --- Markdown import -------------------------------------------------------------------------------
-
-_TASK = re.compile(r"^\s*[-*]\s+\[[ xX]\]\s+(?P<text>.+?)\s*$")
-_STEP = re.compile(r"^\s*\d+[.)]\s+(?P<text>.+?)\s*$")
-_STEP_COMMAND = re.compile(r"^(?P<text>[^`]+?):\s*`(?P<command>[^`]+)`\s*$")
-
-
-def slugify(text: str, limit: int = 48) -> str:
-    """Turn free text into a stable slug id."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower().replace("'", "")).strip("-")
-    if len(slug) > limit:
-        slug = slug[:limit].rsplit("-", 1)[0]
-    return slug or "item"
-
-
-def import_markdown(markdown: str, *, kind: str = "deploy", phases: Sequence[str] = ()) -> dict[str, Any]:
-    """Convert a Markdown task-list checklist (## phase, ### group, - [ ] item) into template data."""
-    title = "Checklist"
-    found: list[dict[str, Any]] = []
-    group: dict[str, Any] | None = None
-    for line in markdown.splitlines():
-        if line.startswith("# "):
-            title = line[2:].strip()
-        elif line.startswith("## "):
-            found.append({"title": line[3:].strip(), "groups": []})
-            group = None
-        elif line.startswith("### ") and found:
-            group = {"title": line[4:].strip(), "items": []}
-            found[-1]["groups"].append(group)
-        elif (match := _TASK.match(line) or _STEP.match(line)) and found:
-            if group is None:
-                group = {"title": found[-1]["title"], "items": []}
-                found[-1]["groups"].append(group)
-            group["items"].append(_import_item(match["text"], numbered=_TASK.match(line) is None))
-    wanted = {p.lower() for p in phases}
-    chosen = [p for p in found if (not wanted or p["title"].lower() in wanted)]
-    titles = {p["title"].lower() for p in chosen}
-    missing = [p for p in phases if p.lower() not in titles]
-    if missing:
-        known = ", ".join(p["title"] for p in found)
-        raise ChecklistError([f"no section named {', '.join(missing)} in the Markdown; its ## sections: {known}"])
-    return _assign_ids(title, kind, chosen)
-
-
-def _import_item(text: str, *, numbered: bool) -> dict[str, Any]:
-    if numbered and (step := _STEP_COMMAND.match(text)):
-        return {"text": step["text"].strip(), "command": step["command"].strip()}
-    return {"text": text}
-
-
-def _assign_ids(title: str, kind: str, phases: list[dict[str, Any]]) -> dict[str, Any]:
-    used: set[str] = set()
-    out_phases = []
-    for phase in phases:
-        groups = []
-        for group in phase["groups"]:
-            if not group["items"]:
-                continue
-            items = []
-            for item in group["items"]:
-                slug = slugify(item["text"])
-                if slug in used:  # the same wording in two groups, e.g. "Redis password is set"
-                    slug = slugify(f"{group['title']} {item['text']}", limit=64)
-                while slug in used:
-                    slug = f"{slug}-2"
-                used.add(slug)
-                items.append({"id": slug, **item})
-            groups.append({"id": slugify(group["title"]), "title": group["title"], "items": items})
-        if groups:
-            out_phases.append({"id": slugify(phase["title"]), "title": phase["title"], "groups": groups})
-    return {"id": slugify(title), "title": title, "kind": kind, "phases": out_phases}
+def unstartable(templates: dict[str, Template]) -> list[str]:
+    """Warnings about checklists, or phases of them, that nothing in deploybot will ever start."""
+    warnings = []
+    rollbacks = [t.id for t in templates.values() if t.kind == "rollback"]
+    for extra in rollbacks[1:]:
+        warnings.append(
+            f"{extra}: never started: `/deploy fail` and `/deploy rollback` run the first rollback checklist, "
+            f"{rollbacks[0]}"
+        )
+    for template in templates.values():
+        if template.kind != "maintenance":
+            continue
+        idle = [p.id for p in template.phases if p.schedule is None]
+        if len(idle) == len(template.phases):
+            warnings.append(f"{template.id}: never started: no phase has a `schedule:`, so reminders never post it")
+        elif idle:
+            warnings.append(f"{template.id}: phase(s) {', '.join(idle)} never started: they have no `schedule:`")
+    return warnings
 
 
 def iter_items(template: Template) -> Iterator[tuple[Phase, Group, Item]]:

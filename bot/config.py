@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.contacts import Team, UserOrGroupId, check_contacts
 from bot.probes import VARIABLE
-from bot.yamlfile import load_model
+from bot.yamlfile import YamlError, line_of, load_model
+
+if TYPE_CHECKING:
+    from bot.checklists import Template
 
 
 class Secret:
@@ -63,6 +68,8 @@ class Settings:
     threads: int  # HTTP worker threads: few, since clicks are CPU-bound under one GIL
     # The whole environment, for probes' ${env:NAME}; kept out of repr because it holds secrets.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # DEPLOYBOT_CONFIG was set: the file it names must exist (the default ./deploybot.yml is optional).
+    config_named: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,13 +84,16 @@ class Settings:
             raise ConfigError(
                 f"PORT, DEPLOYBOT_RENDER_INTERVAL and DEPLOYBOT_THREADS must be numbers ({exc})"
             ) from None
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"PORT must be a TCP port from 0 to 65535, not {port}")
+        config = env.get("DEPLOYBOT_CONFIG", "")
         return cls(
             slack_bot_token=Secret(env.get("SLACK_BOT_TOKEN", "")),
             slack_signing_secret=Secret(env.get("SLACK_SIGNING_SECRET", "")),
             slack_app_token=Secret(env.get("SLACK_APP_TOKEN", "")),
             slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
-            database_url=env.get("DATABASE_URL", "sqlite:///deploybot.db"),
-            config_path=Path(env.get("DEPLOYBOT_CONFIG", "./deploybot.yml")),
+            database_url=_database_url(env.get("DATABASE_URL") or "sqlite:///deploybot.db"),
+            config_path=Path(config or "./deploybot.yml"),
             checklists_path=Path(env.get("DEPLOYBOT_CHECKLISTS", "./checklists")),
             host=env.get("HOST", "0.0.0.0"),
             port=port,
@@ -91,6 +101,7 @@ class Settings:
             render_interval=render_interval,
             threads=max(1, threads),
             environ=dict(env),
+            config_named=bool(config),
         )
 
     def require_slack(self) -> None:
@@ -117,12 +128,53 @@ class Settings:
     def secret_values(self) -> list[str]:
         """Every secret this process was given, for the log scrubber."""
         values = [self.slack_bot_token.reveal(), self.slack_signing_secret.reveal(), self.slack_app_token.reveal()]
-        password = make_url(self.database_url).password if "://" in self.database_url else None
-        return [v for v in [*values, str(password or "")] if v]
+        passwords = url_secrets(self.database_url) if "://" in self.database_url else []
+        return [v for v in [*values, *passwords] if v]
 
     @property
     def database_url_masked(self) -> str:
-        return make_url(self.database_url).render_as_string(hide_password=True)
+        return masked_url(self.database_url)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets a database URL carries: its password, and any `?password=` style parameter."""
+    parsed = make_url(url)
+    found = [str(parsed.password or "")]
+    for key, value in parsed.query.items():
+        if _SECRET_PARAMETER.search(key):
+            found += [value] if isinstance(value, str) else list(value)
+    return [secret for secret in found if secret]
+
+
+def masked_url(url: str) -> str:
+    """A database URL fit to show: its password and secret parameters replaced by ***."""
+    parsed = make_url(url)
+    hidden = {key: "***" for key in parsed.query if _SECRET_PARAMETER.search(key)}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+_SECRET_PARAMETER = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+
+
+_DRIVERS = {"sqlite", "sqlite+pysqlite", "postgresql+psycopg"}
+_URL_EXAMPLES = "e.g. postgresql://user:password@host:5432/deploybot or sqlite:///deploybot.db"
+
+
+def _database_url(url: str) -> str:
+    """DATABASE_URL checked; the bare postgres:// and postgresql:// (Heroku, Render, libpq) mean psycopg 3."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgres", "postgresql"):
+        url = f"postgresql+psycopg://{rest}"
+    try:
+        driver = make_url(url).drivername
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL is not a database URL ({_URL_EXAMPLES}); fix DATABASE_URL") from None
+    if driver not in _DRIVERS:
+        raise ConfigError(
+            f"DATABASE_URL names {driver}, which deploybot does not support: use PostgreSQL or SQLite "
+            f"({_URL_EXAMPLES}); fix DATABASE_URL"
+        )
+    return url
 
 
 Scalar = str | int | float | bool
@@ -149,6 +201,15 @@ class Permissions(BaseModel):
         return list(getattr(self, role))
 
 
+class ChannelSettings(BaseModel):
+    """What one channel does differently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The deploy checklist `/deploy start` runs here when no `--checklist` is given.
+    checklist: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+
+
 class DeployConfig(BaseModel):
     """deploybot.yml: environments for probes, emergency contacts, permissions. Secrets stay in the environment."""
 
@@ -159,6 +220,8 @@ class DeployConfig(BaseModel):
     environments: dict[Name, dict[str, Scalar]] = {}
     contacts: dict[Name, Team] = {}
     permissions: Permissions = Permissions()
+    channels: dict[Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{4,}$")], ChannelSettings] = {}
+    _source: Path | None = PrivateAttr(default=None)  # the file it was read from, for file:line errors
 
     @model_validator(mode="after")
     def _known_teams(self) -> DeployConfig:
@@ -187,6 +250,23 @@ class DeployConfig(BaseModel):
                 names |= {name for from_env, name in VARIABLE.findall(str(value)) if from_env}
         return names
 
+    def check_checklists(self, templates: Mapping[str, Template]) -> None:
+        """Refuse a channel default that is not a deploy checklist, naming file, line and the deploy checklists."""
+        deploys = [t.id for t in templates.values() if t.kind == "deploy"]
+        errors = []
+        for channel, chosen in self.channels.items():
+            if chosen.checklist in deploys:
+                continue
+            where = (
+                f"{self._source}:{line_of(self._source, ('channels', channel, 'checklist'))}" if self._source else ""
+            )
+            errors.append(
+                f"{where or 'deploybot.yml'} › channels › {channel} › checklist: '{chosen.checklist}' is not a "
+                f"deploy checklist (deploy checklists: {', '.join(deploys) or 'none'})"
+            )
+        if errors:
+            raise YamlError(errors)
+
     def variables(self, environment: str) -> dict[str, str]:
         """The variables of one environment as text; an unknown environment has none."""
         return {
@@ -195,8 +275,40 @@ class DeployConfig(BaseModel):
         }
 
 
-def load_deploy_config(path: Path) -> DeployConfig:
-    """Read deploybot.yml if it exists (it is optional); refuse it when it is invalid."""
+def load_deploy_config(path: Path, *, required: bool = False) -> DeployConfig:
+    """Read deploybot.yml if it exists (optional unless `required`); refuse it when it is invalid."""
     if not path.exists():
+        if required:
+            raise ConfigError(
+                f"{path} does not exist: DEPLOYBOT_CONFIG names it. Fix the path in DEPLOYBOT_CONFIG, "
+                "or unset DEPLOYBOT_CONFIG to run without deploybot.yml (copy deploybot.example.yml to start one)."
+            )
         return DeployConfig()
-    return load_model(path, DeployConfig)
+    config = load_model(path, DeployConfig)
+    config._source = path
+    return config
+
+
+def deploy_config(settings: Settings) -> DeployConfig:
+    """deploybot.yml as the settings name it: required when DEPLOYBOT_CONFIG is set, else optional."""
+    return load_deploy_config(settings.config_path, required=settings.config_named)
+
+
+_ROLES = {"start": "start", "abort": "abort", "complete_anyway": "complete anyway", "fail": "fail", "page": "page"}
+
+
+def what_is_off(config: DeployConfig, path: Path) -> str | None:
+    """One sentence saying what deploybot.yml leaves off (open permissions, no contacts, no probes), if anything."""
+    open_roles = [words for role, words in _ROLES.items() if not config.permissions.granted(role)]
+    off = []
+    if open_roles:
+        listed = ", ".join(open_roles[:-1]) + (" and " if len(open_roles) > 1 else "") + open_roles[-1]
+        off.append(f"everyone may {listed}")
+    if not config.contacts:
+        off.append("no contacts")
+    if not config.environments:
+        off.append("probes off")
+    if not off:
+        return None
+    source = str(path) if path.exists() else f"no {path.name}"
+    return f"{source}: {'; '.join(off)}"

@@ -140,26 +140,34 @@ def _csv(document: dict[str, Any]) -> str:
     )
     for item in document["items"]:
         probe = item["probe"] or {}
-        writer.writerow(
-            [
-                item["phase"],
-                item["group"],
-                item["id"],
-                item["text"],
-                item["required"],
-                item["status"],
-                item["by"] or "",
-                item["at"] or "",
-                item["na_reason"] or "",
-                " | ".join(f"{n['by']}: {n['text']}" for n in item["notes"]),
-                probe.get("status", ""),
-                probe.get("reason", ""),
-                (item["override"] or {}).get("by", ""),
-                probe.get("at") or "",
-                probe.get("open_phase") or "",
-            ]
-        )
+        row = [
+            item["phase"],
+            item["group"],
+            item["id"],
+            item["text"],
+            item["required"],
+            item["status"],
+            item["by"] or "",
+            item["at"] or "",
+            item["na_reason"] or "",
+            " | ".join(f"{n['by']}: {n['text']}" for n in item["notes"]),
+            probe.get("status", ""),
+            probe.get("reason", ""),
+            (item["override"] or {}).get("by", ""),
+            probe.get("at") or "",
+            probe.get("open_phase") or "",
+        ]
+        writer.writerow([_cell(value) for value in row])
     return out.getvalue()
+
+
+# A cell starting with one of these is a formula to a spreadsheet (=SUM(…), @cmd|…); an apostrophe
+# in front makes it text, as OWASP advises for CSV exports. JSON keeps the text exactly as typed.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
 # Inline Markdown a person's text could start by accident; backslash-escaped, it shows as typed.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +30,11 @@ _ENDINGS = {
 
 
 def home_view(
-    session: Session, now: datetime, reminders: Reminders | None, contacts: dict[str, Team]
+    session: Session,
+    now: datetime,
+    reminders: Reminders | None,
+    contacts: dict[str, Team],
+    notices: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The Home tab's view; it never shows the current time, so an unchanged state renders identically."""
     active = list(
@@ -47,6 +52,7 @@ def home_view(
     )
     counts = _progress(session, [r.id for r in active])
     blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": "deploybot"}}]
+    blocks += [section(f":warning: {escape(notice)}") for notice in notices]
     blocks.append(
         section("*Active runs*" if active else "*Active runs*\nNone. Start one with `/deploy start <version>`.")
     )

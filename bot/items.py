@@ -27,7 +27,7 @@ from bot.models import (
 )
 from bot.mrkdwn import mention
 from bot.probes import Verdict
-from bot.runs import MAX_NOTE, MAX_REASON, Actor, RunError, storable
+from bot.runs import MAX_NOTE, MAX_REASON, Actor, RunError, TextRefused, storable
 
 _this_item = (ItemState.run_id == bindparam("run"), ItemState.item_id == bindparam("item"))
 
@@ -114,7 +114,7 @@ def mark_na(session: Session, run_id: int, item_id: str, reason: str, actor: Act
     if not reason:
         raise RunError("Say why this item does not apply: a reason is required for N/A.")
     if len(reason) > MAX_REASON:
-        raise RunError(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
+        raise TextRefused(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
     conn, run, state = _lock_item(session, run_id, item_id, actor)
     first_open = _set_status(conn, state, ItemStatus.NA, actor, reason)
     _changed(session, run, actor, "item.na", state, {"reason": reason}, first_open=first_open)
@@ -126,7 +126,7 @@ def add_note(session: Session, run_id: int, item_id: str, text: str, actor: Acto
     if not text:
         raise RunError("The note is empty; write something to add.")
     if len(text) > MAX_NOTE:
-        raise RunError(f"Keep notes under {MAX_NOTE} characters (this one has {len(text)}).")
+        raise TextRefused(f"Keep notes under {MAX_NOTE} characters (this one has {len(text)}).")
     conn, run, state = _lock_item(session, run_id, item_id, actor)
     conn.execute(_SET_NOTE, {"run": run_id, "item": item_id, "text": text, "by": actor.user_id, "at": actor.at})
     _changed(session, run, actor, "item.note", state, {"text": text})

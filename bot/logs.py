@@ -86,9 +86,26 @@ class JsonFormatter(UtcFormatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class _Noise(logging.Filter):
+    """Drop libraries' lines that say nothing to an operator."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Bolt reads SLACK_BOT_TOKEN from the environment by itself, then warns that the client deploybot
+        # built from that same token wins.
+        if record.name.startswith("slack_bolt") and "`token` will be unused" in str(record.msg):
+            return False
+        # Alembic's "Context impl SQLiteImpl." and the like; each migration it runs is worth a line.
+        return not (
+            record.name.startswith("alembic")
+            and record.levelno < logging.WARNING
+            and not record.getMessage().startswith("Running upgrade")
+        )
+
+
 def setup(log_format: str, secrets: Iterable[str] = ()) -> None:
     """Configure the root logger once per process."""
     handler = logging.StreamHandler()
+    handler.addFilter(_Noise())
     handler.addFilter(_Context())
     handler.addFilter(_Scrub(secrets))
     if log_format == "json":
@@ -98,6 +115,11 @@ def setup(log_format: str, secrets: Iterable[str] = ()) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     # httpx logs every request at INFO: one line per probe request and per pager call drowns the log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def quiet() -> None:
+    """Only warnings and errors from here on: for commands that talk with a person in the terminal."""
+    logging.getLogger().setLevel(logging.WARNING)
 
 
 def scrub(secrets: Iterable[str]) -> None:

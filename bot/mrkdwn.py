@@ -8,6 +8,7 @@ _ENTITY = re.compile(r"&(amp|lt|gt);")
 _DECODED = {"amp": "&", "lt": "<", "gt": ">"}
 # After "<", so nothing that reads Slack markup sees "<!", "<@", "<#" or "<http": invisible, not a space.
 WORD_JOINER = "\u2060"
+_MENTION = re.compile(r"<(?:@|!subteam\^)([A-Z0-9]+)(?:\|@?[^>]*)?>")
 
 
 def escape(text: str) -> str:
@@ -19,6 +20,11 @@ def unescape(text: str) -> str:
     """Undo `escape` exactly once: Slack sends slash-command text with `&`, `<` and `>` escaped so."""
     # One pass, so a typed "&amp;lt;" (sent as "&amp;amp;lt;") comes back as "&amp;lt;", not "<".
     return _ENTITY.sub(lambda m: _DECODED[m.group(1)], text)
+
+
+def plain(text: str) -> str:
+    """mrkdwn as plain text, for a form's error (Slack shows it unrendered): mentions as @id, entities decoded."""
+    return unescape(_MENTION.sub(r"@\1", text))
 
 
 def defuse(text: str) -> str:

@@ -34,9 +34,20 @@ class Budget:
                 values = {"method": self._method, "tokens": self._burst, "at": now}
                 db.insert_once(session, SlackBudget, values, key=SlackBudget.method)
                 row = db.load(session, SlackBudget, self._method, lock=True)
-            elapsed = max(0.0, (now - row.at).total_seconds())
-            tokens = min(self._burst, row.tokens + elapsed * self._rate)
+            tokens = self._refilled(row, now)
             if tokens < 1.0:
                 return now + timedelta(seconds=(1.0 - tokens) / self._rate)
             row.tokens, row.at = tokens - 1.0, max(now, row.at)
             return None
+
+    def pause(self, now: datetime, seconds: float) -> None:
+        """Grant no call to any replica for `seconds` (Slack answered 429 with that Retry-After)."""
+        with self._sessions.begin() as session:
+            row = db.load(session, SlackBudget, self._method, lock=True)
+            if row is not None:
+                # Empty the bucket so deep that the refill brings the next token `seconds` from now.
+                row.tokens, row.at = min(self._refilled(row, now), 1.0 - seconds * self._rate), max(now, row.at)
+
+    def _refilled(self, row: SlackBudget, now: datetime) -> float:
+        elapsed = max(0.0, (now - row.at).total_seconds())
+        return min(self._burst, row.tokens + elapsed * self._rate)

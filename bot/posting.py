@@ -77,7 +77,7 @@ def metadata(key: str) -> dict[str, Any]:
 
 
 class Poster:
-    """Posts messages for rows that must appear once (run messages, alerts, nudges), found again if unknown."""
+    """Posts what must appear once (run messages, alerts, nudges, page DMs), found again if unknown."""
 
     def __init__(self, sessions: sessionmaker[Session], client: WebClient, clock: Callable[[], datetime]):
         self._sessions = sessions

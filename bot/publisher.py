@@ -215,6 +215,8 @@ class Publisher:
             text=rendering.text,
         )
         if failure is not None:
+            if failure.status == 429:  # Slack's limit is the workspace's: every replica waits it out
+                self._updates.pause(self._clock(), float(_header(failure.headers, "Retry-After") or 1))
             self._failed(rendering, failure)
             return
         self._done(rendering, rendering.ts, sent=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import count
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -24,11 +25,19 @@ from bot.models import (
 from bot.mrkdwn import is_slack_channel, mention
 
 MAX_REASON = 500
+# A channel runs one of these at a time: a deployment, or the rollback of one. Maintenance
+# checklists (one per cadence) may run beside it.
+SERIAL_KINDS = ("deploy", "rollback")
 MAX_NOTE = 500
+_BATCH = 50  # runs read at a time while looking back for a release
 
 
 class RunError(Exception):
     """A request the rules refuse; the text is safe and meant for the person who asked."""
+
+
+class TextRefused(RunError):
+    """What the person typed cannot be kept as typed (too long, NUL); a form shows it under the text field."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +79,8 @@ def start(
         version=version,
         environment=environment,
         channel_id=channel_id,
-        # One deployment (and one rollback) at a time per channel; maintenance runs of several cadences may overlap.
-        active_slot=f"{channel_id}:{template.kind}" if template.kind in ("deploy", "rollback") else None,
+        # One deployment or rollback at a time per channel: both take the same unique slot.
+        active_slot=f"{channel_id}:deploy" if template.kind in SERIAL_KINDS else None,
         status=RunStatus.ACTIVE,
         started_by=actor.user_id,
         started_at=actor.at,
@@ -80,10 +89,11 @@ def start(
         rollback_to=rollback_to,
         open_phase=open_phase,
     )
-    current = active_run(session, channel_id, template.kind) if run.active_slot else None
+    current = active_run(session, channel_id) if run.active_slot else None
     if current is not None:
+        what = f"the rollback of {current.version}" if current.kind == "rollback" else current.version
         raise RunError(
-            f"Run #{current.id} ({current.version} → {current.environment}) is still active in this channel. "
+            f"Run #{current.id} ({what} → {current.environment}) is still active in this channel. "
             "Finish it, or stop it with `/deploy abort <reason>`, before starting another."
         )
     try:
@@ -105,7 +115,13 @@ def start(
     )
     if parts is not None:
         session.add_all(Message(run_id=run.id, part=p, channel_id=channel_id) for p in range(parts + 1))
-    _record(session, run, actor, "run.started", {"version": version, "environment": environment, "probes": probes})
+    _record(
+        session,
+        run,
+        actor,
+        "run.started",
+        {"version": version, "environment": environment, "checklist": template.id, "probes": probes},
+    )
     return run
 
 
@@ -117,14 +133,24 @@ def get_run(session: Session, run_id: int, *, lock: bool = False) -> Run:
     return run
 
 
-def active_run(session: Session, channel_id: str, kind: str = "deploy") -> Run | None:
-    """The active run of `kind` in a channel, if any."""
-    return session.scalars(select(Run).where(Run.active_slot == f"{channel_id}:{kind}")).one_or_none()
+def active_run(session: Session, channel_id: str) -> Run | None:
+    """The channel's active deployment or rollback, if any."""
+    # By status, not by slot: a database from before deployments and rollbacks shared one slot
+    # may still hold one of each.
+    return session.scalars(
+        select(Run)
+        .where(Run.channel_id == channel_id, Run.status == RunStatus.ACTIVE, Run.kind.in_(SERIAL_KINDS))
+        .order_by(Run.id)
+        .limit(1)
+    ).first()
 
 
-def active_runs(session: Session) -> list[Run]:
-    """Every active run, oldest first."""
-    return list(session.scalars(select(Run).where(Run.status == RunStatus.ACTIVE).order_by(Run.id)))
+def active_runs(session: Session, channel_id: str | None = None) -> list[Run]:
+    """Every active run (of one channel, if given), oldest first."""
+    query = select(Run).where(Run.status == RunStatus.ACTIVE).order_by(Run.id)
+    if channel_id is not None:
+        query = query.where(Run.channel_id == channel_id)
+    return list(session.scalars(query))
 
 
 def latest_deploy(session: Session, channel_id: str) -> Run | None:
@@ -137,9 +163,13 @@ def latest_deploy(session: Session, channel_id: str) -> Run | None:
     ).first()
 
 
-def previous_release(session: Session, run: Run) -> Run | None:
-    """The last completed run of the same checklist and environment before this one."""
-    return session.scalars(
+def previous_release(session: Session, run: Run, *, fully: bool = False) -> Run | None:
+    """The last completed run of the same checklist and environment before this one.
+
+    With `fully`, skip runs completed anyway with required items open: a rollback goes back to a
+    release that passed its whole checklist.
+    """
+    query = (
         select(Run)
         .where(
             Run.template_id == run.template_id,
@@ -148,9 +178,16 @@ def previous_release(session: Session, run: Run) -> Run | None:
             Run.id != run.id,
             Run.started_at < run.started_at,
         )
-        .order_by(Run.started_at.desc())
-        .limit(1)
-    ).first()
+        .order_by(Run.started_at.desc(), Run.id.desc())
+    )
+    if not fully:
+        return session.scalars(query.limit(1)).first()
+    for offset in count(0, _BATCH):
+        batch = list(session.scalars(query.offset(offset).limit(_BATCH)))
+        found = next((r for r in batch if not r.overridden_items), None)
+        if found is not None or len(batch) < _BATCH:
+            return found
+    return None  # unreachable: count() never ends
 
 
 def recent_runs(session: Session, limit: int = 10, channel_id: str | None = None) -> list[Run]:
@@ -267,14 +304,14 @@ def abort(session: Session, run_id: int, reason: str, actor: Actor) -> Run:
 def storable(text: str) -> str:
     """Refuse text the database cannot keep as typed (PostgreSQL refuses NUL in text columns)."""
     if "\x00" in text:
-        raise RunError("That text contains a NUL character (\\0), which deploybot cannot store; nothing changed.")
+        raise TextRefused("That text contains a NUL character (\\0), which deploybot cannot store; nothing changed.")
     return text
 
 
 def _check_reason(reason: str) -> None:
     # Refused rather than clipped: what is kept is what was typed.
     if len(reason) > MAX_REASON:
-        raise RunError(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
+        raise TextRefused(f"Keep the reason under {MAX_REASON} characters (it has {len(reason)}).")
 
 
 def events_of(session: Session, run_id: int) -> list[Event]:

@@ -29,6 +29,36 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class StartRequest:
+    """What `start <version> [environment] [--checklist <name>]` asks for."""
+
+    version: str
+    environment: str
+    checklist: str | None
+
+
+def parse_start(words: list[str]) -> StartRequest:
+    """Read start's words; `--checklist <name>` (or `--checklist=<name>`) may come anywhere after the version."""
+    rest: list[str] = []
+    checklist: str | None = None
+    pending = False
+    for word in words:
+        if pending:
+            checklist, pending = word, False
+        elif word == "--checklist":
+            pending = True
+        elif word.startswith("--checklist="):
+            checklist = word.partition("=")[2]
+        elif word.startswith("--"):
+            raise RunError(f"`{escape(word)}` is not an option of start; it takes `--checklist <name>`.")
+        else:
+            rest.append(word)
+    if pending or checklist == "":
+        raise RunError("Say which checklist: `--checklist <name>`; `/deploy help` lists them.")
+    return StartRequest(rest[0] if rest else "", " ".join(rest[1:]) or "production", checklist)
+
+
 @dataclass
 class Services:
     sessions: sessionmaker[Session]
@@ -38,6 +68,10 @@ class Services:
     reminders: Reminders | None = None
     clock: Callable[[], datetime] = utcnow
     gate: Gatekeeper | None = None  # None: everyone may do everything
+
+    def __post_init__(self) -> None:
+        # A channel default naming no deploy checklist is refused before anything runs.
+        self.config.check_checklists(self.templates)
 
     @contextmanager
     def change(self) -> Iterator[Session]:
@@ -55,20 +89,28 @@ class Services:
     def _reader(self) -> sessionmaker[Session]:
         return db.read_only(self.sessions)
 
-    def start_deploy(self, version: str, environment: str, actor: Actor) -> int:
-        """Start a deployment run in the actor's channel; the checklist goes to Slack if that is a Slack channel."""
+    def start_deploy(self, version: str, environment: str, actor: Actor, checklist: str | None = None) -> int:
+        """Start a deployment run in the actor's channel; the checklist goes to Slack if that is a Slack channel.
+
+        `checklist` names the deploy checklist; else the channel's default in deploybot.yml, else the default one.
+        """
+        usage = "`/deploy start <version> [environment] [--checklist <name>]`, e.g. `/deploy start v1.4.2 production`"
+        if not version:
+            raise RunError(f"Say which version to deploy: {usage}.")
         if not _VERSION.match(version):
             raise RunError(
-                "Say which version to deploy: `/deploy start <version> [environment]`, "
-                "e.g. `/deploy start v1.4.2 production` (letters, digits, `.`, `-`, `+`, `/`; up to 64)."
+                f"`{escape(version)}` is not a version: use letters, digits, `.`, `-`, `+` and `/` (up to 64): {usage}."
             )
+        if version.lower() in {"production", "staging", *self.config.environments}:
+            # Without this, `/deploy start staging` would open a production run of a version called "staging".
+            raise RunError(f"`{escape(version)}` is an environment, not a version: {usage}.")
         if not _ENVIRONMENT.match(environment):
             raise RunError(
                 f"`{escape(environment)}` is not an environment name: use one lowercase word "
                 "such as `production` or `staging`."
             )
         self.require("start", actor, version=version, environment=environment)
-        template = self.deploy_template()
+        template = self.deploy_template(actor.channel_id, checklist)
         channel = actor.channel_id or ""
         with self.change() as session:
             run = runs.start(
@@ -163,7 +205,7 @@ class Services:
         if not rollbacks:
             raise RunError("No rollback checklist: add checklists/rollback.yml (kind: rollback).")
         template = rollbacks[0]
-        previous = runs.previous_release(session, failed)
+        previous = runs.previous_release(session, failed, fully=True)
         if previous is not None:
             template = template.with_previous_version(previous.version)
         return runs.start(
@@ -178,14 +220,35 @@ class Services:
             rollback_to=previous.version if previous else None,
         )
 
-    def deploy_template(self) -> Template:
-        """The checklist `/deploy start` runs: `production-deploy`, else the only deploy checklist."""
-        if "production-deploy" in self.templates:
-            return self.templates["production-deploy"]
-        deploys = [t for t in self.templates.values() if t.kind == "deploy"]
-        if len(deploys) != 1:
+    def deploy_checklists(self) -> list[Template]:
+        """Every checklist `/deploy start` can run, in id order."""
+        return sorted((t for t in self.templates.values() if t.kind == "deploy"), key=lambda t: t.id)
+
+    def default_checklist(self, channel_id: str | None) -> str | None:
+        """The deploy checklist a start without `--checklist` runs in this channel, if there is one."""
+        if channel_id and channel_id in self.config.channels:
+            return self.config.channels[channel_id].checklist
+        deploys = [t.id for t in self.deploy_checklists()]
+        if "production-deploy" in deploys:
+            return "production-deploy"
+        return deploys[0] if len(deploys) == 1 else None
+
+    def deploy_template(self, channel_id: str | None = None, chosen: str | None = None) -> Template:
+        """The checklist a start runs: the one `chosen`, else the channel's default, else `production-deploy`
+        or the only deploy checklist."""
+        deploys = {t.id: t for t in self.deploy_checklists()}
+        if not deploys:
             raise RunError(
                 "No deployment checklist to start: add checklists/production-deploy.yml "
                 "(`deploybot import checklist.md` makes one from a Markdown checklist)."
             )
-        return deploys[0]
+        name = chosen.lower() if chosen else self.default_checklist(channel_id)
+        listed = ", ".join(f"`{t}`" for t in deploys)
+        if name is None:
+            raise RunError(f"Say which checklist: `--checklist <name>`. Deploy checklists: {listed}.")
+        if name not in deploys:
+            raise RunError(
+                f"No deploy checklist `{escape(name)}`. Deploy checklists: {listed} — "
+                "e.g. `/deploy start <version> [environment] --checklist <name>`."
+            )
+        return deploys[name]

@@ -11,15 +11,16 @@ from typing import TextIO
 from bot import db, export, items, paging, runs
 from bot.app import load_checklists
 from bot.checklists import iter_items
-from bot.config import Settings, load_deploy_config
+from bot.config import Settings, deploy_config
 from bot.models import ItemStatus, ProbeStatus, Run
 from bot.mrkdwn import unescape
 from bot.paging.render import contacts_text as render_contacts
 from bot.runs import Actor, RunError
-from bot.services import Services, utcnow
+from bot.services import Services, parse_start, utcnow
 
 HELP = """Commands (the same as /deploy in Slack, plus item numbers):
-  start <version> [environment]   start a run here (environment defaults to production)
+  start <version> [environment] [--checklist <name>]
+                                  start a run here (environment defaults to production)
   status                          the run, with numbered items
   tick N | untick N               mark item N done, or open again
   na N "reason"                   mark item N not applicable
@@ -143,8 +144,9 @@ class Shell:
 
     def start(self, args: list[str]) -> str:
         if not args:
-            raise RunError("start <version> [environment], e.g. `start v1.2 staging`.")
-        self.run_id = self.services.start_deploy(args[0], args[1] if len(args) > 1 else "production", self._actor())
+            raise RunError("start <version> [environment] [--checklist <name>], e.g. `start v1.2 staging`.")
+        asked = parse_start(args)
+        self.run_id = self.services.start_deploy(asked.version, asked.environment, self._actor(), asked.checklist)
         return self._show(self.run_id)
 
     def status(self, _args: list[str]) -> str:
@@ -251,15 +253,13 @@ class Shell:
 
 def run_shell(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
     """Read commands until end of input or `quit`."""
+    # Configuration first: a mistake there is reported before the database is created or migrated.
+    config, templates = deploy_config(settings), load_checklists(settings)
     engine = db.make_engine(settings.database_url)
     db.upgrade(engine)
     # Changes made here reach Slack through a running deploybot's publisher, which polls the database.
     services = Services(
-        sessions=db.make_sessions(engine),
-        templates=load_checklists(settings),
-        wake=lambda: None,
-        clock=utcnow,
-        config=load_deploy_config(settings.config_path),
+        sessions=db.make_sessions(engine), templates=templates, wake=lambda: None, clock=utcnow, config=config
     )
     user = settings.environ.get("DEPLOYBOT_USER") or getpass.getuser()
     shell = Shell(services, user, settings.environ.get("DEPLOYBOT_SHELL_CHANNEL", "shell"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,8 +34,15 @@ class YamlError(Exception):
         super().__init__("\n".join(self.errors))
 
 
-def load_model(path: Path, model: type[Model]) -> Model:
-    """Parse `path` and validate it as `model`, or raise YamlError listing every fault."""
+Checks = Callable[[dict[str, Any]], list[tuple[tuple[str | int, ...], str]]]
+
+
+def load_model(path: Path, model: type[Model], *, checks: Checks | None = None) -> Model:
+    """Parse `path` and validate it as `model`, or raise YamlError listing every fault.
+
+    `checks` finds faults across fields in the raw data, each at its own location: they are reported
+    with the fields' faults, not after them, and on the line at fault rather than at the top.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -49,10 +56,36 @@ def load_model(path: Path, model: type[Model]) -> Model:
         raise YamlError([f"{path}:{line}: not valid YAML: {exc.problem}"]) from None
     if not isinstance(data, dict):
         raise YamlError([f"{path}:1: expected a mapping at the top"])
+    located = [_at(path, root, loc, message) for loc, message in checks(data)] if checks else []
     try:
-        return model.model_validate(data)
+        result = model.model_validate(data)
     except ValidationError as exc:
-        raise YamlError([_describe(path, root, err) for err in exc.errors()]) from None
+        # A fault of the whole model (location empty) repeats what `checks` found at its line.
+        errors = [_describe(path, root, err) for err in exc.errors() if not (located and not err["loc"])]
+        raise YamlError(errors + located) from None
+    if located:
+        raise YamlError(located)
+    return result
+
+
+def trail(loc: tuple[Any, ...]) -> str:
+    """A field's location as people read it: phases[0] › groups[1] › id."""
+    return " › ".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(" › [", "[")
+
+
+def _at(path: Path, root: yaml.Node | None, loc: tuple[Any, ...], message: str) -> str:
+    node = _node_at(root, loc)
+    line = node.start_mark.line + 1 if node is not None else 1
+    return f"{path}:{line} › {trail(loc) or '(top)'}: {message}"
+
+
+def line_of(path: Path, loc: tuple[Any, ...]) -> int:
+    """The line of `path` that a field's location points at (1 when it cannot be read)."""
+    try:
+        node = _node_at(yaml.compose(path.read_text(encoding="utf-8")), loc)
+    except (OSError, yaml.YAMLError):
+        return 1
+    return node.start_mark.line + 1 if node is not None else 1
 
 
 def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
@@ -60,9 +93,6 @@ def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
     loc = tuple(p for n, p in enumerate(err["loc"]) if not (n and err["loc"][n - 1] == "probe" and p in KINDS))
     about_a_name = loc[-1:] == ("[key]",)  # pydantic's marker for a mapping key, not its value
     loc = loc[:-1] if about_a_name else loc
-    node = _node_at(root, loc)
-    line = node.start_mark.line + 1 if node is not None else 1
-    trail = " › ".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(" › [", "[")
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         message = "unknown field (check the spelling; the README lists the allowed fields)"
@@ -72,7 +102,7 @@ def _describe(path: Path, root: yaml.Node | None, err: Any) -> str:
         message = f"unknown kind {err['ctx']['tag']!r} (known kinds: {', '.join(KINDS)})"
     elif err["type"] == "union_tag_not_found":
         message = f"a probe needs a kind (one of: {', '.join(KINDS)})"
-    return f"{path}:{line} › {trail or '(top)'}: {'the name ' if about_a_name else ''}{message}"
+    return _at(path, root, loc, f"{'the name ' if about_a_name else ''}{message}")
 
 
 def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:

@@ -32,23 +32,50 @@ POSTGRES_URL = os.environ.get("DEPLOYBOT_TEST_POSTGRES_URL", "postgresql+psycopg
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 
 
-def postgres_schema_url() -> Iterator[str]:
-    """A fresh schema on the real PostgreSQL, dropped afterwards; skip (or fail in CI) without it."""
+def ensure_database(url: str) -> str | None:
+    """Create the test database if the server answers but lacks it; why PostgreSQL is unusable, if it is."""
+    if url in _DATABASES_READY:
+        return None
+    target = make_url(url)
+    shown = target.render_as_string()  # hides the password
+    probe = create_engine(target, isolation_level="AUTOCOMMIT")
     try:
-        admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
+        with probe.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
+        reason = str(exc).split("\n")[0]
+        if f'database "{target.database}" does not exist' not in reason:
+            return f"PostgreSQL server not reachable at {shown} ({reason})"
+        server = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            with server.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+        except Exception as exc:
+            if "already exists" not in str(exc):  # another test process created it first
+                return f"PostgreSQL at {shown} lacks database {target.database!r} and cannot create it: {exc}"
+        finally:
+            server.dispose()
+    finally:
+        probe.dispose()
+    _DATABASES_READY.add(url)
+    return None
+
+
+_DATABASES_READY: set[str] = set()
+
+
+def postgres_schema_url(base: str = POSTGRES_URL) -> Iterator[str]:
+    """A fresh schema on the real PostgreSQL, dropped afterwards; skip (or fail in CI) without it."""
+    problem = ensure_database(base)
+    if problem is not None:
         if os.environ.get("DEPLOYBOT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL required but unreachable at {POSTGRES_URL}: {exc}")
-        pytest.skip(
-            f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}); set "
-            "DEPLOYBOT_TEST_POSTGRES_URL to run these tests against it"
-        )
+            pytest.fail(f"PostgreSQL required: {problem}")
+        pytest.skip(f"{problem}; set DEPLOYBOT_TEST_POSTGRES_URL to run these tests against another server")
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:
@@ -82,7 +109,7 @@ def settings_for(database_url: str, fake: FakeSlack, **extra: str) -> Settings:
             "DATABASE_URL": database_url,
             "DEPLOYBOT_CHECKLISTS": str(ROOT / "checklists"),
             "DEPLOYBOT_RENDER_INTERVAL": "0.3",
-            "DEPLOYBOT_CONFIG": str(ROOT / "tests" / "no-such-deploybot.yml"),  # no environments: probes stay off
+            "DEPLOYBOT_CONFIG": str(ROOT / "tests" / "fixtures" / "empty-deploybot.yml"),  # probes stay off
             **extra,
         }
     )

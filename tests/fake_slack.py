@@ -153,8 +153,23 @@ class FakeSlack:
         return [c.args for c in self.calls_of("response_url")]
 
     def posted_to(self, channel: str) -> list[dict[str, Any]]:
-        """Messages posted to a channel or user (a DM), in order."""
-        return [c.args for c in self.calls_of("chat.postMessage") if c.args.get("channel") == channel]
+        """Messages posted to a channel or user (a DM, addressed by user or IM channel id), in order."""
+        where = self.conversation(channel)
+        return [c.args for c in self.calls_of("chat.postMessage") if self.conversation(c.args.get("channel")) == where]
+
+    @staticmethod
+    def im(user: str) -> str:
+        """The id of deploybot's direct message channel with `user`, as conversations.open hands it out."""
+        return "D" + user.removeprefix("U").removeprefix("W")
+
+    def conversation(self, channel: Any) -> Any:
+        """Where a message to `channel` goes: a user id stands for the IM channel with that user, as on Slack."""
+        is_user = isinstance(channel, str) and channel[:1] in ("U", "W")
+        return self.im(channel) if is_user else channel
+
+    def _aimed(self, channel: str | None, where: Any) -> bool:
+        """A fault or hold for `channel` (any, if None) meets a call to `where`."""
+        return channel is None or self.conversation(channel) == where
 
     def thread(self, channel: str, parent_ts: str) -> list[dict[str, Any]]:
         """The parent message and its replies, in posting order."""
@@ -209,7 +224,8 @@ class FakeSlack:
         at = time.monotonic()
         with self.lock:
             queue = self.faults.get(method) or []
-            fault = next((f for f in queue if f.channel in (None, args.get("channel"))), None)
+            where = self.conversation(args.get("channel"))
+            fault = next((f for f in queue if self._aimed(f.channel, where)), None)
             if fault:
                 queue.remove(fault)
         headers: dict[str, str] = {}
@@ -228,7 +244,7 @@ class FakeSlack:
             with self.lock:
                 waiting = self.holds.get(method) or []
                 hold = next(
-                    (h for h in waiting if h.channel in (None, args.get("channel")) and h.ts in (None, args.get("ts"))),
+                    (h for h in waiting if self._aimed(h.channel, where) and h.ts in (None, args.get("ts"))),
                     None,
                 )
                 if hold:
@@ -331,6 +347,7 @@ class FakeSlack:
         if problem := self._invalid(args):
             return problem
         metadata = args.get("metadata")
+        channel = self.conversation(args["channel"])  # Slack answers a post to a user with the IM channel
         if isinstance(metadata, str):
             metadata = json.loads(metadata)
         with self.lock:
@@ -339,15 +356,15 @@ class FakeSlack:
             ts = f"{self._last_ts:.6f}"
             message = {
                 "ts": ts,
-                "channel": args["channel"],
+                "channel": channel,
                 "text": args.get("text"),
                 "blocks": args.get("blocks") or [],
                 "thread_ts": args.get("thread_ts"),
             }
             if metadata:
                 message["metadata"] = metadata
-            self.messages[(args["channel"], ts)] = message
-        return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
+            self.messages[(channel, ts)] = message
+        return {"ok": True, "channel": channel, "ts": ts, "message": message}
 
     def _listed(self, messages: list[dict[str, Any]], args: dict[str, Any]) -> dict[str, Any]:
         """A page of messages the way conversations.history and .replies hand them out."""
@@ -464,4 +481,4 @@ class FakeSlack:
         users = str(args.get("users") or "")
         if not users or "," in users:
             return {"ok": False, "error": "invalid_arguments"}
-        return {"ok": True, "channel": {"id": "D" + users.removeprefix("U").removeprefix("W")}}
+        return {"ok": True, "channel": {"id": self.im(users)}}

@@ -166,6 +166,22 @@ def test_a_form_submitted_after_the_run_ended_shows_the_reason_in_the_form(runni
         user="U8",
     ).json()
     assert answer["response_action"] == "errors" and "was aborted" in answer["errors"]["item"]
+    assert "<@" not in answer["errors"]["item"]  # a form shows its errors unrendered: no raw mention syntax
+    assert snapshot(running) == before
+
+
+def test_a_reason_or_note_that_cannot_be_kept_is_refused_under_the_text_typed(running: Running) -> None:
+    from tests.slack_requests import select_values
+
+    messages = start(running)
+    na = messages[1]["blocks"][-1]["elements"][0]
+    running.slack.click(na["action_id"], na["value"], user="U8", channel=CHANNEL)
+    view = running.fake.calls_of("views.open")[-1].args["view"]
+    before = snapshot(running)
+    for typed in ("x" * 501, "a NUL \x00 inside"):
+        values = select_values("all-tests-are-passing", ids.REASON_FIELD, typed)
+        answer = running.slack.submit(view["callback_id"], view["private_metadata"], values, user="U8").json()
+        assert answer["response_action"] == "errors" and list(answer["errors"]) == [ids.REASON_FIELD], answer
     assert snapshot(running) == before
 
 
@@ -173,7 +189,9 @@ def test_unknown_form_and_broken_form_state(running: Running) -> None:
     start(running)
     before = snapshot(running)
     unknown = running.slack.submit("no.such.form", "{}", {}).json()
-    assert "does not know the form 'no.such.form'" in unknown["errors"]["item"]
+    # A form without fields has nowhere to show an error: the answer replaces the form.
+    assert unknown["response_action"] == "update"
+    assert "does not know the form 'no.such.form'" in unknown["view"]["blocks"][0]["text"]["text"]
     broken = running.slack.submit(ids.NA_VIEW, '{"run": 1}', {"item": {}}).json()
     assert "malformed or out of date" in broken["errors"]["item"]
     assert snapshot(running) == before

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.checklists import ChecklistError, import_markdown, load_folder, load_template
+from bot.checklists import ChecklistError, load_folder, load_template
+from bot.markdown_import import import_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = Path(__file__).parent / "fixtures" / "production-deployment-checklist.md"
@@ -200,3 +201,131 @@ def test_deploybot_import_command_round_trips(tmp_path: Path) -> None:
     template = load_template(out)
     assert [g.title for g in template.phases[0].groups] == list(seed_sections()["Pre-Deployment"])
     assert yaml.safe_load(out.read_text())["kind"] == "deploy"
+
+
+def test_deploybot_check_of_one_file(tmp_path: Path) -> None:
+    one = subprocess.run(
+        [sys.executable, "-m", "bot", "check", str(ROOT / "checklists" / "production-deploy.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert one.returncode == 0, one.stderr
+    assert one.stdout == "ok  production-deploy: 3 phase(s), 89 item(s)\n"
+    (tmp_path / "bad.yaml").write_text(BAD_FILES["unknown field"][0])
+    bad = subprocess.run(
+        [sys.executable, "-m", "bot", "check", str(tmp_path / "bad.yaml")], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith(f"{tmp_path / 'bad.yaml'}:12 › phases[0] › groups[0] › items[0] › requird: unknown")
+
+
+def test_an_empty_folder_says_both_extensions_and_a_missing_path_says_folder_or_file(tmp_path: Path) -> None:
+    with pytest.raises(ChecklistError, match=r"no checklist files \(\*\.yml or \*\.yaml\) found"):
+        load_folder(tmp_path)
+    with pytest.raises(ChecklistError, match="no such checklist folder or file"):
+        load_folder(tmp_path / "missing")
+
+
+def test_a_duplicate_item_id_is_reported_at_the_duplicate_with_every_other_fault(tmp_path: Path) -> None:
+    (tmp_path / "bad.yml").write_text(
+        """id: t
+title: T
+phases:
+  - id: p
+    title: P
+    groups:
+      - id: g
+        title: G
+        items:
+          - id: a
+            text: A
+          - id: a
+            text: B
+            requird: false
+  - id: p
+    title: Again
+    schedule: {cron: "0 9 * * *", nudge_after: 1h, escalate_after: 2h}
+    groups: [{id: g, title: G, items: [{id: b, text: B}]}]
+"""
+    )
+    with pytest.raises(ChecklistError) as caught:
+        load_folder(tmp_path)
+    bad = tmp_path / "bad.yml"
+    assert caught.value.errors == [
+        f"{bad}:14 › phases[0] › groups[0] › items[1] › requird: unknown field (check the spelling; "
+        "the README lists the allowed fields)",
+        f"{bad}:15 › phases[1] › id: duplicate id 'p' among phases (first at phases[0] › id): ids must be unique",
+        f"{bad}:17 › phases[1] › schedule: only maintenance checklists (kind: maintenance) have schedules",
+        f"{bad}:12 › phases[0] › groups[0] › items[1] › id: duplicate id 'a' among items "
+        "(first at phases[0] › groups[0] › items[0] › id): ids must be unique",
+    ]
+
+
+def test_an_id_used_by_another_file_names_that_file(tmp_path: Path) -> None:
+    text = (ROOT / "checklists" / "rollback.yml").read_text()
+    (tmp_path / "a.yml").write_text(text)
+    (tmp_path / "b.yml").write_text(text)
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if row.startswith("id: "))
+    with pytest.raises(ChecklistError) as caught:
+        load_folder(tmp_path)
+    assert caught.value.errors == [
+        f"{tmp_path / 'b.yml'}:{line} › id: template id 'rollback' is already used by {tmp_path / 'a.yml'}: "
+        "ids must be unique"
+    ]
+
+
+def deploybot_import(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "import", str(SEED), *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_the_seeds_three_checklists_import_into_one_folder_that_checks(tmp_path: Path) -> None:
+    deploy = ["--section", "Pre-Deployment", "--section", "Deployment", "--section", "Post-Deployment"]
+    for args in (
+        [*deploy, "--id", "production-deploy"],
+        ["--section", "Ongoing Maintenance", "--kind", "maintenance"],
+        ["--section", "Rollback Plan", "--kind", "rollback"],
+    ):
+        result = deploybot_import(*args, "-o", str(tmp_path / f"{len(list(tmp_path.iterdir()))}.yml"))
+        assert result.returncode == 0, result.stderr
+    templates = load_folder(tmp_path)
+    assert sorted(templates) == ["ongoing-maintenance", "production-deploy", "rollback-plan"]
+    shipped_schedules = [p.schedule for p in load_template(ROOT / "checklists" / "maintenance.yml").phases]
+    assert [(p.id, p.schedule) for p in templates["ongoing-maintenance"].phases] == list(
+        zip(["daily", "weekly", "monthly", "quarterly"], shipped_schedules, strict=True)
+    )
+    checked = subprocess.run([sys.executable, "-m", "bot", "check", str(tmp_path)], capture_output=True, text=True)
+    assert checked.returncode == 0 and "warn" not in checked.stdout, checked.stdout + checked.stderr
+
+
+def test_a_maintenance_import_without_cadences_is_refused_with_the_hint() -> None:
+    result = deploybot_import("--section", "Deployment", "--kind", "maintenance")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "cannot tell how often Deployment › Docker Deployment" in result.stderr
+    assert "Daily, Weekly, Monthly, Quarterly" in result.stderr and "--kind deploy" in result.stderr
+
+
+def test_tasks_before_the_first_section_are_kept_in_a_phase_named_after_the_title() -> None:
+    data = import_markdown("# Ops\n- [ ] Loose task\n## Later\n- [ ] Look\n")
+    assert [(p["title"], [i["text"] for g in p["groups"] for i in g["items"]]) for p in data["phases"]] == [
+        ("Ops", ["Loose task"]),
+        ("Later", ["Look"]),
+    ]
+
+
+def test_an_import_says_what_it_skipped_and_offers_the_contacts(tmp_path: Path) -> None:
+    result = deploybot_import("-o", str(tmp_path / "all.yml"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("skipped ## Emergency Contacts: no tasks") and "contacts:` block" in lines[0]
+    assert lines[1].startswith("skipped ## Notes: no tasks")
+    block = yaml.safe_load("\n".join(lines[2:]))
+    assert {team: entry["name"] for team, entry in block["contacts"].items()} == {
+        "devops-team": "DevOps Team",
+        "database-admin": "Database Admin",
+        "security-team": "Security Team",
+        "on-call-engineer": "On-Call Engineer",
+    }
+    assert "[Contact Info]" in result.stderr  # what the Markdown said, kept as a comment to fill in
+    assert "skipped" not in deploybot_import("--section", "Rollback Plan").stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.checklists import load_folder
-from bot.config import DeployConfig, Secret, Settings, load_deploy_config
+from bot.config import ConfigError, DeployConfig, Secret, Settings, deploy_config, load_deploy_config, what_is_off
 from bot.yamlfile import YamlError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +33,48 @@ def test_example_config_defines_every_variable_the_shipped_probes_use() -> None:
 
 def test_a_missing_config_is_an_empty_one(tmp_path: Path) -> None:
     assert load_deploy_config(tmp_path / "nope.yml") == DeployConfig()
+
+
+def test_a_config_named_by_deploybot_config_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert deploy_config(Settings.from_env({})) == DeployConfig()  # the default ./deploybot.yml is optional
+    assert deploy_config(Settings.from_env({"DEPLOYBOT_CONFIG": ""})) == DeployConfig()
+    with pytest.raises(ConfigError, match=r"^missing\.yml does not exist: DEPLOYBOT_CONFIG names it\. Fix the path"):
+        deploy_config(Settings.from_env({"DEPLOYBOT_CONFIG": "missing.yml"}))
+
+
+def test_what_a_config_leaves_off_is_said_in_one_sentence(tmp_path: Path) -> None:
+    assert what_is_off(DeployConfig(), tmp_path / "deploybot.yml") == (
+        "no deploybot.yml: everyone may start, abort, complete anyway, fail and page; no contacts; probes off"
+    )
+    partial = DeployConfig.model_validate(
+        {"permissions": {"start": ["U0LEAD1"], "fail": ["U0LEAD1"]}, "environments": {"production": {}}}
+    )
+    (tmp_path / "deploybot.yml").write_text("{}\n")
+    assert what_is_off(partial, tmp_path / "deploybot.yml") == (
+        f"{tmp_path / 'deploybot.yml'}: everyone may abort, complete anyway and page; no contacts"
+    )
+    assert what_is_off(load_deploy_config(ROOT / "deploybot.example.yml"), ROOT / "deploybot.example.yml") is None
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_database_url_in_the_heroku_form_is_postgresql(scheme: str) -> None:
+    settings = Settings.from_env({"DATABASE_URL": f"{scheme}://u:pw@db.example.com:5432/deploybot"})
+    assert settings.database_url == "postgresql+psycopg://u:pw@db.example.com:5432/deploybot"
+    assert settings.database_url_masked == "postgresql+psycopg://u:***@db.example.com:5432/deploybot"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"DATABASE_URL": "mysql://u:pw@h/db"}, "DATABASE_URL names mysql, which deploybot does not support"),
+        ({"DATABASE_URL": "::::"}, "DATABASE_URL is not a database URL"),
+        ({"PORT": "70000"}, "PORT must be a TCP port from 0 to 65535, not 70000"),
+    ],
+)
+def test_unusable_settings_are_named(env: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        Settings.from_env(env)
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from slack_sdk import WebClient
 from sqlalchemy import create_engine, select
 
 from bot import db
-from bot.models import Message
+from bot.models import Message, PageDelivery
 from bot.posting import PAGE_SIZE, Poster, metadata
 from bot.services import utcnow
 from tests.conftest import SIGNING_SECRET, Running, postgres_schema_url, wait_for
@@ -82,3 +83,36 @@ def test_without_the_history_scopes_a_post_is_retried_rather_than_stuck(running:
     running.settled(timeout=30)
     assert len(running.fake.top_level(CHANNEL)) == 1
     assert [c.method for c in running.fake.calls if c.method.startswith("conversations.")] == ["conversations.history"]
+
+
+def test_kill_9_after_slack_stored_a_page_dm_then_restart_sends_it_once(
+    tmp_path: Path, fake_slack: FakeSlack, postgres_url: str
+) -> None:
+    contacts = {"dba": {"name": "Database Admin", "users": ["U0DBA1"], "ack_timeout": "5m"}}
+    config = tmp_path / "deploybot.yml"
+    config.write_text(yaml.safe_dump({"contacts": contacts}))
+    # Slack stores the DM, and the answer never reaches the first process.
+    fake_slack.hold("chat.postMessage", 120, channel="U0DBA1")
+    port = free_port()
+    with deploybot(bot_env(postgres_url, fake_slack, port, DEPLOYBOT_CONFIG=str(config)), tmp_path) as first:
+        user = SlackUser(f"http://127.0.0.1:{port}", SIGNING_SECRET)
+        assert user.command("page dba disk full", channel=CHANNEL).status_code == 200
+        user.http.close()
+        wait_for(lambda: fake_slack.top_level(fake_slack.im("U0DBA1")), what="Slack to store the DM")
+        first.kill()  # kill -9 while it waits for Slack's answer
+        first.wait(10)
+    engine = create_engine(postgres_url)
+
+    def sent() -> tuple[str, str] | None:
+        with engine.connect() as conn:
+            row = conn.execute(select(PageDelivery.channel_id, PageDelivery.ts, PageDelivery.sent_at)).one()
+        return (row[0], row[1]) if row[2] else None
+
+    port = free_port()
+    with deploybot(bot_env(postgres_url, fake_slack, port, DEPLOYBOT_CONFIG=str(config)), tmp_path):
+        # The dead process renews its lease on the delivery no more: it is free again within seconds.
+        shown = wait_for(sent, timeout=40, what="the restarted process to record the DM")
+    engine.dispose()
+    [dm] = fake_slack.top_level(fake_slack.im("U0DBA1"))
+    assert shown == (fake_slack.im("U0DBA1"), dm["ts"])
+    assert len(fake_slack.posted_to("U0DBA1")) == 1

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from bot import ids
-from bot.models import ItemState, Message, Page, Run
+from bot.models import ItemState, Message, Page, Run, RunStatus
 from bot.mrkdwn import escape
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import select_values
@@ -110,7 +110,8 @@ class Flow:
     def run_in_channel(self, kind: str = "deploy") -> tuple[int, list[str]]:
         """The active run of `kind` here, and its items' ids."""
         with self.paging.bot.app.sessions() as session:
-            run = session.scalars(select(Run).where(Run.active_slot == f"{self.channel}:{kind}")).one()
+            active = (Run.channel_id == self.channel, Run.kind == kind, Run.status == RunStatus.ACTIVE)
+            run = session.scalars(select(Run).where(*active)).one()
             return run.id, [item.id for item in run.template.items]
 
     def try_start(self, args: str, version: str, environment: str) -> None:
@@ -123,16 +124,17 @@ class Flow:
                 assert run is not None and (run.version, run.environment) == (version, environment)
             self.command("abort trying what a version or environment may be")
         else:
-            assert "version" in answer or "environment" in answer, answer
+            assert "version" in answer or "environment" in answer or "not an option of start" in answer, answer
 
     def play(self) -> None:
         """Every field a person types into, in the order a person would."""
         self.command(self.typed)  # not a subcommand: answered with help, naming what was typed
         self.command(f"page {self.typed} please")  # not a team
         self.command(f"remind {self.typed}")  # not a cadence
-        words = self.kept.partition(" ")
-        self.try_start(self.typed, words[0], words[2].strip() or "production")
-        self.try_start(f"v1.{self.n} {self.typed}", f"v1.{self.n}", self.kept or "production")
+        # start's words are split on any whitespace: the first is the version, the rest the environment.
+        words = self.kept.split() or [""]
+        self.try_start(self.typed, words[0], " ".join(words[1:]) or "production")
+        self.try_start(f"v1.{self.n} {self.typed}", f"v1.{self.n}", " ".join(self.kept.split()) or "production")
 
         self.command(f"start v2.{self.n} production")
         run_id, items = self.run_in_channel()
@@ -154,6 +156,7 @@ class Flow:
                 self.slack.click(ids.EXPORT, {"run": run_id, "format": fmt}, channel=self.channel)
         else:
             self.command(f"fail {self.n}: the reason above was refused")
+        self.command("abort the rollback is not needed here")  # one deployment or rollback at a time per channel
         self.command(f"start v3.{self.n} production")
         self.command(f"abort {self.typed}")
         if not accepted(self.typed):
@@ -288,9 +291,11 @@ def test_hostile_text_in_every_field_is_kept_as_typed_and_never_a_mention(
 
         # Nobody else was notified: DMs reach the contacts only, no user group was looked up.
         dm_channels = {
-            c.args["channel"] for c in fake_slack.calls_of("chat.postMessage") if c.args["channel"] not in channels
+            fake_slack.conversation(c.args["channel"])
+            for c in fake_slack.calls_of("chat.postMessage")
+            if c.args["channel"] not in channels
         }
-        assert dm_channels == DM_TARGETS
+        assert dm_channels == {fake_slack.im(user) for user in DM_TARGETS}
         assert fake_slack.calls_of("usergroups.users.list") == []
 
         kept_pages = sum(accepted(t) for t in HOSTILE)

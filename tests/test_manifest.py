@@ -43,7 +43,8 @@ def test_manifest_declares_what_deploybot_uses() -> None:
         "channels:history",  # looking up posts whose outcome is unknown
         "groups:history",
         "channels:join",  # exports into public channels deploybot is not in
-        "im:write",  # exports handed over privately
+        "im:write",  # exports handed over privately, and page DMs opened
+        "im:history",  # looking up page DMs whose outcome is unknown
     }
 
 

@@ -62,7 +62,7 @@ class Paging:
     def click(self, action_id: str, page_id: int = 1, user: str = "U200", channel: str = CHANNEL) -> httpx.Response:
         return self.bot.slack.click(action_id, {"page": page_id}, user=user, channel=channel)
 
-    def delivered(self) -> None:
+    def delivered(self, timeout: float = 15.0) -> None:
         """Wait until every queued notification was sent or given up."""
 
         def done() -> bool:
@@ -75,7 +75,7 @@ class Paging:
                 )
             return waiting == 0
 
-        self.bot.wait_for(done, what="every page notification to be delivered")
+        self.bot.wait_for(done, timeout, what="every page notification to be delivered")
 
     def pass_time(self, **delta: float) -> None:
         self.clock.advance(**delta)
@@ -423,7 +423,7 @@ def test_every_dm_of_a_page_shows_who_has_it_and_loses_its_acknowledge_button(pa
         assert "Resolved by <@U0DBA1>" in json.dumps(dm["blocks"]) and buttons(dm) == [], user
         assert len(paged.dms(user)) == 1  # updated in place, never posted again
     updated = [c.args["channel"] for c in paged.bot.fake.calls_of("chat.update") if c.args["channel"] != CHANNEL]
-    assert sorted(updated) == ["U0DBA1", "U0DBA1", "U0DBA2", "U0DBA2"]
+    assert sorted(updated) == ["D0DBA1", "D0DBA1", "D0DBA2", "D0DBA2"]  # the IM channels the DMs are in
 
 
 def test_a_dm_update_that_fails_is_retried(paged: Paging) -> None:
@@ -435,9 +435,33 @@ def test_a_dm_update_that_fails_is_retried(paged: Paging) -> None:
     assert buttons(current_dm(paged, "U0DBA1")) == [ids.PAGE_RESOLVE]
 
 
+def test_a_dm_whose_outcome_is_unknown_is_found_and_adopted_not_sent_twice(paged: Paging) -> None:
+    fake = paged.bot.fake
+    # Slack stores both DMs; one answer comes after the client's 10 s timeout, the other never comes.
+    fake.hold("chat.postMessage", 11, channel="U0DBA1")
+    fake.hold("chat.postMessage", 0, channel="U0DBA2", drop=True)
+    paged.page()
+    paged.delivered(timeout=60)
+    for user in ("U0DBA1", "U0DBA2"):
+        assert len(paged.dms(user)) == 1, user
+        dm = current_dm(paged, user)
+        assert dm["metadata"]["event_type"] == "deploybot_post", user
+    looked = sorted(c.args["channel"] for c in fake.calls if c.method == "conversations.history")
+    assert looked == ["D0DBA1", "D0DBA2"]
+    with paged.bot.app.sessions() as session:
+        shown = {r.target: (r.channel_id, r.ts) for r in session.scalars(select(PageDelivery)) if r.target[:3] == "dm:"}
+    assert shown == {f"dm:{u}": (fake.im(u), current_dm(paged, u)["ts"]) for u in ("U0DBA1", "U0DBA2")}
+    # The adopted DMs are the ones kept current: an acknowledgement updates them in place.
+    assert paged.click(ids.PAGE_ACK, user="U0DBA2").status_code == 200
+    paged.delivered()
+    for user in ("U0DBA1", "U0DBA2"):
+        assert buttons(current_dm(paged, user)) == [ids.PAGE_RESOLVE], user
+        assert len(paged.dms(user)) == 1, user
+
+
 def current_dm(paged: Paging, user: str) -> dict[str, Any]:
     """The page's DM to `user` as Slack shows it now (after any updates)."""
-    [dm] = [m for (channel, _), m in paged.bot.fake.messages.items() if channel == user]
+    [dm] = [m for (channel, _), m in paged.bot.fake.messages.items() if channel == paged.bot.fake.im(user)]
     return dm
 
 

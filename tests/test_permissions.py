@@ -107,5 +107,5 @@ def test_a_group_reserved_to_security_is_ticked_only_by_security(guarded: Runnin
         select_values("redis-password-is-set", ids.REASON_FIELD, "no redis"),
         user="U200",
     ).json()
-    assert answer["response_action"] == "errors" and "Only <!subteam^S0SECURITY>" in answer["errors"]["item"]
+    assert answer["response_action"] == "errors" and "Only @S0SECURITY" in answer["errors"]["item"]
     assert state(guarded, "redis-password-is-set") == ("open", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -22,7 +23,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import select
 
 from bot.models import ItemState
-from bot.probes import Variables, run_all, run_probe
+from bot.probes import Variables, prepare, run_all, run_probe
 from bot.probes.specs import ProbeSpec
 from bot.probes.web import _percentile
 from tests.conftest import ROOT, ShiftedClock, launched
@@ -43,12 +44,19 @@ class Logged:
     log: list[tuple[str, float, float]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _counts: dict[str, int] = field(default_factory=dict)
+    # The server handles each connection in a thread of its own: a thread-local number names the connection.
+    connections: dict[str, set[int]] = field(default_factory=dict)
+    _connection: threading.local = field(default_factory=threading.local)
+    _opened: Iterator[int] = field(default_factory=itertools.count)
 
     def route(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         group = path.strip("/").split("/")[0]
         entered = time.monotonic()
         with self._lock:
             seen = self._counts[group] = self._counts.get(group, 0) + 1
+            if not hasattr(self._connection, "number"):
+                self._connection.number = next(self._opened)
+            self.connections.setdefault(group, set()).add(self._connection.number)
         status = 200
         if group == "plain":
             time.sleep(self.plain_seconds)  # long enough that anything sent meanwhile overlaps it
@@ -94,6 +102,9 @@ def assert_isolated(service: Logged) -> None:
     assert max(end for _, end in plain) < min(start for start, _ in timed)
     assert max(end for _, end in timed) < min(start for start, _ in burst)
     assert len(plain) == 6 and len(timed) == 7 and burst, service.log  # 5 counted + 1 warm-up, and the budget
+    # Nor do they share connections: the idle ones the others leave in a pool would be checked on every request.
+    ordinary, alone = service.connections["plain"], service.connections["timed"] | service.connections["budget"]
+    assert not ordinary & alone and not (ordinary | alone) & service.connections["burst"], service.connections
 
 
 # --- percentiles and warm-up ---------------------------------------------------------------------------
@@ -140,6 +151,7 @@ from bot.probes.specs import ProbeSpec
 from tests.probe_servers import http_server, ok
 
 inside = []
+TIMED = {("_send", "web.py"), ("http", "web.py"), ("tls", "net.py"), ("dns", "net.py")}
 
 def hook(event, args):
     # An import while a probe's clock runs (its check on the stack) is deploybot's time, not the target's.
@@ -147,7 +159,8 @@ def hook(event, args):
         return
     frame = sys._getframe(1)
     while frame is not None:
-        if frame.f_code.co_name in ("_send", "http") and frame.f_code.co_filename.endswith("web.py"):
+        code = frame.f_code
+        if (code.co_name, code.co_filename.rsplit("/", 1)[-1]) in TIMED:
             inside.append(args[0])
             return
         frame = frame.f_back
@@ -156,6 +169,10 @@ with http_server(ok()) as url:
     specs = [
         TypeAdapter(ProbeSpec).validate_python({"kind": "http", "url": "http://127.0.0.1:" + sys.argv[1]}),
         TypeAdapter(ProbeSpec).validate_python({"kind": "http", "url": url + "/health"}),
+        TypeAdapter(ProbeSpec).validate_python({"kind": "tls", "host": "127.0.0.1", "port": int(sys.argv[1])}),
+        TypeAdapter(ProbeSpec).validate_python(
+            {"kind": "dns", "name": "example.test", "server": "127.0.0.1:" + sys.argv[1], "timeout": 1}
+        ),
     ]
     sys.addaudithook(hook)
     verdicts = [asyncio.run(run_probe(spec, Variables("production", {}, {}))) for spec in specs]
@@ -164,7 +181,8 @@ print(json.dumps({"ok": [v.ok for v in verdicts], "imported_while_timed": sorted
 
 
 def test_the_first_probes_of_a_process_import_nothing_while_their_clocks_run() -> None:
-    # The first probe meets a closed port (no request is ever timed), the second a live server.
+    # The first probe meets a closed port (no request is ever timed), the second a live server; then the
+    # first TLS and DNS probes of the process (against the closed port: they fail, but import nothing timed).
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = str(closed.getsockname()[1])
@@ -177,7 +195,7 @@ def test_the_first_probes_of_a_process_import_nothing_while_their_clocks_run() -
         )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout.splitlines()[-1])
-    assert answer == {"ok": [False, True], "imported_while_timed": []}
+    assert answer == {"ok": [False, True, False, False], "imported_while_timed": []}
 
 
 # --- timed and burst probes run alone, after the others --------------------------------------------------
@@ -340,3 +358,12 @@ def test_a_timed_probe_queued_past_its_lease_is_not_claimed_twice(
 
             bot.wait_for(lambda: all(s not in (None, "pending") for s in statuses()), 30, "every verdict")
     assert len(service.requests("budget")) == 2, service.log  # one per run
+
+
+def test_the_system_trust_store_is_loaded_before_any_tls_probe_starts_its_clock() -> None:
+    from bot.probes import _registry, net
+
+    _registry.cache_clear()
+    net._tls12_context.cache_clear()
+    prepare()
+    assert net._tls12_context.cache_info().currsize == 1  # the system's, ready for the first `tls` probe

@@ -301,12 +301,16 @@ def limited_after(count: int, status: int, **headers: str) -> Any:
 def test_rate_limit_must_draw_a_limiting_status_within_its_bounds() -> None:
     with http_server(limited_after(5, 429, **{"Retry-After": "30"})) as url:
         verdict = check({"kind": "rate_limit", "url": url, "max_requests": 20})
-        assert verdict.ok and verdict.reason == "429 after 6 requests, Retry-After 30 s"
-        assert verdict.evidence["statuses"] == {"200": 5, "429": 1}
+        sent = verdict.evidence["requests"]
+        assert verdict.ok and verdict.reason == f"429 once 5 requests had got through ({sent} sent), Retry-After 30 s"
+        assert verdict.evidence["statuses"] == {"200": 5, "429": sent - 5}
     with http_server(limited_after(3, 503)) as url:  # nginx limit_req's default answer
         verdict = check({"kind": "rate_limit", "url": url, "max_requests": 20})
-        assert verdict.ok and verdict.reason == "503 after 4 requests, no Retry-After header"
-        assert verdict.evidence["statuses"] == {"200": 3, "503": 1}
+        sent = verdict.evidence["requests"]
+        assert (
+            verdict.ok and verdict.reason == f"503 once 3 requests had got through ({sent} sent), no Retry-After header"
+        )
+        assert verdict.evidence["statuses"] == {"200": 3, "503": sent - 3}
     with http_server(limited_after(2, 503)) as url:
         verdict = check({"kind": "rate_limit", "url": url, "max_requests": 10, "limit_status": [418]})
         assert not verdict.ok
@@ -325,6 +329,42 @@ def test_rate_limit_must_draw_a_limiting_status_within_its_bounds() -> None:
     assert unlimited["n"] == 20  # bounded: not one request more
     with pytest.raises(ValueError, match="less than or equal to 300"):
         SPEC.validate_python({"kind": "rate_limit", "url": "http://x", "max_requests": 100000})
+
+
+def test_a_burst_keeps_ten_requests_in_flight_and_none_starts_once_limited() -> None:
+    lock = threading.Lock()
+    seen = {"hits": 0, "in_flight": 0, "most": 0}
+    ten_in = threading.Event()
+
+    def route(method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        with lock:
+            seen["hits"] += 1
+            hit = seen["hits"]
+            seen["in_flight"] += 1
+            seen["most"] = max(seen["most"], seen["in_flight"])
+            if seen["in_flight"] == 10:
+                ten_in.set()
+        if hit > 1 and not ten_in.is_set():
+            # After the first (alone: it finds out whether the target answers at all), requests are
+            # answered once ten are in flight; one at a time, that never happens.
+            ten_in.wait(5)
+            time.sleep(0.2)  # held together, their times on the wire overlap
+        with lock:
+            seen["in_flight"] -= 1
+        return (429, {}, b"") if hit > 25 else (200, {}, b"")
+
+    with http_server(route) as url:
+        started = time.perf_counter()
+        verdict = check({"kind": "rate_limit", "url": url, "max_requests": 200})
+        took_ms = (time.perf_counter() - started) * 1000
+    assert seen["most"] == 10  # ten at once, never more
+    sent = verdict.evidence["requests"]
+    assert sent == seen["hits"]  # every request sent is counted, each with its status
+    # Nothing starts after the first limiting answer is read: the only ones after it were in flight.
+    assert 26 <= sent <= 35 and verdict.evidence["statuses"] == {"200": 25, "429": sent - 25}
+    assert verdict.ok and verdict.reason == f"429 once 25 requests had got through ({sent} sent), no Retry-After header"
+    # Overlapping requests are not added up: the burst reports the span it held the target, within what it took.
+    assert verdict.ms <= took_ms, (verdict.ms, took_ms)
 
 
 def test_webhook_auth() -> None:

@@ -8,11 +8,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import ids
+from bot import ids, items, runs
+from bot.checklists import load_template
 from bot.models import Event, Page, Run
 from bot.paging import MAX_TEXT
-from bot.runs import MAX_REASON
-from tests.conftest import Running
+from bot.runs import MAX_REASON, Actor
+from bot.services import utcnow
+from tests.conftest import ROOT, Running
 from tests.fake_slack import FakeSlack
 from tests.test_paging import CHANNEL, Paging, paging_bot
 from tests.test_slack_flow import all_text, click_item, current, start
@@ -39,6 +41,17 @@ def run_of(running: Running, run_id: int) -> Run:
         return run
 
 
+def complete_fully(running: Running, run_id: int) -> None:
+    """Tick every item of a run, as its team would: the run completes by itself."""
+    ids_ = item_ids(running, run_id)
+    with running.app.sessions.begin() as session:
+        for item_id in ids_:
+            items.mark_done(session, run_id, item_id, Actor("U100", utcnow(), CHANNEL))
+    running.app.publisher.wake()
+    running.settled()
+    assert run_of(running, run_id).status == "complete" and not run_of(running, run_id).overridden_items
+
+
 def item_ids(running: Running, run_id: int) -> list[str]:
     with running.app.sessions() as session:
         run = session.get(Run, run_id)
@@ -51,7 +64,8 @@ def test_deployment_failed_posts_the_rollback_with_the_previous_version_and_page
 ) -> None:
     with paging_bot(database_url, fake_slack, tmp_path) as paging:
         bot = paging.bot
-        complete_anyway(bot, start(bot, "start v1.4.1 production")[0])  # the last good release
+        start(bot, "start v1.4.1 production")
+        complete_fully(bot, 1)  # the last good release
         messages = start(bot, "start v1.4.2 production")
         parent = messages[0]
 
@@ -175,3 +189,61 @@ def test_a_failed_deployment_refuses_further_clicks(running: Running) -> None:
     told = running.told()[-1].args["text"]
     assert "Run #1 (v3.0.0) was declared failed by <@U100>: smoke tests red. Nothing changed" in told
     assert json.dumps(running.told()[-1].args).count("rollback") >= 1
+
+
+def test_the_rollback_goes_back_to_the_last_release_that_passed_its_whole_checklist(running: Running) -> None:
+    start(running, "start v2.0.0 production")
+    complete_fully(running, 1)
+    complete_anyway(running, start(running, "start v2.1.0 production")[0])  # 69 required items open
+    start(running, "start v2.2.0 production")
+    assert "Run #3 marked failed" in running.slack.command("fail error rate 12%", channel=CHANNEL).json()["text"]
+    running.settled()
+    rollback = run_of(running, 4)
+    assert (rollback.rollback_of, rollback.rollback_to) == (3, "v2.0.0")
+    parent = next(m for (ch, _), m in running.fake.messages.items() if ch == CHANNEL and "Rollback v2.2.0" in m["text"])
+    everything = "".join(all_text(m) for m in running.fake.thread(CHANNEL, parent["ts"]))
+    assert "back to *v2.0.0*" in everything and "`git checkout v2.0.0`" in everything
+    assert "v2.1.0" not in everything
+
+
+def test_a_channel_runs_one_deployment_or_rollback_at_a_time(running: Running) -> None:
+    start(running, "start v1.0 production")
+    running.slack.command("fail smoke tests red", channel=CHANNEL)
+    running.settled()
+    assert run_of(running, 2).kind == "rollback" and run_of(running, 2).is_active
+
+    # A new deployment waits for the rollback; status shows the rollback; abort stops it.
+    refused = running.slack.command("start v1.1 production", channel=CHANNEL).json()["text"]
+    assert "Run #2 (the rollback of v1.0 → production) is still active in this channel" in refused
+    with running.app.sessions() as session:
+        assert session.get(Run, 3) is None
+    status = running.slack.command("status", channel=CHANNEL).json()["text"]
+    assert "*Run #2* Rollback v1.0 → production: active" in status
+    assert "Run #2 (v1.0) aborted." in running.slack.command("abort not needed", channel=CHANNEL).json()["text"]
+    assert run_of(running, 2).status == "aborted"
+    assert "Run #3 started" in running.slack.command("start v1.1 production", channel=CHANNEL).json()["text"]
+
+
+def test_status_and_abort_see_every_active_run_in_the_channel(running: Running) -> None:
+    start(running, "start v1.0 production")
+    maintenance = load_template(ROOT / "checklists" / "maintenance.yml")
+    with running.app.sessions.begin() as session:  # a maintenance checklist posted to the same channel
+        runs.start(
+            session,
+            maintenance,
+            version="daily",
+            environment="production",
+            channel_id=CHANNEL,
+            parts=None,
+            actor=Actor("U100", utcnow(), CHANNEL),
+        )
+    status = running.slack.command("status", channel=CHANNEL).json()["text"]
+    assert "*Run #1* Deployment v1.0" in status and "*Run #2* Maintenance daily" in status
+
+    ambiguous = running.slack.command("abort wrong one", channel=CHANNEL).json()["text"]
+    assert "2 runs are active in this channel: #1 (Deployment v1.0), #2 (Maintenance daily)" in ambiguous
+    assert run_of(running, 1).is_active and run_of(running, 2).is_active
+    assert "is not active in this channel" in running.slack.command("abort #9 typo", channel=CHANNEL).json()["text"]
+    assert "Run #2 (daily) aborted." in running.slack.command("abort #2 done by hand", channel=CHANNEL).json()["text"]
+    assert run_of(running, 2).finish_reason == "done by hand" and run_of(running, 1).is_active
+    assert "Run #1 (v1.0) aborted." in running.slack.command("abort rollout paused", channel=CHANNEL).json()["text"]

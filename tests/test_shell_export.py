@@ -33,7 +33,7 @@ def shell(database_url: str, script: str, *, user: str = "alice", **env: str) ->
             "DATABASE_URL": database_url,
             "DEPLOYBOT_USER": user,
             "DEPLOYBOT_CHECKLISTS": str(ROOT / "checklists"),
-            "DEPLOYBOT_CONFIG": str(ROOT / "tests" / "absent.yml"),
+            "DEPLOYBOT_CONFIG": str(ROOT / "tests" / "fixtures" / "empty-deploybot.yml"),
             **env,
         },
     )
@@ -229,3 +229,14 @@ def test_json_export_follows_its_documented_schema(running: Running, database_ur
     jsonschema.validate(document, schema, format_checker=jsonschema.FormatChecker())
     document["items"][0]["status"] = "skipped"
     assert list(jsonschema.Draft202012Validator(schema).iter_errors(document))
+
+
+def test_a_csv_export_never_hands_a_spreadsheet_a_formula(database_url: str) -> None:
+    """Text a person typed that a spreadsheet would run (=…, +…, -…, @…) is exported as text."""
+    typed = ["@SUM(1+1)*cmd|/C calc!A0", "=HYPERLINK(http://evil.example)", "+1+1", "-2+3"]
+    script = "start v1.2 staging\n" + "".join(f'na {n} "{text}"\n' for n, text in enumerate(typed, start=1))
+    shell(database_url, script)
+    rows = list(csv.DictReader(io.StringIO(deploybot(database_url, "export", "1", "--format", "csv").stdout)))
+    assert [row["na_reason"] for row in rows[: len(typed)]] == [f"'{text}" for text in typed]
+    as_json = json.loads(deploybot(database_url, "export", "1", "--format", "json").stdout)
+    assert [item["na_reason"] for item in as_json["items"][: len(typed)]] == typed  # JSON keeps what was typed

@@ -275,5 +275,10 @@ def test_status_list_abort_and_help(running: Running) -> None:
 def test_start_validates_version_and_environment(running: Running) -> None:
     assert "Say which version" in running.slack.command("start").json()["text"]
     assert "is not an environment name" in running.slack.command("start v1 Prod!").json()["text"]
+    # A forgotten version must not open a production run of a version called "staging".
+    for forgot in ("start staging", "start production", "start Staging production"):
+        assert "is an environment, not a version" in running.slack.command(forgot).json()["text"], forgot
+    said = running.slack.command("start &lt;!channel&gt; production").json()["text"]
+    assert said.startswith("`&lt;!channel&gt;` is not a version"), said
     with running.app.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Run)) == 0

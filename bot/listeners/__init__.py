@@ -18,7 +18,8 @@ from bot.listeners.commands import Commands
 from bot.listeners.events import Events
 from bot.listeners.views import Views
 from bot.metrics import Metrics
-from bot.runs import RunError
+from bot.mrkdwn import plain
+from bot.runs import RunError, TextRefused
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def _make_error_handler(services: Services) -> Any:
         if "command" in body:
             return _json({"response_type": "ephemeral", "text": text})
         if body.get("type") == "view_submission":
-            return _json({"response_action": "errors", "errors": {_first_input(body): text[:1000]}})
+            return _form_refusal(body, plain(text), typed=isinstance(error, TextRefused))
         if body.get("type") == "block_actions" and isinstance((body.get("user") or {}).get("id"), str):
             try:
                 tell(services, body, text)
@@ -135,11 +136,19 @@ def _json(payload: dict[str, Any]) -> BoltResponse:
     return BoltResponse(status=200, body=json.dumps(payload), headers={"content-type": "application/json"})
 
 
-def _first_input(body: dict[str, Any]) -> str:
-    """The form field a refusal is shown under: Slack shows errors next to an input block."""
+def _form_refusal(body: dict[str, Any], text: str, *, typed: bool) -> BoltResponse:
+    """Show a refusal in the form: under the text typed when it is about that text, else the first field."""
     view_blocks = (body.get("view") or {}).get("blocks") or []
-    inputs = [b.get("block_id") for b in view_blocks if isinstance(b, dict) and b.get("type") == "input"]
-    return next((b for b in inputs if isinstance(b, str)), ids.ITEM_FIELD)
+    inputs = [
+        b["block_id"] for b in view_blocks if isinstance(b, dict) and b.get("type") == "input" and b.get("block_id")
+    ]
+    texts = [b for b in inputs if b in (ids.REASON_FIELD, ids.NOTE_FIELD)]
+    field = (texts or inputs or [None])[0] if typed else (inputs or [None])[0]
+    if field is None:  # a form without fields (unknown, or out of date): replace it by the answer
+        answer = {"type": "section", "text": {"type": "plain_text", "text": text[:3000]}}
+        title = {"type": "plain_text", "text": "deploybot"}
+        return _json({"response_action": "update", "view": {"type": "modal", "title": title, "blocks": [answer]}})
+    return _json({"response_action": "errors", "errors": {field: text[:1000]}})
 
 
 def _kind(body: dict[str, Any]) -> str:

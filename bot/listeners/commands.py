@@ -12,13 +12,13 @@ from bot.models import ItemStatus, Run
 from bot.mrkdwn import escape, mention, unescape
 from bot.paging import render
 from bot.runs import Actor, RunError
-from bot.services import Services
+from bot.services import Services, parse_start
 
 HELP = """*deploybot* — your deployment checklist, live in this channel.
-• `/deploy start <version> [environment]` — post a new run of the checklist (environment defaults to `production`)
+• `/deploy start <version> [environment] [--checklist <name>]` — post a new run (environment: `production` unless given)
 • `/deploy status` — where the run in this channel stands (or every active run)
 • `/deploy list` — the recent runs in this channel, with status and duration
-• `/deploy abort <reason>` — stop the active run in this channel
+• `/deploy abort [#run] <reason>` — stop the active run in this channel (say which when several are)
 • `/deploy fail <reason>` — declare the deployment failed and post the rollback checklist
 • `/deploy rollback` — the rollback checklist for the latest deployment in this channel
 • `/deploy page <team> <message>` — page a team; it escalates until someone acknowledges
@@ -43,7 +43,7 @@ class Commands:
             "contacts": lambda _command, _args: render.contacts_text(self.services.config.contacts),
             "reminders": self.reminders,
             "remind": self.remind,
-            "help": lambda _command, _args: HELP,
+            "help": lambda command, _args: self.help(command),
         }
 
     def deploy(self, ack: Ack, command: dict[str, Any]) -> None:
@@ -53,24 +53,38 @@ class Commands:
         handler = self.subcommands.get(name.lower())
         if handler is None:
             prefix = f"I don't know `/deploy {escape(name)}`.\n\n" if name else ""
-            ack(response_type="ephemeral", text=prefix + HELP)
+            ack(response_type="ephemeral", text=prefix + self.help(command))
             return
         ack(response_type="ephemeral", text=handler(command, args.strip()))
 
     def _actor(self, command: dict[str, Any]) -> Actor:
         return Actor(user_id=command["user_id"], at=self.services.clock(), channel_id=command["channel_id"])
 
+    def help(self, command: dict[str, Any]) -> str:
+        """The commands, and the deploy checklists `start` can run here (the channel's default marked)."""
+        default = self.services.default_checklist(command.get("channel_id"))
+        listed = [
+            f"`{t.id}` ({escape(t.title)}){' — the default here' if t.id == default else ''}"
+            for t in self.services.deploy_checklists()
+        ]
+        if not listed:
+            return HELP + "\n\nNo deploy checklist yet: add checklists/production-deploy.yml."
+        return HELP + "\n\n*Deploy checklists* (`--checklist <name>`): " + ", ".join(listed)
+
     def start(self, command: dict[str, Any], args: str) -> str:
-        version, _, environment = args.partition(" ")
-        environment = environment.strip() or "production"
-        run_id = self.services.start_deploy(version, environment, self._actor(command))
-        return f"Run #{run_id} started: {version} → {environment}. The checklist is on its way to this channel."
+        asked = parse_start(args.split())
+        run_id = self.services.start_deploy(asked.version, asked.environment, self._actor(command), asked.checklist)
+        title = self.services.deploy_template(command["channel_id"], asked.checklist).title
+        return (
+            f"Run #{run_id} started: {escape(asked.version)} → {escape(asked.environment)} ({escape(title)}). "
+            "The checklist is on its way to this channel."
+        )
 
     def status(self, command: dict[str, Any], _args: str) -> str:
         with self.services.read() as session:
-            run = runs.active_run(session, command["channel_id"])
-            if run is not None:
-                return _describe(run, detail=True)
+            here = runs.active_runs(session, command["channel_id"])
+            if here:
+                return "\n\n".join(_describe(run, detail=True) for run in here)
             active = runs.active_runs(session)
             if not active:
                 return "No deployment is running. Start one with `/deploy start <version> [environment]`."
@@ -130,11 +144,28 @@ class Commands:
     def abort(self, command: dict[str, Any], args: str) -> str:
         self.services.require("abort", self._actor(command))
         with self.services.change() as session:
-            run = runs.active_run(session, command["channel_id"])
-            if run is None:
-                raise RunError("No active run in this channel to abort. `/deploy status` lists active runs.")
-            runs.abort(session, run.id, args, self._actor(command))
+            run, reason = _abort_target(runs.active_runs(session, command["channel_id"]), args)
+            runs.abort(session, run.id, reason, self._actor(command))
             return f"Run #{run.id} ({escape(run.version)}) aborted."
+
+
+def _abort_target(active: list[Run], args: str) -> tuple[Run, str]:
+    """The run `/deploy abort [#run] <reason>` stops in a channel, and the reason; several active runs need `#run`."""
+    first, _, rest = args.partition(" ")
+    if first.startswith("#") and first[1:].isdigit():
+        run = next((r for r in active if r.id == int(first[1:])), None)
+        if run is None:
+            raise RunError(f"Run {first} is not active in this channel. `/deploy status` lists the active runs.")
+        return run, rest
+    if not active:
+        raise RunError("No active run in this channel to abort. `/deploy status` lists active runs.")
+    if len(active) > 1:
+        listed = ", ".join(f"#{r.id} ({escape(blocks.kind_title(r.kind))} {escape(r.version)})" for r in active)
+        raise RunError(
+            f"{len(active)} runs are active in this channel: {listed}. "
+            f"Say which: `/deploy abort #{active[0].id} <reason>`."
+        )
+    return active[0], args
 
 
 def _describe(run: Run, *, detail: bool = False) -> str:

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot.config import DeployConfig
 from bot.models import Page
 from bot.paging import render
+from bot.posting import Failure, Poster
 
 SEVERITY = "critical"
 WEBHOOK_EVENTS = {"trigger": "page.triggered", "acknowledge": "page.acknowledged", "resolve": "page.resolved"}
@@ -32,14 +34,18 @@ class Outcome:
     retry_after: float | None = None
     members: tuple[str, ...] = ()  # for a user group: the people to DM
     message: tuple[str, str] | None = None  # for a DM: its channel and ts, to update it later
+    look_at: datetime | None = None  # an earlier attempt may still land in Slack: try again then, no failure
 
 
 class Senders:
     """Sends notifications; holds the clients and reads secrets from the environment when it sends."""
 
-    def __init__(self, config: DeployConfig, slack: WebClient, http: httpx.Client, environ: Mapping[str, str]):
+    def __init__(
+        self, config: DeployConfig, slack: WebClient, poster: Poster, http: httpx.Client, environ: Mapping[str, str]
+    ):
         self._config = config
         self._slack = slack
+        self._poster = poster
         self._http = http
         self._environ = environ
 
@@ -70,9 +76,19 @@ class Senders:
             return Outcome(False, f"network: {type(exc).__name__}", retry=True)
 
     def _dm(self, page: Page, user: str, level: int) -> Outcome:
+        # Posted in the IM channel's id, not the user's: that is where a lost post is looked up.
+        channel = str(self._slack.conversations_open(users=user)["channel"]["id"])
         blocks, text = render.dm(page, self._config.contacts, level)
-        response = self._slack.chat_postMessage(channel=user, blocks=blocks, text=text, unfurl_links=False)
-        return Outcome(True, message=(str(response["channel"]), str(response["ts"])))
+        # One trigger per (page, level, person): the delivery row's unique key names the post.
+        key = f"page-dm:{page.id}:{level}:{user}"
+        posted = self._poster.post(key, channel, None, blocks=blocks, text=text, unfurl_links=False)
+        if posted.look_at is not None:
+            return Outcome(False, retry=True, look_at=posted.look_at)
+        if posted.failure is not None:
+            return _failed(posted.failure)
+        assert posted.ts is not None
+        # An adopted DM may show an earlier state; acknowledgements and resolutions update it in place.
+        return Outcome(True, message=(channel, posted.ts))
 
     def _update_dm(self, page: Page, sent: tuple[str, str] | None, level: int) -> Outcome:
         if sent is None:  # the DM never went out: nothing shows a stale button
@@ -148,11 +164,15 @@ def _http_outcome(response: httpx.Response, who: str) -> Outcome:
 
 
 def _slack_outcome(exc: SlackApiError) -> Outcome:
-    status, error = exc.response.status_code, str(exc.response.get("error"))
+    return _failed(Failure(exc.response.status_code, exc.response.headers, str(exc.response.get("error"))))
+
+
+def _failed(failure: Failure) -> Outcome:
+    status, error = failure.status, failure.error
+    if not status:
+        return Outcome(False, f"network: {error}", retry=True)
     if status == 429:
-        return Outcome(
-            False, f"Slack: {error}", retry=True, retry_after=_seconds(exc.response.headers.get("Retry-After"))
-        )
+        return Outcome(False, f"Slack: {error}", retry=True, retry_after=_seconds(failure.headers.get("Retry-After")))
     return Outcome(False, f"Slack: {error}", retry=status >= 500 or error in ("internal_error", "fatal_error"))
 
 

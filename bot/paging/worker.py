@@ -19,7 +19,6 @@ from bot.runs import Actor
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(minutes=1)  # a page is urgent: never wait long between attempts
-LEASE = timedelta(seconds=60)
 
 
 class PageWorker:
@@ -42,6 +41,8 @@ class PageWorker:
         self._clock = clock
         self._on_change = on_change
         self._poll_interval = poll_interval
+        # Short leases renewed while a send goes on: a killed replica's deliveries are free again in seconds.
+        self._leases = db.Leases(sessions, clock)
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -50,6 +51,7 @@ class PageWorker:
         self._wakeup.set()
 
     def start(self) -> None:
+        self._leases.start()
         self._thread = threading.Thread(target=self._loop, name="pager", daemon=True)
         self._thread.start()
 
@@ -58,6 +60,7 @@ class PageWorker:
         self._wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._leases.stop()
         self._senders.close()
 
     def _loop(self) -> None:
@@ -99,11 +102,17 @@ class PageWorker:
                 .order_by(PageDelivery.id)
                 .limit(50)
             ).all()
-        return sum(self._deliver(delivery_id, now) for delivery_id in due)
+        delivered = 0
+        for delivery_id in due:
+            try:
+                delivered += self._deliver(delivery_id, now)
+            finally:
+                self._leases.drop(PageDelivery, delivery_id)
+        return delivered
 
     def _deliver(self, delivery_id: int, now: datetime) -> bool:
         with self._sessions.begin() as session:
-            if not db.take_lease(session, PageDelivery, delivery_id, now, now + LEASE, PageDelivery.sent_at.is_(None)):
+            if not self._leases.take(session, PageDelivery, delivery_id, PageDelivery.sent_at.is_(None)):
                 return False
             row = session.get(PageDelivery, delivery_id)
             assert row is not None
@@ -126,6 +135,9 @@ class PageWorker:
 
     def _record(self, session: Session, row: PageDelivery, page: Page, outcome: Outcome, now: datetime) -> None:
         row.lease_until = None
+        if outcome.look_at is not None:  # not a failure: an earlier attempt is given time to land
+            row.not_before = outcome.look_at
+            return
         row.attempts += 1
         actor = Actor(paging.BOT, self._clock())
         about = {"target": row.target, "action": row.action, "level": row.level}

@@ -102,6 +102,7 @@ def _registry() -> dict[str, Check]:
     from bot.probes import files, net, stores, web
 
     web.warm_up()
+    net.warm_up()
     return {
         "http": web.http, "latency": web.latency, "redirect": web.redirect, "headers": web.headers,
         "cors": web.cors, "rate_limit": web.rate_limit, "webhook_auth": web.webhook_auth,
@@ -216,12 +217,15 @@ async def run_all(specs: Mapping[str, ProbeSpec], variables: Variables) -> dict[
             results[name] = expanded
         else:
             ready[name] = expanded
+    together = [name for name, spec in ready.items() if not turn(spec)]
     async with shared_clients():
-        warm_clients(ready.values())
-        together = [name for name, spec in ready.items() if not turn(spec)]
+        warm_clients(ready[name] for name in together)
         verdicts = await asyncio.gather(*(_run_expanded(ready[name], variables) for name in together))
         results.update(zip(together, verdicts, strict=True))
-        for name in sorted((n for n in ready if turn(ready[n])), key=lambda n: turn(ready[n])):
+    for name in sorted((n for n in ready if turn(ready[n])), key=lambda n: turn(ready[n])):
+        # Clients of its own: httpcore checks each idle connection the others left in a pool on every request.
+        async with shared_clients():
+            warm_clients([ready[name]])
             results[name] = await _run_expanded(ready[name], variables)
     return {name: results[name] for name in specs}
 

@@ -145,7 +145,12 @@ class ProbeRunner:
             async with self._turns.take(turn(probe)):
                 # Its turn may have come long after the claim: renew the lease for the time it runs.
                 await asyncio.to_thread(self._renew, run_id, item_id)
-                verdict = await run_probe(probe, variables)
+                if turn(probe):
+                    # Clients of its own: httpcore checks every idle connection of a pool on each request.
+                    async with shared_clients():
+                        verdict = await run_probe(probe, variables)
+                else:
+                    verdict = await run_probe(probe, variables)
                 await asyncio.to_thread(self._record, run_id, item_id, kind, verdict)
         except Exception:
             log.exception(

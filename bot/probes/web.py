@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib
@@ -9,7 +10,7 @@ import re
 import ssl
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -116,6 +117,8 @@ class _Stopwatch:
         self.started = time.perf_counter()
         self.open: dict[str, float] = {}
         self.total: float | None = None
+        self.first: float | None = None  # when the first network step began
+        self.last: float | None = None  # when the last one ended
 
     async def trace(self, event: str, info: dict[str, Any]) -> None:
         now = time.perf_counter()
@@ -124,16 +127,20 @@ class _Stopwatch:
             return
         if stage == "started":
             self.open[step] = now
+            self.first = now if self.first is None else self.first
         elif step in self.open:
             self.total = (self.total or 0.0) + now - self.open.pop(step)
+            self.last = now
 
     def ms(self) -> float:
         return ((time.perf_counter() - self.started) if self.total is None else self.total) * 1000
 
 
-async def _send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> tuple[httpx.Response, float]:
+async def _send(
+    client: httpx.AsyncClient, method: str, url: str, watch: _Stopwatch | None = None, **kwargs: Any
+) -> tuple[httpx.Response, float]:
     _require_http_url(url)
-    watch = _Stopwatch()
+    watch = watch or _Stopwatch()
     try:
         extensions = {**kwargs.pop("extensions", {}), "trace": watch.trace}
         response = await client.request(method, url, extensions=extensions, **kwargs)
@@ -397,30 +404,74 @@ def _cors_headers(response: httpx.Response) -> dict[str, Any]:
     }
 
 
+# A burst keeps this many requests in flight: a limiter counts requests per window, so the burst
+# reaches its limit sooner (and within `within` more surely) than one request at a time, while a
+# target that is not limiting never has more than this many of deploybot's requests at once.
+BURST_CONCURRENCY = 10
+
+
 @_plain_tls
 async def rate_limit(spec: RateLimitProbe) -> Verdict:
     # Bounded by max_requests and `within`; the probe runs once per request, never in a loop.
     started = time.monotonic()
     seen: Counter[int] = Counter()
-    limits = _one_of(spec.limit_status)
+    watches: list[_Stopwatch] = []
+    limited: list[httpx.Response] = []  # the limiting answers, in the order they were read
     url, options = _addressed(spec, spec.url)
-    async with _client(spec.timeout, spec.ca_file, spec.server_name) as client:
-        while seen.total() < spec.max_requests and time.monotonic() - started < spec.within:
-            response, _ = await _send(client, "GET", url, **options)
-            seen[response.status_code] += 1
-            if response.status_code in spec.limit_status:
-                retry_after = response.headers.get("retry-after")
-                sent = seen.total()
-                evidence = {"url": spec.url, "requests": sent, "statuses": _counts(seen), "retry_after": retry_after}
-                note = f", Retry-After {retry_after} s" if retry_after else ", no Retry-After header"
-                return Verdict(True, f"{response.status_code} after {sent} requests{note}", evidence)
-    took = time.monotonic() - started
+
+    answered = asyncio.Event()
+
+    async def send_until_limited(leading: bool) -> None:
+        # A client (so a connection) of its own: httpcore checks every connection of a pool on each
+        # request, which with ten busy ones costs more than the burst's requests themselves.
+        async with _new_client(spec.timeout, spec.ca_file) as client:
+            if not leading:  # an unreachable target or a refused certificate is met on one connection, not ten
+                await answered.wait()
+            # No request starts once one has been limited: the ones in flight are the only ones after it.
+            while not limited and len(watches) < spec.max_requests and time.monotonic() - started < spec.within:
+                watches.append(watch := _Stopwatch())
+                response, _ = await _send(client, "GET", url, watch, **options)
+                answered.set()
+                seen[response.status_code] += 1
+                if response.status_code in spec.limit_status:
+                    limited.append(response)
+
+    with uncounted():  # the requests overlap: their times are not added up, the burst's span is counted
+        workers = min(BURST_CONCURRENCY, spec.max_requests)
+        await _all_or_none(send_until_limited(leading=n == 0) for n in range(workers))
+    clocked(_span_ms(watches))
     sent = seen.total()
+    if limited:
+        status, retry_after = limited[0].status_code, limited[0].headers.get("retry-after")
+        through = sum(n for code, n in seen.items() if code not in spec.limit_status)
+        evidence = {"url": spec.url, "requests": sent, "statuses": _counts(seen), "retry_after": retry_after}
+        note = f", Retry-After {retry_after} s" if retry_after else ", no Retry-After header"
+        return Verdict(True, f"{status} once {through} requests had got through ({sent} sent){note}", evidence)
+    took = time.monotonic() - started
+    limits = _one_of(spec.limit_status)
     return Verdict(
         False,
         f"no {limits} after {sent} requests in {took:.1f} s (saw {_shown(seen)}): rate limiting is not working",
         {"url": spec.url, "requests": sent, "seconds": round(took, 1), "statuses": _counts(seen)},
     )
+
+
+async def _all_or_none(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run the coroutines concurrently; when one fails, cancel the rest and raise its error."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _span_ms(watches: list[_Stopwatch]) -> float:
+    """From the first request going out to the last answer read, in ms: the time a burst held the target."""
+    firsts = [w.first for w in watches if w.first is not None]
+    lasts = [w.last for w in watches if w.last is not None]
+    return (max(lasts) - min(firsts)) * 1000 if firsts and lasts else 0.0
 
 
 def _counts(seen: Counter[int]) -> dict[str, int]:
