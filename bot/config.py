@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -76,14 +76,13 @@ class Settings:
         """Read the environment once; nothing else in deploybot reads os.environ."""
         env = os.environ if env is None else env
         api_url = env.get("SLACK_API_URL", "https://slack.com/api/")
-        try:
-            port = int(env.get("PORT", "3000"))
-            render_interval = float(env.get("DEPLOYBOT_RENDER_INTERVAL", "1.0"))
-            threads = int(env.get("DEPLOYBOT_THREADS", "6"))
-        except ValueError as exc:
-            raise ConfigError(
-                f"PORT, DEPLOYBOT_RENDER_INTERVAL and DEPLOYBOT_THREADS must be numbers ({exc})"
-            ) from None
+        port = _number(env, "PORT", "3000", int, "a TCP port from 0 to 65535")
+        render_interval = _number(env, "DEPLOYBOT_RENDER_INTERVAL", "1.0", float, "seconds, at least 0")
+        threads = _number(env, "DEPLOYBOT_THREADS", "6", int, "a count of threads, at least 1")
+        if render_interval < 0:
+            raise ConfigError(f"DEPLOYBOT_RENDER_INTERVAL must be seconds, at least 0, not {render_interval:g}")
+        if threads < 1:
+            raise ConfigError(f"DEPLOYBOT_THREADS must be a count of threads, at least 1, not {threads}")
         if not 0 <= port <= 65535:
             raise ConfigError(f"PORT must be a TCP port from 0 to 65535, not {port}")
         config = env.get("DEPLOYBOT_CONFIG", "")
@@ -134,6 +133,18 @@ class Settings:
     @property
     def database_url_masked(self) -> str:
         return masked_url(self.database_url)
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: str, kind: type[_N], what: str) -> _N:
+    """An environment variable read as a number, or an error naming it and what it should be."""
+    raw = env.get(name, default)
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be {what}, not {raw!r}") from None
 
 
 def url_secrets(url: str) -> list[str]:

@@ -113,8 +113,9 @@ def setup(log_format: str, secrets: Iterable[str] = ()) -> None:
     else:
         handler.setFormatter(UtcFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    # httpx logs every request at INFO: one line per probe request and per pager call drowns the log.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpx logs every request at INFO, APScheduler every tick of its 30 s jobs: they would drown the log.
+    for chatty in ("httpx", "apscheduler"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def quiet() -> None:

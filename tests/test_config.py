@@ -70,6 +70,10 @@ def test_database_url_in_the_heroku_form_is_postgresql(scheme: str) -> None:
         ({"DATABASE_URL": "mysql://u:pw@h/db"}, "DATABASE_URL names mysql, which deploybot does not support"),
         ({"DATABASE_URL": "::::"}, "DATABASE_URL is not a database URL"),
         ({"PORT": "70000"}, "PORT must be a TCP port from 0 to 65535, not 70000"),
+        ({"PORT": "abc"}, "PORT must be a TCP port from 0 to 65535, not 'abc'"),
+        ({"DEPLOYBOT_THREADS": "many"}, "DEPLOYBOT_THREADS must be a count of threads, at least 1, not 'many'"),
+        ({"DEPLOYBOT_THREADS": "0"}, "DEPLOYBOT_THREADS must be a count of threads, at least 1, not 0"),
+        ({"DEPLOYBOT_RENDER_INTERVAL": "-5"}, "DEPLOYBOT_RENDER_INTERVAL must be seconds, at least 0, not -5"),
     ],
 )
 def test_unusable_settings_are_named(env: dict[str, str], expected: str) -> None:

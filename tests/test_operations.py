@@ -194,13 +194,15 @@ def test_metrics_count_every_slack_call_whichever_code_path_makes_it(running: Ru
 
 
 def test_http_requests_of_probes_and_pagers_are_not_logged_one_line_each() -> None:
-    """httpx logs every request at INFO; a suite of probes would bury the log in them."""
+    """httpx logs every request and APScheduler every tick at INFO; they would bury the log."""
     logs.setup("text")
     try:
-        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
-        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+        for chatty in ("httpx", "apscheduler"):
+            assert not logging.getLogger(chatty).isEnabledFor(logging.INFO)
+            assert logging.getLogger(chatty).isEnabledFor(logging.WARNING)
     finally:
-        logging.getLogger("httpx").setLevel(logging.NOTSET)
+        for chatty in ("httpx", "apscheduler"):
+            logging.getLogger(chatty).setLevel(logging.NOTSET)
         logging.basicConfig(force=True)
 
 
