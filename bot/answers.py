@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 from sqlalchemy.orm import Session
 
 from bot.metrics import InstrumentedWebClient
 from bot.models import Outbox
+from bot.posting import attempt
 from bot.runs import Actor
 
 log = logging.getLogger(__name__)
@@ -104,19 +104,19 @@ def _post(answer: Answer) -> Failure | None:
 
 
 def _post_ephemeral(client: WebClient, answer: Answer) -> Failure | None:
-    try:
-        if answer.channel_id.startswith(("D", "U", "W")):  # a DM with the bot: a plain message is private
-            client.chat_postMessage(channel=answer.channel_id, text=answer.text)
-        else:
-            client.chat_postEphemeral(
-                channel=answer.channel_id, user=answer.user_id or "", text=answer.text, thread_ts=answer.thread_ts
-            )
-    except SlackApiError as exc:
-        error = str(exc.response.get("error"))
-        if error in HOPELESS:
-            log.warning("answer %s to %s cannot be delivered: Slack says %s", answer.id, answer.user_id, error)
-            return None
-        return exc.response.status_code, exc.response.headers, error
-    except OSError as exc:
-        return 0, {}, type(exc).__name__
-    return None
+    if answer.channel_id.startswith(("D", "U", "W")):  # a DM with the bot: a plain message is private
+        _, failure = attempt(client.chat_postMessage, channel=answer.channel_id, text=answer.text)
+    else:
+        _, failure = attempt(
+            client.chat_postEphemeral,
+            channel=answer.channel_id,
+            user=answer.user_id or "",
+            text=answer.text,
+            thread_ts=answer.thread_ts,
+        )
+    if failure is None:
+        return None
+    if failure.error in HOPELESS:
+        log.warning("answer %s to %s cannot be delivered: Slack says %s", answer.id, answer.user_id, failure.error)
+        return None
+    return failure.status, failure.headers, failure.error
