@@ -149,9 +149,10 @@ def _probe(settings: Settings, environment: str, checklist: str, as_json: bool) 
 def _export(settings: Settings, run_id: int, fmt: str, output: Path | None) -> int:
     from bot import export
 
+    zone = deploy_config(settings).zone  # the Markdown shows times in the team's zone
     with _reading(settings) as session:
         document = export.record(session, run_id)
-    _emit(export.render(document, fmt), output)
+    _emit(export.render(document, fmt, zone), output)
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from bot import runs
+from bot import people, runs
 from bot.models import (
     PROBE_ACTOR,
     Event,
@@ -223,6 +223,7 @@ def _changed(
     resolved this one: every phase up to it is open now, and None means the run is complete.
     """
     conn = session.connection()
+    people.remember(conn, actor)
     conn.execute(_ADD_EVENT, runs.event_values(actor, kind, data, run_id=run["id"], item_id=state["item_id"]))
     runs.want_render(conn, run["id"], run["rev"])
     if first_open is None:

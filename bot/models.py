@@ -58,6 +58,8 @@ class ProbeStatus:
     FAILED = "failed"
 
 
+MAX_NAME = 80  # characters of a person's name kept (Slack's display names stop at 80)
+
 # Who an item's change is attributed to when a probe, not a person, made it.
 PROBE_ACTOR = "deploybot"
 
@@ -178,6 +180,16 @@ class Event(Base):
     channel_id: Mapped[str | None] = mapped_column(String(32))
     message_ts: Mapped[str | None] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Person(Base):
+    """The name Slack (or the terminal, or a pipeline token) last gave a user id, so records show who that is."""
+
+    __tablename__ = "people"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME))
+    updated_at: Mapped[datetime]
 
 
 class ProbeResult(Base):

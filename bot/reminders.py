@@ -166,8 +166,8 @@ class Reminders:
             return 1
         return 0
 
-    def remind_now(self, cadence_id: str, user_id: str) -> int:
-        """Post a cadence now, on request; returns the run id."""
+    def remind_now(self, cadence_id: str, user_id: str, name: str | None = None) -> int:
+        """Post a cadence now, on request of `user_id` (called `name`); returns the run id."""
         cadence = self.cadences.get(cadence_id)
         if cadence is None:
             known = ", ".join(self.cadences) or "none (add schedules to checklists/maintenance.yml)"
@@ -176,7 +176,7 @@ class Reminders:
             raise RunError(_no_channel(cadence))
         now = self._clock()
         local = now.astimezone(self.zone).replace(tzinfo=None, microsecond=0)
-        run_id = self._claim(cadence, local, now, "manual", now, user_id)
+        run_id = self._claim(cadence, local, now, "manual", now, user_id, name)
         if run_id is None:
             raise RunError("That cadence was posted this very second; see the channel.")
         return run_id
@@ -189,6 +189,7 @@ class Reminders:
         status: str,
         now: datetime | None,
         user_id: str = REMINDER_ACTOR,
+        name: str | None = None,
     ) -> int | None:
         """Insert the slot's unique row; whoever inserts it posts it (if it is to be posted)."""
         with self._sessions.begin() as session:
@@ -206,7 +207,7 @@ class Reminders:
                 environment=cadence.schedule.environment,
                 channel_id=cadence.channel or "",
                 parts=len(blocks.layout(template)),
-                actor=Actor(user_id, now, cadence.channel),
+                actor=Actor(user_id, now, cadence.channel, name=name),
                 probes=cadence.schedule.environment in self._config.environments,
             )
             session.execute(

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot import db, phases
+from bot import db, people, phases
 from bot.checklists import Template
 from bot.models import (
     Event,
@@ -49,6 +49,7 @@ class Actor:
     channel_id: str | None = None
     message_ts: str | None = None
     thread_ts: str | None = None
+    name: str | None = None
 
 
 def start(
@@ -374,6 +375,12 @@ def event(actor: Actor, kind: str, data: dict[str, Any] | None = None, **about: 
     return Event(**event_values(actor, kind, data, **about))
 
 
+def add_event(session: Session, actor: Actor, kind: str, data: dict[str, Any] | None = None, **about: Any) -> None:
+    """Record an audit event, and the actor's name with their id (records show both)."""
+    people.remember(session.connection(), actor)
+    session.add(event(actor, kind, data, **about))
+
+
 # --- internals -------------------------------------------------------------------------------------
 
 _OPEN_WAITING = (
@@ -441,4 +448,4 @@ def _record(
     data: dict[str, Any] | None = None,
     item_id: str | None = None,
 ) -> None:
-    session.add(event(actor, kind, data, run_id=run.id, item_id=item_id))
+    add_event(session, actor, kind, data, run_id=run.id, item_id=item_id)

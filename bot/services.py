@@ -134,7 +134,7 @@ class Services:
             self.gate.require(role, actor.user_id, doing)
         except Refused:
             with self.sessions.begin() as session:
-                session.add(runs.event(actor, "permission.refused", {"role": role, **detail}))
+                runs.add_event(session, actor, "permission.refused", {"role": role, **detail})
             raise
 
     def require_item(self, run_id: int, item_id: str, actor: Actor) -> None:

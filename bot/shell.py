@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Callable
 from typing import TextIO
 
-from bot import db, export, items, paging, runs
+from bot import db, export, items, paging, people, runs
 from bot.app import load_checklists
 from bot.checklists import iter_items
 from bot.config import Settings, deploy_config
@@ -119,7 +119,7 @@ class Shell:
             return f"! {unescape(str(exc))}"
 
     def _actor(self) -> Actor:
-        return Actor(self.user, self.services.clock(), self.channel)
+        return Actor(self.user, self.services.clock(), self.channel, name=people.of_terminal_user(self.user))
 
     def _current(self) -> int:
         if self.run_id is None:
@@ -242,7 +242,7 @@ class Shell:
     def export(self, args: list[str]) -> str:
         with self.services.read() as session:
             document = export.record(session, self._current())
-        return export.render(document, args[0] if args else "md")
+        return export.render(document, args[0] if args else "md", self.services.config.zone)
 
     def _progress(self, run_id: int) -> str:
         from bot.blocks import status_line

@@ -244,7 +244,7 @@ class Flow:
         assert items[first]["na_reason"] == self.kept and items[second]["notes"][0]["text"] == self.kept
         assert document["run"]["finish_reason"] == self.kept
         rows = {row["item"]: row for row in csv.DictReader(io.StringIO(exported["csv"]))}
-        assert rows[first]["na_reason"] == self.kept and rows[second]["notes"] == f"U100: {self.kept}"
+        assert rows[first]["na_reason"] == self.kept and rows[second]["notes"] == f"primary-owner (U100): {self.kept}"
         assert f"N/A: {markdown_text(self.kept)}" in exported["md"]
         assert f"Reason: {markdown_text(self.kept)}" in exported["md"]
 
@@ -379,13 +379,15 @@ def test_the_markdown_export_shows_a_persons_markup_as_text() -> None:
     from bot import export
 
     typed = "lag > 5s & [docs](https://evil.example) *now*\n# not a heading\n- nor a list"
-    item = {"phase": "Deploy", "group": "DB", "id": "db", "text": "Migrations ran", "status": "na", "by": "U1"}
-    item |= {"at": "2026-12-01T10:00:00+00:00", "na_reason": typed, "probe": None, "override": None}
-    item["notes"] = [{"by": "U1", "at": "2026-12-01T10:01:00+00:00", "text": "<!channel> `x`"}]
+    someone = {"id": "U1", "name": None}
+    item = {"number": 1, "phase": "Deploy", "group": "DB", "id": "db", "text": "Migrations ran", "status": "na"}
+    item |= {"by": someone, "at": "2026-12-01T10:00:00+00:00", "na_reason": typed, "probe": None, "override": None}
+    item |= {"required": True, "command": None, "help": None}
+    item["notes"] = [{"by": someone, "at": "2026-12-01T10:01:00+00:00", "text": "<!channel> `x`"}]
     run = {"id": 1, "title": "Deploy", "version": "v1", "environment": "production", "status": "aborted"}
-    run |= {"started_by": "U1", "started_at": "2026-12-01T09:00:00+00:00", "finish_reason": "1. a_b"}
-    run |= {"completed_anyway_with_open": [], "finished_by": "U1"}
-    footer = {"last_updated": "2026-12-01T11:00:00+00:00", "deployed_by": "U1", "version": "v1"}
+    run |= {"started_by": someone, "started_at": "2026-12-01T09:00:00+00:00", "finish_reason": "1. a_b"}
+    run |= {"completed_anyway_with_open": [], "finished_by": someone, "finished_at": "2026-12-01T11:00:00+00:00"}
+    footer = {"last_updated": "2026-12-01T11:00:00+00:00", "deployed_by": someone, "version": "v1"}
     lines = export.render({"run": run, "footer": footer, "items": [item], "events": []}, "md").splitlines()
 
     assert "Reason: 1. a\\_b" in lines

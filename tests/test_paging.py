@@ -528,6 +528,6 @@ def test_the_shell_pages_and_acknowledges_and_the_export_lists_the_page(paged: P
         "dba",
         "disk full on db-1",
         "acknowledged",
-        "alice",
+        {"id": "alice", "name": None},  # no user of this system is called alice: no name to add
     )
     assert "page.acknowledged" in [e["kind"] for e in document["events"]]

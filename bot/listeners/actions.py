@@ -13,7 +13,7 @@ from typing import Any
 from slack_bolt import Ack
 from slack_sdk import WebClient
 
-from bot import answers, blocks, export, ids, items, modals, paging, runs, uploads
+from bot import answers, blocks, export, ids, items, modals, paging, people, runs, uploads
 from bot.runs import Actor, RunError
 from bot.services import Services
 
@@ -109,7 +109,7 @@ class Actions:
         fmt = click.field("format", str)
         with self.services.read() as session:
             document = export.record(session, click.field("run", int))
-            content = export.render(document, fmt)
+            content = export.render(document, fmt, self.services.config.zone)
         ack()
         # Uploading takes several calls to Slack: they go beside the request, which Slack wants answered in 3 s.
         _background(
@@ -206,7 +206,12 @@ def clicker(body: dict[str, Any], at: datetime) -> Actor:
     channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
     # Shape samples carry "" for absent fields; treat them as absent.
     return Actor(
-        body["user"]["id"], at, channel or None, container.get("message_ts") or None, container.get("thread_ts") or None
+        body["user"]["id"],
+        at,
+        channel or None,
+        container.get("message_ts") or None,
+        container.get("thread_ts") or None,
+        name=people.from_slack_user(body["user"]),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt import Ack
 
-from bot import blocks, runs
+from bot import blocks, people, runs
 from bot.models import ItemStatus, Run
 from bot.mrkdwn import escape, mention, unescape
 from bot.paging import render
@@ -58,7 +58,12 @@ class Commands:
         ack(response_type="ephemeral", text=handler(command, args.strip()))
 
     def _actor(self, command: dict[str, Any]) -> Actor:
-        return Actor(user_id=command["user_id"], at=self.services.clock(), channel_id=command["channel_id"])
+        return Actor(
+            user_id=command["user_id"],
+            at=self.services.clock(),
+            channel_id=command["channel_id"],
+            name=people.clean(command.get("user_name")),
+        )
 
     def help(self, command: dict[str, Any]) -> str:
         """The commands, and the deploy checklists `start` can run here (the channel's default marked)."""
@@ -123,7 +128,7 @@ class Commands:
         if cadence not in self.services.reminders.cadences:
             known = ", ".join(self.services.reminders.cadences) or "none"
             raise RunError(f"There is no cadence '{escape(cadence)}'. Cadences: {known}.")
-        run_id = self.services.reminders.remind_now(cadence, command["user_id"])
+        run_id = self.services.reminders.remind_now(cadence, command["user_id"], people.clean(command.get("user_name")))
         return f"Posted the {cadence} maintenance checklist as run #{run_id}."
 
     def fail(self, command: dict[str, Any], args: str) -> str:

@@ -18,7 +18,7 @@ from bot.config import DeployConfig
 from bot.contacts import escalation_chain, seconds
 from bot.models import Message, Page, PageDelivery, PageStatus
 from bot.mrkdwn import escape, is_slack_channel, mention
-from bot.runs import Actor, RunError, event, storable
+from bot.runs import Actor, RunError, add_event, storable
 
 BOT = "deploybot"  # who escalations are attributed to
 MAX_TEXT = 500
@@ -144,7 +144,7 @@ def pages_of_run(session: Session, run_id: int) -> list[Page]:
 
 
 def record(session: Session, page: Page, actor: Actor, kind: str, data: dict[str, Any] | None = None) -> None:
-    session.add(event(actor, kind, data, run_id=page.run_id, page_id=page.id))
+    add_event(session, actor, kind, data, run_id=page.run_id, page_id=page.id)
 
 
 # --- internals -------------------------------------------------------------------------------------

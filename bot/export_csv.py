@@ -1,0 +1,97 @@
+"""The CSV record of a run: one row per item, each row saying which run it belongs to."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from bot import people
+
+# The header is an interface: spreadsheets and scripts read columns by name, so columns are only
+# ever added at the end. The run's columns come first, so the rows of several runs concatenated
+# stay apart.
+COLUMNS = (
+    "run_id",
+    "checklist",
+    "version",
+    "environment",
+    "run_status",
+    "number",
+    "phase",
+    "group",
+    "item",
+    "text",
+    "required",
+    "status",
+    "by",
+    "by_name",
+    "at",
+    "na_reason",
+    "notes",
+    "probe_status",
+    "probe_reason",
+    "overridden_by",
+    "overridden_by_name",
+    "probe_at",
+    "probe_open_phase",
+    "command",
+    "help",
+)
+
+# A cell starting with one of these is a formula to a spreadsheet (=SUM(…), @cmd|…); an apostrophe
+# in front makes it text, as OWASP advises for CSV exports. JSON keeps the text exactly as typed.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def render(document: dict[str, Any]) -> str:
+    """One row per item, every cell a spreadsheet shows as text."""
+    run = document["run"]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    for item in document["items"]:
+        probe = item["probe"] or {}
+        by = item["by"] or {}
+        overrider = (item["override"] or {}).get("by") or {}
+        row = {
+            "run_id": run["id"],
+            "checklist": run["checklist"],
+            "version": run["version"],
+            "environment": run["environment"],
+            "run_status": run["status"],
+            "number": item["number"],
+            "phase": item["phase"],
+            "group": item["group"],
+            "item": item["id"],
+            "text": item["text"],
+            "required": item["required"],
+            "status": item["status"],
+            "by": by.get("id"),
+            "by_name": by.get("name"),
+            "at": item["at"],
+            "na_reason": item["na_reason"],
+            "notes": " | ".join(f"{label(n['by'])}: {n['text']}" for n in item["notes"]),
+            "probe_status": probe.get("status"),
+            "probe_reason": probe.get("reason"),
+            "overridden_by": overrider.get("id"),
+            "overridden_by_name": overrider.get("name"),
+            "probe_at": probe.get("at"),
+            "probe_open_phase": probe.get("open_phase"),
+            "command": item["command"],
+            "help": item["help"],
+        }
+        writer.writerow([cell(row[column]) for column in COLUMNS])
+    return out.getvalue()
+
+
+def label(person: dict[str, Any] | None) -> str:
+    """A person of the document as a record names them (empty: nobody)."""
+    return people.label(person["id"], person["name"]) if person else ""
+
+
+def cell(value: Any) -> Any:
+    """A value as a cell: None empty, text that a spreadsheet would run as a formula made text."""
+    if value is None:
+        return ""
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
