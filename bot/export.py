@@ -99,6 +99,7 @@ def record(session: Session, run_id: int) -> dict[str, Any]:
             "started_by": who(run.started_by), "started_at": _iso(run.started_at), "finished_by": who(run.finished_by),
             "finished_at": _iso(run.finished_at), "finish_reason": run.finish_reason,
             "duration_seconds": duration, "completed_anyway_with_open": run.overridden_items or [],
+            "rollback_of": run.rollback_of, "rollback_to": run.rollback_to,
         },
         "footer": {"last_updated": _iso(run.finished_at or _last_change(run)), "deployed_by": who(run.started_by),
                    "version": run.version},

@@ -74,6 +74,10 @@ def render(document: dict[str, Any], zone: ZoneInfo) -> str:
         "",
         f"Times are in {zone.key}.",
     ]
+    if run.get("rollback_of"):
+        target = run.get("rollback_to")
+        back = f"back to {markdown_text(target)}" if target else "back to the previous version (none on record)"
+        lines += ["", f"Rollback of run #{run['rollback_of']}, {back}."]
     lines += _ending(run, items, zone)
     phase = group = None
     for item in document["items"]:

@@ -373,6 +373,7 @@ def test_every_format_shows_item_commands_and_help_as_slack_does(sessions: sessi
         slack = json.dumps([blocks.part_blocks(run, part, n) for n, part in enumerate(blocks.layout(run.template), 1)])
     assert "`git checkout v1.0.0`" in slack  # what Slack shows, the previous version filled in
     markdown = exported(sessions, rollback, "md")
+    assert f"Rollback of run #{broken}, back to v1.0.0." in markdown
     checkout = number_of("checkout-previous-version", TEMPLATES["rollback"])
     assert f"- [ ] {checkout}. Checkout previous version\n  - Command: `git checkout v1.0.0`\n" in markdown
     assert "  - Command: `.\\deploy-production.ps1 -Health`" in markdown
