@@ -69,7 +69,7 @@ def render(document: dict[str, Any], zone: ZoneInfo) -> str:
     lines = [
         f"# {markdown_text(run['title'])}: {markdown_text(run['version'])} → {markdown_text(run['environment'])}",
         "",
-        f"Run #{run['id']} · {markdown_text(run['status'])} · started by {person(run['started_by'])} "
+        f"Run #{run['id']} · {markdown_text(run['status'].replace('_', ' '))} · started by {person(run['started_by'])} "
         f"on {when(run['started_at'], zone)}",
         "",
         f"Times are in {zone.key}.",
