@@ -51,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     probe.add_argument("--json", action="store_true", help="print JSON instead of a table")
     probe.add_argument("-v", "--verbose", action="store_true", help="log each request to standard error")
     export = sub.add_parser("export", help="the full record of a run: items, who, when, notes, probes, audit")
-    export.add_argument("run", type=int)
+    export.add_argument("run", type=_run_id)
     export.add_argument("--format", choices=["md", "csv", "json"], default="md")
     export.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
     diff = sub.add_parser("diff", help="items N/A, failed or overridden in a run but not in the last release")
-    diff.add_argument("run", type=int)
+    diff.add_argument("run", type=_run_id)
     diff.add_argument(
-        "other", type=int, nargs="?", help="default: the previous completed run, same checklist and environment"
+        "other", type=_run_id, nargs="?", help="default: the previous completed run, same checklist and environment"
     )
     sub.add_parser("shell", help="use deploybot from this terminal, without Slack")
     database = sub.add_parser("db", help="database maintenance")
@@ -149,7 +149,8 @@ def _probe(settings: Settings, environment: str, checklist: str, as_json: bool) 
 def _export(settings: Settings, run_id: int, fmt: str, output: Path | None) -> int:
     from bot import export
 
-    zone = deploy_config(settings).zone  # the Markdown shows times in the team's zone
+    # Only the Markdown shows times in the team's zone: JSON and CSV are UTC, so a bad zone cannot block them.
+    zone = deploy_config(settings).zone if fmt == "md" else None
     with _reading(settings) as session:
         document = export.record(session, run_id)
     _emit(export.render(document, fmt, zone), output)
@@ -199,6 +200,17 @@ def _import(markdown: Path, output: Path | None, kind: str, sections: list[str],
     return 0
 
 
+def _run_id(text: str) -> int:
+    """A run id as argparse reads it: a whole number a database column can hold."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run id: give the run's number, e.g. 12") from None
+    if not 0 < value < 2**63:
+        raise argparse.ArgumentTypeError(f"run #{value} does not exist: run ids are positive numbers")
+    return value
+
+
 @contextmanager
 def _reading(settings: Settings) -> Iterator[Session]:
     """A read-only session on the configured database, for one command."""
@@ -213,7 +225,12 @@ def _reading(settings: Settings) -> Iterator[Session]:
 def _emit(text: str, output: Path | None) -> None:
     """Write to `output` if given, else to standard output."""
     if output:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise RunError(
+                f"Cannot write {output}: {exc.strerror or exc}. Give a path in a folder that exists."
+            ) from None
         print(f"wrote {output}")
     else:
         sys.stdout.write(text)

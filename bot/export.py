@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from bot import export_csv, export_markdown, paging, people, phases, runs
 from bot.checklists import iter_items
 from bot.export_markdown import markdown_text
-from bot.models import ItemStatus, ProbeResult, ProbeStatus, Run
+from bot.models import Event, ItemStatus, ProbeResult, ProbeStatus, Run
 from bot.mrkdwn import escape
 
 __all__ = ["FORMATS", "SCHEMA", "compare", "describe_changes", "filename", "markdown_text", "record", "render"]
@@ -40,19 +40,21 @@ def record(session: Session, run_id: int) -> dict[str, Any]:
          *(who for p in pages for who in (p.paged_by, p.acked_by, p.resolved_by))],
     )  # fmt: skip
 
-    def who(user_id: str | None) -> dict[str, str | None] | None:
-        return {"id": user_id, "name": names.get(user_id)} if user_id else None
+    def who(user_id: str | None, as_then: Event | None = None) -> dict[str, str | None] | None:
+        """A person by id and name: the name they had when they acted, where the event kept it."""
+        then = as_then.data.get("by_name") if as_then is not None else None
+        return {"id": user_id, "name": then or names.get(user_id)} if user_id else None
 
     notes: dict[str, list[dict[str, Any]]] = {}
     overrides: dict[str, dict[str, Any]] = {}
     for event in events:
         if event.kind == "item.note" and event.item_id:
             notes.setdefault(event.item_id, []).append(
-                {"by": who(event.user_id), "at": _iso(event.at), "text": event.data.get("text")}
+                {"by": who(event.user_id, event), "at": _iso(event.at), "text": event.data.get("text")}
             )
         if event.kind == "item.override" and event.item_id:
             overrides[event.item_id] = {
-                "by": who(event.user_id),
+                "by": who(event.user_id, event),
                 "at": _iso(event.at),
                 "probe_reason": event.data.get("probe_reason"),
             }
@@ -104,7 +106,7 @@ def record(session: Session, run_id: int) -> dict[str, Any]:
         "footer": {"last_updated": _iso(run.finished_at or _last_change(run)), "deployed_by": who(run.started_by),
                    "version": run.version},
         "items": items,
-        "events": [{"id": e.id, "at": _iso(e.at), "user": who(e.user_id), "kind": e.kind, "item": e.item_id,
+        "events": [{"id": e.id, "at": _iso(e.at), "user": who(e.user_id, e), "kind": e.kind, "item": e.item_id,
                     "page": e.page_id, "channel": e.channel_id, "message_ts": e.message_ts, "data": e.data}
                    for e in events],
         "pages": [{"id": p.id, "team": p.team, "text": p.text, "status": p.status, "paged_by": who(p.paged_by),

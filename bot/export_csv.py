@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 from bot import people
+from bot.printable import visible
 
 # The header is an interface: spreadsheets and scripts read columns by name, so columns are only
 # ever added at the end. The run's columns come first, so the rows of several runs concatenated
@@ -37,6 +38,12 @@ COLUMNS = (
     "probe_open_phase",
     "command",
     "help",
+    "run_outcome",
+    "run_finished_by",
+    "run_finished_by_name",
+    "run_finished_at",
+    "run_finish_reason",
+    "run_open_at_completion",
 )
 
 # A cell starting with one of these is a formula to a spreadsheet (=SUM(…), @cmd|…); an apostrophe
@@ -47,6 +54,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def render(document: dict[str, Any]) -> str:
     """One row per item, every cell a spreadsheet shows as text."""
     run = document["run"]
+    finisher = run["finished_by"] or {}
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
@@ -80,9 +88,24 @@ def render(document: dict[str, Any]) -> str:
             "probe_open_phase": probe.get("open_phase"),
             "command": item["command"],
             "help": item["help"],
+            # Each row carries how its run ended, so a row read alone still tells a run completed
+            # anyway, or declared failed, and by whom and why.
+            "run_outcome": outcome(run),
+            "run_finished_by": finisher.get("id"),
+            "run_finished_by_name": finisher.get("name"),
+            "run_finished_at": run["finished_at"],
+            "run_finish_reason": run["finish_reason"],
+            "run_open_at_completion": len(run["completed_anyway_with_open"]),
         }
         writer.writerow([cell(row[column]) for column in COLUMNS])
     return out.getvalue()
+
+
+def outcome(run: dict[str, Any]) -> str:
+    """How the run ended, in words a spreadsheet filter can pick: completed anyway is not completed."""
+    if run["status"] == "complete" and run["completed_anyway_with_open"]:
+        return "completed anyway"
+    return str(run["status"]).replace("_", " ")
 
 
 def label(person: dict[str, Any] | None) -> str:
@@ -91,7 +114,10 @@ def label(person: dict[str, Any] | None) -> str:
 
 
 def cell(value: Any) -> Any:
-    """A value as a cell: None empty, text that a spreadsheet would run as a formula made text."""
+    """A value as a cell: None empty, text shown as typed (no terminal escapes), never run as a formula."""
     if value is None:
         return ""
-    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+    if not isinstance(value, str):
+        return value
+    value = visible(value)
+    return f"'{value}" if value.startswith(_FORMULA_START) else value

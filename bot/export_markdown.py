@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from bot import audit, people
 from bot.models import ItemStatus
+from bot.printable import visible
 
 _MARKS = {ItemStatus.DONE: "[x]", ItemStatus.NA: "[n/a]", ItemStatus.OPEN: "[ ]"}
 _ENDINGS = {
@@ -23,15 +24,14 @@ _ENDINGS = {
 _MARKDOWN_INLINE = re.compile(r"([\\`*_\[\]<>|~&])")
 # At the start of a later line, these would begin a heading, quote, list or rule.
 _MARKDOWN_LINE_START = re.compile(r"(\n[ \t]*)([-+=#]|\d+(?=[.)]))")
-# Characters a reader's screen acts on instead of showing: controls other than tab and line break, and
-# the bidirectional overrides and isolates that reorder what is displayed ("(U0ALICE001)" included).
-_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Web addresses a Markdown viewer would turn into live links (GitHub's autolinks): a backslash keeps them text.
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z])(:)(?=//)|(?<![\w.])(www)(\.)")
 
 
 def markdown_text(text: str) -> str:
     """A person's text for the Markdown export: no markup of its own, every line kept, in its list item."""
-    visible = _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text.replace("\r\n", "\n"))
-    escaped = _MARKDOWN_INLINE.sub(r"\\\1", visible)
+    escaped = _MARKDOWN_INLINE.sub(r"\\\1", visible(text))
+    escaped = _AUTOLINK.sub(lambda m: "\\:" if m.group(1) else f"{m.group(2)}\\.", escaped)
     escaped = _MARKDOWN_LINE_START.sub(_escape_line_start, escaped)
     # A backslash before the newline is a hard line break; the indent keeps the line in its list item.
     return escaped.replace("\n", "\\\n    ")

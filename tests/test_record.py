@@ -25,6 +25,7 @@ from bot import blocks, db, export, items, people, runs
 from bot.checklists import Template, load_folder
 from bot.export_csv import COLUMNS
 from bot.models import Person
+from bot.printable import visible
 from bot.runs import Actor
 from bot.services import Services
 from tests.conftest import ROOT, Running
@@ -207,7 +208,7 @@ def test_a_hostile_name_stays_inert_in_every_format(sessions: sessionmaker[Sessi
         "# heading \\[31m (U0MALLORY1)" in markdown
     )
     rows = {r["item"]: r for r in csv.DictReader(io.StringIO(exported(sessions, run_id, "csv")))}
-    assert rows[TESTS]["by_name"] == f"'{kept}"  # a spreadsheet shows it, never runs it
+    assert rows[TESTS]["by_name"] == f"'{visible(kept)}"  # a spreadsheet shows it, never runs it
     with sessions.begin() as session:
         items.add_note(session, run_id, TESTS, "fine", Actor("U0MALLORY2", AT, name="@SUM(1+1)"))
     rows = {r["item"]: r for r in csv.DictReader(io.StringIO(exported(sessions, run_id, "csv")))}
@@ -344,6 +345,8 @@ def test_csv_rows_of_several_runs_stay_apart_under_one_stable_header(sessions: s
         "run_id", "checklist", "version", "environment", "run_status", "number", "phase", "group", "item", "text",
         "required", "status", "by", "by_name", "at", "na_reason", "notes", "probe_status", "probe_reason",
         "overridden_by", "overridden_by_name", "probe_at", "probe_open_phase", "command", "help",
+        "run_outcome", "run_finished_by", "run_finished_by_name", "run_finished_at", "run_finish_reason",
+        "run_open_at_completion",
     ]  # fmt: skip
     both = exported(sessions, first, "csv") + exported(sessions, second, "csv").split("\r\n", 1)[1]
     rows = list(csv.DictReader(io.StringIO(both)))
@@ -411,3 +414,74 @@ def test_the_json_export_follows_schema_version_2(sessions: sessionmaker[Session
     nameless = copy.deepcopy(document)
     nameless["run"]["started_by"] = {"id": "U0ALICE001"}
     assert list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(nameless))
+
+
+# --- what an auditor tried next --------------------------------------------------------------------
+
+
+def test_the_csv_shows_terminal_escapes_and_bidi_overrides_as_codes(sessions: sessionmaker[Session]) -> None:
+    run_id = started(sessions)
+    with sessions.begin() as session:
+        items.add_note(session, run_id, TESTS, "\x1b]0;PWNED\x07\x1b[2J end", BOB)
+        items.mark_na(session, run_id, S3, "\x1b[8mhidden\x1b[0m \u202eesrever", Actor("U0EVE00001", AT, name="Eve"))
+    text = exported(sessions, run_id, "csv")
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    rows = {r["item"]: r for r in csv.DictReader(io.StringIO(text))}
+    assert rows[TESTS]["notes"] == "Bob Jones (U0BOB00001): \\u001b]0;PWNED\\u0007\\u001b[2J end"
+    assert rows[S3]["na_reason"] == "\\u001b[8mhidden\\u001b[0m \\u202eesrever"
+
+
+def test_every_csv_row_says_how_its_run_ended_and_by_whom(sessions: sessionmaker[Session]) -> None:
+    anyway = a_worked_run(sessions)
+    rows = list(csv.DictReader(io.StringIO(exported(sessions, anyway, "csv"))))
+    open_count = len(document_of(sessions, anyway)["run"]["completed_anyway_with_open"])
+    assert {r["run_outcome"] for r in rows} == {"completed anyway"}
+    assert {(r["run_finished_by"], r["run_finished_by_name"]) for r in rows} == {("U0BOB00001", "Bob Jones")}
+    assert {r["run_open_at_completion"] for r in rows} == {str(open_count)}
+    failed = started(sessions, version="v1.4.3")
+    with sessions.begin() as session:
+        runs.fail(session, failed, "=1+1 smoke test red", ALICE)
+    rows = list(csv.DictReader(io.StringIO(exported(sessions, failed, "csv"))))
+    assert {r["run_outcome"] for r in rows} == {"failed"}
+    assert {r["run_finish_reason"] for r in rows} == {"'=1+1 smoke test red"}
+
+
+def test_typed_web_addresses_are_not_live_links_in_the_markdown(sessions: sessionmaker[Session]) -> None:
+    run_id = started(sessions)
+    with sessions.begin() as session:
+        items.add_note(session, run_id, TESTS, "see https://evil.example/login and www.evil.example", BOB)
+    markdown = exported(sessions, run_id, "md")
+    assert "https\\://evil.example/login and www\\.evil.example" in markdown
+    assert "https://evil.example" not in markdown and "www.evil" not in markdown
+
+
+def test_the_audit_trail_keeps_the_name_a_person_had_when_they_acted(sessions: sessionmaker[Session]) -> None:
+    run_id = started(sessions)
+    with sessions.begin() as session:
+        items.add_note(session, run_id, TESTS, "before the rename", BOB)
+        items.add_note(session, run_id, TESTS, "after", Actor("U0BOB00001", AT + timedelta(hours=1), name="Mallory"))
+    document = document_of(sessions, run_id)
+    notes = next(i for i in document["items"] if i["id"] == TESTS)["notes"]
+    assert [n["by"]["name"] for n in notes] == ["Bob Jones", "Mallory"]
+    assert [e["user"]["name"] for e in document["events"] if e["kind"] == "item.note"] == ["Bob Jones", "Mallory"]
+
+
+def test_json_and_csv_exports_do_not_need_a_valid_zone(sessions: sessionmaker[Session], database_url: str,
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    run_id = a_worked_run(sessions)
+    config = tmp_path / "deploybot.yml"
+    config.write_text("timezone: Mars/Olympus\n")
+    env = {**os.environ, "DATABASE_URL": database_url, "DEPLOYBOT_CONFIG": str(config)}
+
+    def export_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "bot", "export", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+
+    assert export_cli(str(run_id), "--format", "json").returncode == 0
+    assert export_cli(str(run_id), "--format", "csv").returncode == 0
+    assert export_cli(str(run_id)).returncode == 2  # the Markdown needs the zone
+    missing_folder = export_cli(str(run_id), "--format", "json", "-o", str(tmp_path / "nowhere" / "x.json"))
+    assert missing_folder.returncode == 2 and "Traceback" not in missing_folder.stderr
+    assert f"Cannot write {tmp_path / 'nowhere' / 'x.json'}" in missing_folder.stderr
+    huge = export_cli("99999999999999999999", "--format", "json")
+    assert huge.returncode == 2 and "Traceback" not in huge.stderr and "does not exist" in huge.stderr
