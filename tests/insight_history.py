@@ -7,7 +7,7 @@ Monday to Monday.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -68,8 +68,12 @@ def at(text: str) -> datetime:
 class History:
     """Adds rows as they would be after the fact, with the times a test needs."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, shift: timedelta):
         self.session = session
+        self.shift = shift  # every time moves by this much: a history ending now, for surfaces that use the clock
+
+    def at(self, text: str) -> datetime:
+        return at(text) + self.shift
 
     def run(
         self,
@@ -94,8 +98,8 @@ class History:
             channel_id="C0HISTORY1",
             status=status,
             started_by="U1",
-            started_at=at(started),
-            finished_at=at(finished) if finished else None,
+            started_at=self.at(started),
+            finished_at=self.at(finished) if finished else None,
             finish_reason=reason,
             rollback_of=rollback_of.id if rollback_of else None,
             rev=1,
@@ -115,7 +119,7 @@ class History:
                     required=item_id in REQUIRED,
                     status=state,
                     changed_by="U1" if when else None,
-                    changed_at=at(when) if when else None,
+                    changed_at=self.at(when) if when else None,
                     na_reason=reason[0] if reason else None,
                 )
             )
@@ -123,22 +127,24 @@ class History:
         return run
 
     def event(self, run: Run, kind: str, item_id: str, when: str) -> None:
-        self.session.add(Event(run_id=run.id, item_id=item_id, kind=kind, user_id="U1", at=at(when), data={}))
+        self.session.add(Event(run_id=run.id, item_id=item_id, kind=kind, user_id="U1", at=self.at(when), data={}))
 
     def probe(self, run: Run, item_id: str, ok: bool, when: str) -> None:
         self.session.add(
-            ProbeResult(run_id=run.id, item_id=item_id, kind="http", ok=ok, reason="", evidence={}, ms=1.0, at=at(when))
+            ProbeResult(
+                run_id=run.id, item_id=item_id, kind="http", ok=ok, reason="", evidence={}, ms=1.0, at=self.at(when)
+            )
         )
 
     def slot(self, cadence: str, due: str, status: str, run: Run | None = None, nudge: str | None = None) -> None:
         self.session.add(
             ReminderSlot(
                 cadence=cadence,
-                local_time=at(due).isoformat(),
-                due_at=at(due),
+                local_time=self.at(due).isoformat(),
+                due_at=self.at(due),
                 status=status,
                 run_id=run.id if run else None,
-                nudge_at=at(nudge) if nudge else None,
+                nudge_at=self.at(nudge) if nudge else None,
             )
         )
 
@@ -152,16 +158,16 @@ class History:
                 status="acknowledged" if acked else "open",
                 dedup_key=key,
                 paged_by="U1",
-                created_at=at(created),
+                created_at=self.at(created),
                 acked_by="U2" if acked else None,
-                acked_at=at(acked) if acked else None,
+                acked_at=self.at(acked) if acked else None,
             )
         )
 
 
-def build(session: Session) -> dict[str, Run]:
-    """The whole history; returns the runs by name for the tests that need them."""
-    h = History(session)
+def build(session: Session, shift: timedelta = timedelta()) -> dict[str, Run]:
+    """The whole history, moved by `shift`; returns the runs by name for the tests that need them."""
+    h = History(session, shift)
     runs: dict[str, Run] = {}
 
     def items(**entries: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -246,7 +252,7 @@ def build(session: Session) -> dict[str, Run]:
     h.probe(runs["R5"], "d1", True, "11-29 23:49")
     # p1's probe always passes: steady.
     for name in ("R1", "R2", "R5"):
-        h.probe(runs[name], "p1", True, f"{runs[name].started_at:%m-%d %H:%M}")
+        h.probe(runs[name], "p1", True, f"{runs[name].started_at - shift:%m-%d %H:%M}")
 
     # Maintenance: daily slots on 10 (done in time), 11 (missed), 12 (still open past its nudge),
     # 13 (done after its nudge); a manual posting is not a slot.
