@@ -125,6 +125,8 @@ class ItemState(Base):
     """The current state of one item of one run; its history lives in `events`."""
 
     __tablename__ = "item_states"
+    # Phase times and checklist health read a run's items from this index alone (bot/insights).
+    __table_args__ = (Index("ix_item_states_run_phase", "run_id", "required", "phase", "changed_at", "status"),)
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     item_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -1,0 +1,27 @@
+"""insights: items by run, required, phase and change time, so phase times and health read an index only
+
+Revision ID: 0013
+Revises: 0008
+Create Date: 2026-12-07 01:00:00
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0013"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_item_states_run_phase",
+        "item_states",
+        ["run_id", "required", "phase", "changed_at", "status"],
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_item_states_run_phase", table_name="item_states")
