@@ -95,7 +95,7 @@ class Run(Base):
     # Bumped by every change; renders record the revision they showed.
     rev: Mapped[int] = mapped_column(Integer, default=1)
     # For a rollback run: the deployment it rolls back, and the version it goes back to, if known.
-    rollback_of: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    rollback_of: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
     rollback_to: Mapped[str | None] = mapped_column(String(64))
     # The last phase (index into the snapshot's phases) whose probes may run. It only moves forward:
     # when every required item before a phase is resolved, or when the deployment is reported.

@@ -1,4 +1,4 @@
-"""insights: items by run, required, phase and change time, so phase times and health read an index only
+"""insights: items by run, required, phase and change time; runs by the deployment they roll back
 
 Revision ID: 0013
 Revises: 0008
@@ -21,7 +21,9 @@ def upgrade() -> None:
         "item_states",
         ["run_id", "required", "phase", "changed_at", "status"],
     )
+    op.create_index("ix_runs_rollback_of", "runs", ["rollback_of"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_rollback_of", table_name="runs")
     op.drop_index("ix_item_states_run_phase", table_name="item_states")
