@@ -113,7 +113,7 @@ def health(session: Session, *, environment: str | None, start: datetime, end: d
     # The sample, read once: every query below starts from these runs' ids, not from the period.
     sample = list(session.scalars(period.order_by(Run.started_at.desc()).limit(HEALTH_SAMPLE)))
     runs = select(Run.id).where(Run.id.in_(sample))
-    texts = _item_texts(session, runs)
+    texts, last_by_design = _item_texts(session, runs)
     runs_of = _runs_per_template(session, runs)
     return Health(
         environment=environment,
@@ -122,7 +122,7 @@ def health(session: Session, *, environment: str | None, start: datetime, end: d
         runs=sum(runs_of.values()),
         not_applicable=_not_applicable(session, runs, texts, runs_of),
         overridden=_overridden(session, runs, texts, runs_of),
-        left_for_last=_left_for_last(session, runs, texts, runs_of),
+        left_for_last=_left_for_last(session, runs, texts, runs_of, last_by_design),
         completed_open=_completed_open(session, runs, texts, runs_of),
         flaky_probes=_flaky(session, runs, texts),
         cadences=_cadences(session, start, end),
@@ -141,19 +141,25 @@ def normalize(reason: str) -> str:
 Texts = dict[tuple[str, str], str]  # (template id, item id) -> the item's text
 
 
-def _item_texts(session: Session, runs: Select[Any]) -> Texts:
-    """Every item's text, from the latest run of each checklist in the period (one query per checklist)."""
+def _item_texts(session: Session, runs: Select[Any]) -> tuple[Texts, set[tuple[str, str]]]:
+    """Every item's text, and each checklist's own last required item, from its latest run (one query per checklist)."""
     template_ids = session.scalars(runs.with_only_columns(Run.template_id).group_by(Run.template_id)).all()
     texts: Texts = {}
+    last: set[tuple[str, str]] = set()
     for template_id in template_ids:
         snapshot = session.scalar(
             select(Run.template_snapshot).where(Run.template_id == template_id).order_by(Run.id.desc()).limit(1)
         )
+        required = []
         for phase in (snapshot or {}).get("phases", []):
             for group in phase.get("groups", []):
                 for item in group.get("items", []):
                     texts[(template_id, str(item.get("id")))] = str(item.get("text"))
-    return texts
+                    if item.get("required", True):
+                        required.append(str(item.get("id")))
+        if required:
+            last.add((template_id, required[-1]))
+    return texts, last
 
 
 def _runs_per_template(session: Session, runs: Select[Any]) -> dict[str, int]:
@@ -202,7 +208,9 @@ def _overridden(session: Session, runs: Select[Any], texts: Texts, runs_of: dict
     return _top(Counter({(t, i or ""): n for t, i, n in session.execute(query)}), texts, runs_of)
 
 
-def _left_for_last(session: Session, runs: Select[Any], texts: Texts, runs_of: dict[str, int]) -> tuple[ItemCount, ...]:
+def _left_for_last(
+    session: Session, runs: Select[Any], texts: Texts, runs_of: dict[str, int], last_by_design: set[tuple[str, str]]
+) -> tuple[ItemCount, ...]:
     # A run completes in the same instant its last required item is resolved: that item's change
     # time is the run's end (found by reading the run's items in the index, not by sorting them).
     query = (
@@ -220,7 +228,10 @@ def _left_for_last(session: Session, runs: Select[Any], texts: Texts, runs_of: d
         )
         .group_by(Run.template_id, ItemState.item_id)
     )
-    return _top(Counter({(t, i): n for t, i, n in session.execute(query)}), texts, runs_of)
+    # The checklist's own last required item is last by design: only an item left for last out of
+    # its order says something.
+    counted = Counter({(t, i): n for t, i, n in session.execute(query) if (t, i) not in last_by_design})
+    return _top(counted, texts, runs_of)
 
 
 def _completed_open(
