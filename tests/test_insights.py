@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -112,7 +113,7 @@ def test_weekly_counts_in_the_teams_time_zone(session: Session) -> None:
 def test_checklist_health_of_one_environment(session: Session) -> None:
     found = insights.health(session, environment="production", start=START, end=END)
     # R1 R2 RB2 R3 RB3 R4 R5 R7 and three maintenance runs; six of them run the deploy checklist.
-    assert found.runs == 11
+    assert found.runs == found.runs_in_period == 11
     reasons = (Reason("No S3 here", 3), Reason("Not using S3", 1))
     assert found.not_applicable == (ItemCount("deploy", "p3", "S3 credentials are configured", 4, 6, reasons),)
     assert found.overridden == (
@@ -153,3 +154,20 @@ def test_the_three_findings_most_worth_a_look(session: Session) -> None:
 def test_reasons_are_grouped_whatever_their_spelling() -> None:
     assert normalize("  No S3  here. ") == normalize("no s3 here!") == normalize('"No S3 here"') == "no s3 here"
     assert normalize("Not using S3") != normalize("No S3 here")
+
+
+def test_item_level_findings_read_the_latest_runs_of_a_long_period(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The modules themselves: the package's `health` names the function.
+    monkeypatch.setattr(importlib.import_module("bot.insights.health"), "HEALTH_SAMPLE", 4)
+    monkeypatch.setattr(importlib.import_module("bot.insights.delivery"), "PHASE_SAMPLE", 1)
+    found = insights.health(session, environment="production", start=START, end=END)
+    # The latest four: R5, R7, R4 (deploy checklist) and RB3; of them only R5 marked p3 N/A.
+    assert (found.runs, found.runs_in_period) == (4, 11)
+    assert found.not_applicable == (
+        ItemCount("deploy", "p3", "S3 credentials are configured", 1, 3, (Reason("No S3 here", 1),)),
+    )
+    figures = insights.figures(session, environment="production", start=START, end=END)
+    assert figures.deployments == 4  # run-level figures still count every run
+    assert figures.phase_time_medians == {"pre": 20 * 60, "deploy": 30 * 60, "post": 70 * 60}  # R5's alone

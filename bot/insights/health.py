@@ -89,7 +89,8 @@ class Health:
     environment: str | None
     start: datetime
     end: datetime
-    runs: int = 0
+    runs: int = 0  # the runs read: the period's latest HEALTH_SAMPLE at most
+    runs_in_period: int = 0
     not_applicable: tuple[ItemCount, ...] = ()
     overridden: tuple[ItemCount, ...] = ()
     left_for_last: tuple[ItemCount, ...] = ()
@@ -120,6 +121,9 @@ def health(session: Session, *, environment: str | None, start: datetime, end: d
         start=start,
         end=end,
         runs=sum(runs_of.values()),
+        runs_in_period=len(sample)
+        if len(sample) < HEALTH_SAMPLE
+        else session.scalar(period.with_only_columns(func.count())) or 0,
         not_applicable=_not_applicable(session, runs, texts, runs_of),
         overridden=_overridden(session, runs, texts, runs_of),
         left_for_last=_left_for_last(session, runs, texts, runs_of, last_by_design),

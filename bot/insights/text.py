@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.insights.health import ItemCount
 from bot.insights.report import Report
-from bot.insights.words import plural, rate, span
+from bot.insights.words import plural, rate, runs_read, span
 from bot.mrkdwn import clip
 from bot.shell import shown
 
@@ -38,7 +38,8 @@ def as_json(report: Report) -> dict[str, Any]:
             "active_runs_not_counted": f.active,
         },
         "health": {
-            "runs": h.runs,
+            "runs_read": h.runs,
+            "runs_in_period": h.runs_in_period,
             "not_applicable": [_item(i) for i in h.not_applicable],
             "overridden_against_failed_probe": [_item(i) for i in h.overridden],
             "left_for_last": [_item(i) for i in h.left_for_last],
@@ -96,7 +97,7 @@ def as_table(report: Report) -> str:
         lines += [
             _row("  " + _one_line(f.phase_titles.get(p, p), 24), span(s), "") for p, s in f.phase_time_medians.items()
         ]
-    lines += ["", f"Checklist health ({plural(h.runs, 'run')})"]
+    lines += ["", f"Checklist health ({runs_read(h.runs, h.runs_in_period)})"]
     lines += _items("Most often N/A", h.not_applicable, reasons=True)
     lines += _items("Ticked over a failed probe", h.overridden)
     lines += _items("Left for last", h.left_for_last)
