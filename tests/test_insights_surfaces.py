@@ -29,7 +29,12 @@ from tests.insight_history import END, History, build
 from tests.test_home import home_text, open_home, shows
 from tests.test_shell_export import deploybot
 
-HOSTILE = json.load(open("tests/fixtures/hostile-text.json", encoding="utf-8"))  # noqa: SIM115
+# The shared hostile texts, and terminal escape sequences (7-bit and the one-byte C1 form).
+HOSTILE = [
+    *json.load(open("tests/fixtures/hostile-text.json", encoding="utf-8")),  # noqa: SIM115
+    "\x1b[31mred\x1b[0m \x1b]0;title\x07",
+    "\x9b31mred",
+]
 
 
 def history_ending_now(session: Session, now: datetime | None = None) -> None:
@@ -131,10 +136,13 @@ def test_the_terminal_keeps_hostile_text_inert(database_url: str) -> None:
     engine.dispose()
     result = deploybot(database_url, "stats", "--period", "4w")
     assert result.returncode == 0, result.stderr
-    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout and "\r" not in result.stdout
+    assert not any(c in result.stdout for c in ("\x1b", "\x9b", "\x07", "\u202e", "\r"))
     assert "Deployments" in result.stdout and "S3 credentials are configured" in result.stdout
-    reasons = json.loads(deploybot(database_url, "stats", "--period", "4w", "--json").stdout)["health"]
-    assert reasons["not_applicable"][0]["count"] == len([t for t in HOSTILE if "\x00" not in t and t.strip()])
+    as_json = deploybot(database_url, "stats", "--period", "4w", "--json").stdout
+    assert not any(c in as_json for c in ("\x1b", "\x9b", "\x07", "\u202e"))
+    assert "\\u202e" in as_json and "\\u009b" in as_json  # escaped, not raw
+    reasons = json.loads(as_json)["health"]["not_applicable"][0]["reasons"]
+    assert "\u202eRTL override\u202c" in [r["reason"] for r in reasons]  # a program reads it as typed
 
 
 # --- /deploy stats --------------------------------------------------------------------------------

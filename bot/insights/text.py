@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -12,7 +13,16 @@ from bot.mrkdwn import clip
 from bot.shell import shown
 
 REASON_TEXT = 60
+_TERMINAL_ACTS_ON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 ITEM_TEXT = 70
+
+
+def json_text(report: Report) -> str:
+    """The report as JSON text for a terminal: readable, with every character a terminal acts on escaped."""
+    # JSON escapes C0 controls itself; C1 controls and bidirectional overrides are escaped too
+    # (\u009b, \u202e): a program reads the same string, a terminal shows it inert.
+    text = json.dumps(as_json(report), indent=2, ensure_ascii=False)
+    return _TERMINAL_ACTS_ON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 def as_json(report: Report) -> dict[str, Any]:
