@@ -182,14 +182,20 @@ def test_deploy_stats_refuses_bad_input_in_one_line(bot: Running, text: str, say
     assert says in answer["text"] and "\n" not in answer["text"]
 
 
-def test_deploy_stats_keeps_hostile_environments_inert(bot: Running, clock: ShiftedClock) -> None:
+def test_deploy_stats_keeps_hostile_text_inert_and_within_limits(bot: Running, clock: ShiftedClock) -> None:
     with bot.app.sessions.begin() as session:
-        History(session, clock() - END).run("11-20 10:00", "complete", "11-20 11:00", environment="<!channel> & co")
+        h = History(session, clock() - END)
+        h.run("11-20 10:00", "complete", "11-20 11:00", environment="<!channel> & co")
+        for text in (t for t in HOSTILE if "\x00" not in t and t.strip()):
+            h.run("11-21 10:00", "complete", "11-21 11:00", items={"p3": ("na", "11-21 10:30", text * 20)})
     # Slack sends "<", ">" and "&" escaped in a command's text.
     answer = bot.slack.command("stats &lt;!channel&gt;&amp;x").json()
     assert "<!channel>" not in answer["text"] and "&lt;!channel&gt;&amp;x" in answer["text"]
-    listed = bot.slack.command("stats").json()
-    assert "<!channel>" not in json.dumps(listed)
+    listed = bot.slack.command("stats 4w").json()
+    assert check_blocks(listed["blocks"]) == []
+    shown = json.dumps(listed, ensure_ascii=False)
+    assert "S3 credentials are configured" in shown
+    assert not any(raw in shown for raw in ("<!channel>", "<!here>", "<@U0123ABCDE>", "<https://evil"))
 
 
 # --- App Home -------------------------------------------------------------------------------------
