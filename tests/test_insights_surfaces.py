@@ -21,11 +21,16 @@ from sqlalchemy.orm import Session
 
 from bot import db
 from bot.app import create_app
+from bot.insights.delivery import Figures
+from bot.insights.health import CadenceHealth, FlakyProbe, Health, ItemCount, Pages, Reason
+from bot.insights.report import Report
+from bot.insights.slack import stats_blocks
+from bot.insights.text import as_table
 from bot.limits import BLOCKS_PER_VIEW, check_blocks, check_view
 from bot.services import utcnow
 from tests.conftest import Running, ShiftedClock, launched, settings_for
 from tests.fake_slack import FakeSlack
-from tests.insight_history import END, History, build
+from tests.insight_history import END, START, History, build
 from tests.test_home import home_text, open_home, shows
 from tests.test_shell_export import deploybot
 
@@ -269,3 +274,39 @@ def test_metrics_follow_new_deployments_within_half_a_minute(bot: Running, clock
     assert bot.app.gauges()[production] == 5.0  # kept for a while: a scrape costs no query
     clock.advance(seconds=31)
     assert bot.app.gauges()[production] == 6.0
+
+
+def hostile_report(text: str) -> Report:
+    """A report whose every text field holds `text`, twenty times over where people may write that much."""
+    long = text * 20
+    item = ItemCount("deploy", "x", long, 3, 9, (Reason(long, 2), Reason(text, 1)))
+    figures = Figures(
+        text, START, END, deployments=3, phase_time_medians={"p": 60.0}, phase_titles={"p": long}, aborted=1
+    )
+    health = Health(
+        text,
+        START,
+        END,
+        runs=9,
+        runs_in_period=9,
+        not_applicable=(item,) * 5,
+        overridden=(item,) * 5,
+        left_for_last=(item,) * 5,
+        completed_open=(item,) * 5,
+        flaky_probes=(FlakyProbe("deploy", "x", long, 9, 4, 2),) * 5,
+        cadences=(CadenceHealth(long, 4, 1, 1, 1, 1),) * 5,
+        pages=Pages(2, 1, 60.0, 1),
+    )
+    return Report("4w", figures, health, health.worth_a_look())
+
+
+@pytest.mark.parametrize("text", [t for t in HOSTILE if t.strip()])
+def test_every_field_renders_inert_and_within_limits(text: str) -> None:
+    report = hostile_report(text)
+    blocks = stats_blocks(report)
+    assert check_blocks(blocks) == [] and len(blocks) <= 8
+    shown = json.dumps(blocks, ensure_ascii=False)
+    assert not any(raw in shown for raw in ("<!", "<@", "<#", "<http", "<mailto")), shown
+    table = as_table(report)
+    assert not any(c in table for c in ("\x1b", "\x9b", "\x07", "\u202e", "\r", "\x00"))
+    assert len(report.worth_a_look) == 3  # plain sentences: each surface escapes them its own way
