@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from bot import db, insights
 from bot.insights.delivery import Week
 from bot.insights.health import CadenceHealth, FlakyProbe, ItemCount, Pages, Reason, normalize
-from tests.insight_history import END, START, at, build
+from tests.insight_history import END, START, History, at, build
 
 HOUR = 3600.0
 
@@ -171,3 +171,12 @@ def test_item_level_findings_read_the_latest_runs_of_a_long_period(
     figures = insights.figures(session, environment="production", start=START, end=END)
     assert figures.deployments == 4  # run-level figures still count every run
     assert figures.phase_time_medians == {"pre": 20 * 60, "deploy": 30 * 60, "post": 70 * 60}  # R5's alone
+
+
+def test_a_deployment_without_an_end_time_counts_without_a_duration(session: Session) -> None:
+    History(session, timedelta()).run("12-14 10:00", "complete")  # no finished_at: as an old database may hold
+    window = {"environment": "production", "start": at("12-14 00:00"), "end": at("12-21 00:00")}
+    found = insights.figures(session, **window)
+    assert (found.deployments, found.run_duration_median, found.run_duration_p90) == (1, None, None)
+    weeks = insights.weekly(session, environment="production", weeks=1, end=at("12-20 00:00"), zone=ZoneInfo("UTC"))
+    assert weeks == [Week(at("12-14 00:00").date(), 1, 0, None)]

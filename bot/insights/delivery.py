@@ -107,7 +107,8 @@ def weekly(session: Session, *, environment: str | None, weeks: int, end: dateti
             continue
         bucket[0] += 1
         bucket[1] += status in FAILED
-        bucket[2].append(float(seconds))
+        if seconds is not None:  # a run finished before deploybot kept end times has none
+            bucket[2].append(float(seconds))
     return [Week(monday, n, failed, median(durations)) for monday, (n, failed, durations) in counted.items()]
 
 
@@ -136,11 +137,13 @@ def _figures(
     durations: dict[str | None, list[float]] = defaultdict(list)
     took = runs.with_only_columns(Run.environment, epoch(Run.finished_at) - epoch(Run.started_at))
     for name, seconds in session.execute(took.where(Run.status.not_in(NOT_DEPLOYED))):
-        durations[key(name)].append(max(0.0, float(seconds)))
+        if seconds is not None:
+            durations[key(name)].append(max(0.0, float(seconds)))
 
     restores: dict[str | None, list[float]] = defaultdict(list)
     for name, seconds in session.execute(_restores(runs)):
-        restores[key(name)].append(max(0.0, float(seconds)))
+        if seconds is not None:
+            restores[key(name)].append(max(0.0, float(seconds)))
 
     phase_times, titles = _phase_times(session, runs, key)
 
