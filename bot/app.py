@@ -229,20 +229,11 @@ def create_app(
         gate=gate,
     )
     register_listeners(bolt, services)
-    return Deploybot(
-        settings,
-        engine,
-        sessions,
-        bolt,
-        publisher,
-        probes,
-        reminders,
-        pager,
-        identity,
-        metrics,
-        notices=notices,
-        delivery_gauges=lambda session: delivery.get(session, clock()),
+    deploybot = Deploybot(
+        settings, engine, sessions, bolt, publisher, probes, reminders, pager, identity, metrics, notices=notices
     )
+    deploybot.delivery_gauges = lambda session: delivery.get(session, clock())
+    return deploybot
 
 
 def slack_client(settings: Settings, metrics: Metrics, *, retrying: bool) -> WebClient:
