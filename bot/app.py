@@ -34,6 +34,7 @@ from bot.posting import Poster
 from bot.probes.runner import ProbeRunner
 from bot.publisher import Publisher
 from bot.reminders import Reminders
+from bot.review.schedule import Reviews
 from bot.services import Services, utcnow
 from bot.slack_fit import check_template_limits
 from bot.web import WebApp
@@ -57,6 +58,7 @@ class Deploybot:
     socket_connected: Callable[[], bool] | None = None
     # What deploybot.yml leaves off (open permissions, no contacts, no probes), said wherever people look.
     notices: list[str] = field(default_factory=list)
+    reviews: Reviews | None = None  # the weekly review in each deployment channel
 
     @cached_property
     def web(self) -> WebApp:
@@ -95,10 +97,14 @@ class Deploybot:
         self.pager.start()
         if reminders:
             self.reminders.start()
+            if self.reviews is not None:
+                self.reviews.start()
 
     def stop_workers(self) -> None:
         self.identity.stop()
         self.reminders.stop()
+        if self.reviews is not None:
+            self.reviews.stop()
         self.pager.stop()
         self.probes.stop()
         self.publisher.stop()
@@ -216,7 +222,18 @@ def create_app(
     )
     register_listeners(bolt, services)
     return Deploybot(
-        settings, engine, sessions, bolt, publisher, probes, reminders, pager, identity, metrics, notices=notices
+        settings,
+        engine,
+        sessions,
+        bolt,
+        publisher,
+        probes,
+        reminders,
+        pager,
+        identity,
+        metrics,
+        notices=notices,
+        reviews=Reviews(sessions, config, clock, publisher.wake),
     )
 
 
