@@ -1,0 +1,310 @@
+"""Checklist health: which items people skip, override, leave for last or complete anyway open;
+probes that flip; maintenance slots nobody completed; pages and how long until acknowledged.
+
+Every query covers the runs (of every kind) that started in [start, end) in the environment, if
+one is given; maintenance slots are counted by when they were due, pages by when they were raised.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy.orm import Session
+
+from bot.insights.sql import epoch, median
+from bot.models import Event, ItemState, ItemStatus, Page, ProbeResult, ReminderSlot, Run, RunStatus
+
+# An item whose probe changed its verdict at least this often in the period is called flaky.
+FLAKY_FLIPS = 2
+TOP = 5  # items listed per finding
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One N/A reason, as most often written, and how many times (spellings folded together)."""
+
+    text: str
+    count: int
+
+
+@dataclass(frozen=True)
+class ItemCount:
+    """An item of a checklist and how often something happened to it."""
+
+    checklist: str
+    item_id: str
+    text: str
+    count: int
+    runs: int = 0  # how many runs it could have happened in (its checklist's runs in the period)
+    reasons: tuple[Reason, ...] = ()  # N/A only
+
+
+@dataclass(frozen=True)
+class FlakyProbe:
+    """A probed item whose verdict went from pass to fail or back, within runs and across them."""
+
+    checklist: str
+    item_id: str
+    text: str
+    results: int
+    flips: int  # verdict changes across the item's results, in the order taken
+    runs_flipping: int  # runs in which the verdict changed at least once
+
+
+@dataclass(frozen=True)
+class CadenceHealth:
+    """The slots of one maintenance cadence due in the period, by how they ended."""
+
+    cadence: str
+    slots: int
+    on_time: int  # completed before its nudge (or with no nudge set)
+    late: int  # completed after its nudge was due
+    overdue: int  # still open past its nudge
+    missed: int  # never posted (deploybot was down past catch-up) or aborted
+
+
+@dataclass(frozen=True)
+class Pages:
+    """Pages raised in the period."""
+
+    raised: int = 0
+    acknowledged: int = 0
+    time_to_acknowledge_median: float | None = None  # seconds
+    unacknowledged: int = 0  # still waiting, or resolved without anybody acknowledging
+
+
+@dataclass(frozen=True)
+class Health:
+    """Checklist health of one environment (or all: None) over [start, end)."""
+
+    environment: str | None
+    start: datetime
+    end: datetime
+    runs: int = 0
+    not_applicable: tuple[ItemCount, ...] = ()
+    overridden: tuple[ItemCount, ...] = ()
+    left_for_last: tuple[ItemCount, ...] = ()
+    completed_open: tuple[ItemCount, ...] = ()
+    flaky_probes: tuple[FlakyProbe, ...] = ()
+    cadences: tuple[CadenceHealth, ...] = ()
+    pages: Pages = field(default_factory=Pages)
+
+    def worth_a_look(self, limit: int = 3) -> list[str]:
+        """The `limit` findings most worth a look, as plain sentences (no Slack syntax), most telling first."""
+        from bot.insights.worth import findings
+
+        return [sentence for _, sentence in sorted(findings(self), key=lambda f: -f[0])[:limit]]
+
+
+def health(session: Session, *, environment: str | None, start: datetime, end: datetime) -> Health:
+    """The checklist health of one environment (None: all) over [start, end)."""
+    runs = select(Run.id).where(Run.started_at >= start, Run.started_at < end)
+    if environment is not None:
+        runs = runs.where(Run.environment == environment)
+    texts = _item_texts(session, runs)
+    runs_of = _runs_per_template(session, runs)
+    return Health(
+        environment=environment,
+        start=start,
+        end=end,
+        runs=sum(runs_of.values()),
+        not_applicable=_not_applicable(session, runs, texts, runs_of),
+        overridden=_overridden(session, runs, texts, runs_of),
+        left_for_last=_left_for_last(session, runs, texts, runs_of),
+        completed_open=_completed_open(session, runs, texts, runs_of),
+        flaky_probes=_flaky(session, runs, texts),
+        cadences=_cadences(session, start, end),
+        pages=_pages(session, environment, start, end),
+    )
+
+
+def normalize(reason: str) -> str:
+    """Fold the spellings of one reason together: case, spacing, quotes and trailing punctuation."""
+    folded = re.sub(r"\s+", " ", reason.casefold()).strip()
+    return re.sub(r"^[\"'`]+|[\"'`.!;:,\s]+$", "", folded)
+
+
+# --- internals -------------------------------------------------------------------------------------
+
+Texts = dict[tuple[str, str], str]  # (template id, item id) -> the item's text
+
+
+def _item_texts(session: Session, runs: Select[Any]) -> Texts:
+    """Every item's text, from the latest run of each checklist in the period (one query per checklist)."""
+    template_ids = session.scalars(runs.with_only_columns(Run.template_id).group_by(Run.template_id)).all()
+    texts: Texts = {}
+    for template_id in template_ids:
+        snapshot = session.scalar(
+            select(Run.template_snapshot).where(Run.template_id == template_id).order_by(Run.id.desc()).limit(1)
+        )
+        for phase in (snapshot or {}).get("phases", []):
+            for group in phase.get("groups", []):
+                for item in group.get("items", []):
+                    texts[(template_id, str(item.get("id")))] = str(item.get("text"))
+    return texts
+
+
+def _runs_per_template(session: Session, runs: Select[Any]) -> dict[str, int]:
+    query = runs.with_only_columns(Run.template_id, func.count()).group_by(Run.template_id)
+    return {template_id: n for template_id, n in session.execute(query)}
+
+
+def _top(counted: Counter[tuple[str, str]], texts: Texts, runs_of: dict[str, int]) -> tuple[ItemCount, ...]:
+    ranked = sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
+    return tuple(
+        ItemCount(template_id, item_id, texts.get((template_id, item_id), item_id), n, runs_of.get(template_id, 0))
+        for (template_id, item_id), n in ranked
+    )
+
+
+def _not_applicable(
+    session: Session, runs: Select[Any], texts: Texts, runs_of: dict[str, int]
+) -> tuple[ItemCount, ...]:
+    query = (
+        runs.with_only_columns(Run.template_id, ItemState.item_id, ItemState.na_reason, func.count())
+        .join(ItemState, ItemState.run_id == Run.id)
+        .where(ItemState.status == ItemStatus.NA)
+        .group_by(Run.template_id, ItemState.item_id, ItemState.na_reason)
+    )
+    counted: Counter[tuple[str, str]] = Counter()
+    spellings: dict[tuple[str, str], dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+    for template_id, item_id, reason, n in session.execute(query):
+        counted[(template_id, item_id)] += n
+        spellings[(template_id, item_id)][normalize(reason or "")][reason or ""] += n
+    found = []
+    for entry in _top(counted, texts, runs_of):
+        groups = spellings[(entry.checklist, entry.item_id)].values()
+        reasons = sorted((Reason(c.most_common(1)[0][0], c.total()) for c in groups), key=lambda r: (-r.count, r.text))
+        found.append(ItemCount(entry.checklist, entry.item_id, entry.text, entry.count, entry.runs, tuple(reasons)))
+    return tuple(found)
+
+
+def _overridden(session: Session, runs: Select[Any], texts: Texts, runs_of: dict[str, int]) -> tuple[ItemCount, ...]:
+    # The event, not the current state: an override later unticked still happened.
+    query = (
+        runs.with_only_columns(Run.template_id, Event.item_id, func.count())
+        .join(Event, Event.run_id == Run.id)
+        .where(Event.kind == "item.override")
+        .group_by(Run.template_id, Event.item_id)
+    )
+    return _top(Counter({(t, i or ""): n for t, i, n in session.execute(query)}), texts, runs_of)
+
+
+def _left_for_last(session: Session, runs: Select[Any], texts: Texts, runs_of: dict[str, int]) -> tuple[ItemCount, ...]:
+    # A run completes in the same instant its last required item is resolved: that item's change
+    # time is the run's end (found through the (run_id, changed_at) index, not by sorting items).
+    query = (
+        runs.with_only_columns(Run.template_id, ItemState.item_id, func.count())
+        .join(
+            ItemState,
+            and_(ItemState.run_id == Run.id, ItemState.changed_at == Run.finished_at),
+        )
+        .where(
+            Run.status.in_((RunStatus.COMPLETE, RunStatus.ROLLED_BACK)),
+            Run.overridden_items.is_(None),
+            ItemState.required,
+            ItemState.status != ItemStatus.OPEN,
+        )
+        .group_by(Run.template_id, ItemState.item_id)
+    )
+    return _top(Counter({(t, i): n for t, i, n in session.execute(query)}), texts, runs_of)
+
+
+def _completed_open(
+    session: Session, runs: Select[Any], texts: Texts, runs_of: dict[str, int]
+) -> tuple[ItemCount, ...]:
+    query = runs.with_only_columns(Run.template_id, Run.overridden_items).where(Run.overridden_items.is_not(None))
+    counted: Counter[tuple[str, str]] = Counter()
+    for template_id, items in session.execute(query):
+        counted.update((template_id, str(item_id)) for item_id in items or [])
+    return _top(counted, texts, runs_of)
+
+
+def _flaky(session: Session, runs: Select[Any], texts: Texts) -> tuple[FlakyProbe, ...]:
+    order = (ProbeResult.at, ProbeResult.id)
+    # Window functions compare each verdict with the one before it: over the item's whole series,
+    # and within its run. The database does it; only one row per item comes back.
+    across = func.lag(ProbeResult.ok).over(partition_by=(Run.template_id, ProbeResult.item_id), order_by=order)
+    within = func.lag(ProbeResult.ok).over(partition_by=(ProbeResult.run_id, ProbeResult.item_id), order_by=order)
+    series = (
+        runs.with_only_columns(
+            Run.template_id.label("template_id"),
+            ProbeResult.item_id.label("item_id"),
+            ProbeResult.run_id.label("run_id"),
+            case((and_(across.is_not(None), across != ProbeResult.ok), 1), else_=0).label("flip"),
+            case((and_(within.is_not(None), within != ProbeResult.ok), 1), else_=0).label("flip_in_run"),
+        )
+        .join(ProbeResult, ProbeResult.run_id == Run.id)
+        .subquery()
+    )
+    per_run = (
+        select(
+            series.c.template_id,
+            series.c.item_id,
+            func.count().label("results"),
+            func.sum(series.c.flip).label("flips"),
+            func.max(series.c.flip_in_run).label("flipped"),
+        )
+        .group_by(series.c.template_id, series.c.item_id, series.c.run_id)
+        .subquery()
+    )
+    query = (
+        select(
+            per_run.c.template_id,
+            per_run.c.item_id,
+            func.sum(per_run.c.results),
+            func.sum(per_run.c.flips),
+            func.sum(per_run.c.flipped),
+        )
+        .group_by(per_run.c.template_id, per_run.c.item_id)
+        .having(func.sum(per_run.c.flips) >= FLAKY_FLIPS)
+    )
+    found = [
+        FlakyProbe(
+            template_id, item_id, texts.get((template_id, item_id), item_id), int(results), int(flips), int(flipping)
+        )
+        for template_id, item_id, results, flips, flipping in session.execute(query)
+    ]
+    return tuple(sorted(found, key=lambda f: (-f.flips, f.item_id))[:TOP])
+
+
+def _cadences(session: Session, start: datetime, end: datetime) -> tuple[CadenceHealth, ...]:
+    done = Run.status == RunStatus.COMPLETE
+    late = and_(done, ReminderSlot.nudge_at.is_not(None), Run.finished_at > ReminderSlot.nudge_at)
+    overdue = and_(Run.status == RunStatus.ACTIVE, ReminderSlot.nudge_at.is_not(None), ReminderSlot.nudge_at <= end)
+    missed = (ReminderSlot.status == "missed") | (Run.status == RunStatus.ABORTED)
+
+    def counting(condition: Any) -> Any:
+        return func.sum(case((condition, 1), else_=0))
+
+    query = (
+        select(
+            ReminderSlot.cadence,
+            func.count(),
+            counting(and_(done, ~late)),
+            counting(late),
+            counting(overdue),
+            counting(missed),
+        )
+        .outerjoin(Run, Run.id == ReminderSlot.run_id)
+        .where(ReminderSlot.due_at >= start, ReminderSlot.due_at < end, ReminderSlot.status != "manual")
+        .group_by(ReminderSlot.cadence)
+        .order_by(ReminderSlot.cadence)
+    )
+    return tuple(CadenceHealth(c, n, int(a), int(b), int(o), int(m)) for c, n, a, b, o, m in session.execute(query))
+
+
+def _pages(session: Session, environment: str | None, start: datetime, end: datetime) -> Pages:
+    query = select(Page.acked_at.is_not(None), epoch(Page.acked_at) - epoch(Page.created_at)).where(
+        Page.created_at >= start, Page.created_at < end
+    )
+    if environment is not None:  # a page belongs to an environment through the run it was raised from
+        query = query.join(Run, Run.id == Page.run_id).where(Run.environment == environment)
+    rows = session.execute(query).all()
+    waits = [max(0.0, float(seconds)) for acked, seconds in rows if acked]
+    return Pages(len(rows), len(waits), median(waits), len(rows) - len(waits))
