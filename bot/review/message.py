@@ -55,7 +55,8 @@ def review_blocks(
     slot: Slot, figures: DeliveryFigures, weeks: Sequence[chart.WeekFigures], worth: Sequence[str]
 ) -> tuple[list[dict[str, Any]], str]:
     """The review's blocks and its notification text; every text from people is escaped."""
-    scope = f"`{escape(slot.environment)}`" if slot.environment else "every environment"
+    # The figures are the team's: insights counts every channel's deployments (it has no channel filter).
+    scope = f"`{escape(slot.environment)}` (every channel)" if slot.environment else "every environment and channel"
     title = f"Weekly deployment review — {slot.local_time:%a %d %b %Y}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(title, HEADER_TEXT), "emoji": True}},

@@ -52,7 +52,12 @@ class Reviews:
         """Tick now and every `interval` seconds; the slots table, not this job, is the schedule's truth."""
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._scheduler.add_job(
-            self.tick_now, "interval", seconds=self._interval, next_run_time=self._clock(), max_instances=1, coalesce=True
+            self.tick_now,
+            "interval",
+            seconds=self._interval,
+            next_run_time=self._clock(),
+            max_instances=1,
+            coalesce=True,
         )
         self._scheduler.start()
 
@@ -73,7 +78,8 @@ class Reviews:
     def schedules(self, now: datetime) -> list[Schedule]:
         """The review of every deployment channel that has one: a deploy run in its window, or listed."""
         with self._reader() as session:
-            since = now - timedelta(weeks=max(self._settings.weeks, *(c.weeks or 0 for c in self._settings.channels.values())))
+            widest = max([self._settings.weeks, *(c.weeks or 0 for c in self._settings.channels.values())])
+            since = now - timedelta(weeks=widest)
             deployed = session.scalars(
                 select(Run.channel_id).where(Run.kind == "deploy", Run.started_at >= since).group_by(Run.channel_id)
             ).all()
