@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -18,7 +21,7 @@ from sqlalchemy import func, select
 
 from bot.limits import check_blocks
 from bot.models import ItemState, Outbox, ReviewSlot, Run
-from tests.conftest import Running, launched
+from tests.conftest import ROOT, Running, launched
 from tests.fake_slack import FakeSlack
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -199,6 +202,13 @@ def test_slack_503_then_429_then_success_posts_the_review_and_its_thread_once(on
     assert len(discussion(one.fake, DEPLOYS, review)) == 1
     tried = [c.status for c in one.fake.calls if c.method == "chat.postMessage" and c.args["channel"] == DEPLOYS]
     assert tried == [503, 429, 200, 200]  # the review, refused twice, then its Discuss reply
+    # The Discuss reply waits for its review: it is never tried outside the review's thread.
+    attempts = [
+        c.args
+        for c in one.fake.calls
+        if c.method == "chat.postMessage" and c.args["channel"] == DEPLOYS and "*Discuss*" in c.args["text"]
+    ]
+    assert attempts and all(a.get("thread_ts") == review["ts"] for a in attempts)
 
 
 def test_a_review_slack_stored_without_answering_is_not_posted_again(one: Running) -> None:
@@ -290,3 +300,71 @@ def test_hostile_item_text_and_na_reasons_in_the_review_stay_inert(
         assert "marked N/A in 3 of 3 runs" in worth[0]
         for text in [review["text"], json.dumps(review["blocks"], ensure_ascii=False)]:
             assert MARKUP.findall(text) == [], text
+
+
+# --- configuration ---------------------------------------------------------------------------------
+
+BAD_REVIEWS = {
+    "an unknown day": ("review:\n  day: funday\n", r"deploybot\.yml:2 › review › day: must be a day of the week"),
+    "a time YAML reads as a number": (
+        "review:\n  time: 16:00\n",
+        r'deploybot\.yml:2 › review › time: must be a time in quotes, e.g. time: "16:00"',
+    ),
+    "a time past midnight": ('review:\n  time: "25:00"\n', r"deploybot\.yml:2 › review › time: must be a 24-hour"),
+    "too many weeks": ("review:\n  weeks: 500\n", r"deploybot\.yml:2 › review › weeks: Input should be less than"),
+    "a misspelt field": ("review:\n  enabeld: false\n", r"deploybot\.yml:2 › review › enabeld: unknown field"),
+    "a channel name instead of its id": (
+        "review:\n  channels:\n    '#deploys': {enabled: false}\n",
+        r"deploybot\.yml:3 › review › channels › #deploys: the name must be a Slack channel id",
+    ),
+    "a bad day for one channel": (
+        "review:\n  channels:\n    C0DEPLOY1:\n      day: someday\n",
+        r"deploybot\.yml:4 › review › channels › C0DEPLOY1 › day: must be a day of the week",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REVIEWS)
+def test_deploybot_check_names_a_bad_review_setting_by_file_and_line(case: str, tmp_path: Path) -> None:
+    text, expected = BAD_REVIEWS[case]
+    config = tmp_path / "deploybot.yml"
+    config.write_text("timezone: Europe/Berlin\n" + text)
+    checked = subprocess.run(
+        [sys.executable, "-m", "bot", "check", str(ROOT / "checklists")],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "DEPLOYBOT_CONFIG": str(config)},
+        cwd=tmp_path,
+    )
+    assert checked.returncode == 2, checked.stdout
+    [line] = checked.stderr.strip().splitlines()
+    assert re.search(_shifted(expected), line), line
+
+
+def _shifted(expected: str) -> str:
+    """The expected line number one further down: the test file starts with a timezone line."""
+    return re.sub(r"yml:(\d)", lambda m: f"yml:{int(m.group(1)) + 1}", expected)
+
+
+def test_deploybot_check_says_when_reviews_go_out(tmp_path: Path) -> None:
+    config = tmp_path / "deploybot.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "timezone": "Europe/Berlin",
+                "review": {"day": "friday", "time": "16:30", "weeks": 12, "channels": {MOBILE: {"enabled": False}}},
+            }
+        )
+    )
+    checked = subprocess.run(
+        [sys.executable, "-m", "bot", "check", str(ROOT / "checklists")],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "DEPLOYBOT_CONFIG": str(config)},
+        cwd=tmp_path,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert (
+        f"ok  {config}: weekly review Fridays 16:30 Europe/Berlin in each deployment channel, 12 weeks charted, "
+        "1 channel(s) set apart"
+    ) in checked.stdout

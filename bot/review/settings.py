@@ -73,6 +73,14 @@ class ReviewSettings(BaseModel):
     def _time(cls, value: Any) -> Any:
         return _clock_time(value)
 
+    def describe(self, zone: str) -> str:
+        """One line for `deploybot check`: when reviews go out, and which channels differ."""
+        if not self.enabled and not any(c.enabled for c in self.channels.values()):
+            return "weekly review off"
+        when = f"{self.day.capitalize()}s {self.time} {zone}" if self.enabled else "off"
+        differ = f", {len(self.channels)} channel(s) set apart" if self.channels else ""
+        return f"weekly review {when} in each deployment channel, {self.weeks} weeks charted{differ}"
+
     def for_channel(self, channel_id: str) -> Schedule:
         """The review of one channel: this section with the channel's own settings over it."""
         own = self.channels.get(channel_id, ChannelReview())
