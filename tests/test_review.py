@@ -19,10 +19,13 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
+from bot import db
 from bot.limits import check_blocks
 from bot.models import ItemState, Outbox, ReviewSlot, Run
-from tests.conftest import ROOT, Running, launched
+from bot.review.settings import DAYS
+from tests.conftest import ROOT, Running, launched, postgres_schema_url, wait_for
 from tests.fake_slack import FakeSlack
+from tests.test_process import bot_env, deploybot, free_port
 
 BERLIN = ZoneInfo("Europe/Berlin")
 DEPLOYS = "C0DEPLOY1"
@@ -368,3 +371,47 @@ def test_deploybot_check_says_when_reviews_go_out(tmp_path: Path) -> None:
         f"ok  {config}: weekly review Fridays 16:30 Europe/Berlin in each deployment channel, 12 weeks charted, "
         "1 channel(s) set apart"
     ) in checked.stdout
+
+
+# --- a real process, killed while Slack holds its answer -------------------------------------------
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from postgres_schema_url()
+
+
+def test_kill_9_after_slack_stored_the_review_then_restart_posts_it_and_its_thread_once(
+    tmp_path: Path, fake_slack: FakeSlack, postgres_url: str
+) -> None:
+    now = datetime.now(UTC)
+    # The review is due this very minute (UTC), so `deploybot run` posts it on its first tick.
+    review = {"day": DAYS[now.weekday()], "time": f"{now:%H:%M}"}
+    config = tmp_path / "deploybot.yml"
+    config.write_text(yaml.safe_dump({"timezone": "UTC", "review": review}))
+    engine = db.make_engine(postgres_url)
+    db.upgrade(engine)
+    with db.make_sessions(engine).begin() as session:
+        session.add(
+            Run(template_id="production-deploy", kind="deploy", template_snapshot=snapshot(), version="v1",
+                environment="production", channel_id=DEPLOYS, status="complete", started_by="U0DEPLOYER",
+                started_at=now - timedelta(days=1), finished_at=now - timedelta(hours=23), rev=2)
+        )  # fmt: skip
+    fake_slack.hold("chat.postMessage", 120, channel=DEPLOYS)  # Slack stores it; its answer never arrives
+    env = bot_env(postgres_url, fake_slack, free_port(), DEPLOYBOT_CONFIG=str(config))
+    with deploybot(env, tmp_path) as first:
+        wait_for(lambda: reviews(fake_slack, DEPLOYS), timeout=30, what="Slack to store the review")
+        first.kill()
+        first.wait(10)
+
+    def delivered() -> bool:
+        with engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(Outbox).where(Outbox.sent_at.is_(None))) == 0
+
+    env = bot_env(postgres_url, fake_slack, free_port(), DEPLOYBOT_CONFIG=str(config))
+    with deploybot(env, tmp_path):
+        wait_for(delivered, timeout=60, what="the restarted process to deliver the review and its thread")
+    engine.dispose()
+    [shown] = reviews(fake_slack, DEPLOYS)
+    [discuss] = discussion(fake_slack, DEPLOYS, shown)
+    assert "*Discuss*" in discuss["text"]
