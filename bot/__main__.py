@@ -1,4 +1,4 @@
-"""Command line: deploybot run | check | probe | import | export | diff | shell | db upgrade."""
+"""Command line: deploybot run | check | probe | import | export | diff | stats | shell | db upgrade."""
 
 from __future__ import annotations
 
@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     diff.add_argument(
         "other", type=int, nargs="?", help="default: the previous completed run, same checklist and environment"
     )
+    stats = sub.add_parser("stats", help="delivery figures and checklist health, as a table or JSON")
+    stats.add_argument("--environment", help="one environment (default: every environment together)")
+    stats.add_argument("--period", default="30d", help="how far back from now: days or weeks, e.g. 30d, 12w")
+    stats.add_argument("--json", action="store_true", help="print JSON whose keys name each figure")
     sub.add_parser("shell", help="use deploybot from this terminal, without Slack")
     database = sub.add_parser("db", help="database maintenance")
     database.add_argument("action", choices=["upgrade"])
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(settings, args.run, args.format, args.output)
         if args.command == "diff":
             return _diff(settings, args.run, args.other)
+        if args.command == "stats":
+            return _stats(settings, args.environment, args.period, args.json)
         if args.command == "shell":
             from bot.shell import run_shell
 
@@ -169,6 +175,22 @@ def _diff(settings: Settings, run_id: int, other_id: int | None) -> int:
         for kind, ids in changes.items():
             for item_id in ids:
                 print(f"  newly {kind}: {item_id}")
+    return 0
+
+
+def _stats(settings: Settings, environment: str | None, period: str, as_json: bool) -> int:
+    import json
+
+    from bot.insights import report, text
+    from bot.services import utcnow
+
+    report.parse_period(period)  # a typo is answered before the database is opened
+    with _reading(settings) as session:
+        found = report.build(session, environment=environment, period=period, now=utcnow())
+    print(
+        json.dumps(text.as_json(found), indent=2, ensure_ascii=False) if as_json else text.as_table(found),
+        end="\n" if as_json else "",
+    )
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -25,6 +25,9 @@ from bot import checklists, db, logs
 from bot.config import DeployConfig, Settings, deploy_config, what_is_off
 from bot.home import home_view
 from bot.identity import BotIdentity
+from bot.insights.cache import Briefly
+from bot.insights.gauges import delivery_gauges
+from bot.insights.slack import home_section
 from bot.listeners import ObservedApp, register_listeners
 from bot.metrics import InstrumentedWebClient, Metrics, database_gauges
 from bot.paging.senders import Senders
@@ -40,6 +43,9 @@ from bot.slack_fit import check_template_limits
 from bot.web import WebApp
 
 log = logging.getLogger(__name__)
+
+# How long the Home tab's insights and the delivery gauges are reused before being read again.
+INSIGHTS_TTL = timedelta(seconds=30)
 
 
 @dataclass
@@ -59,6 +65,8 @@ class Deploybot:
     # What deploybot.yml leaves off (open permissions, no contacts, no probes), said wherever people look.
     notices: list[str] = field(default_factory=list)
     reviews: Reviews | None = None  # the weekly review in each deployment channel
+    # The delivery figures as gauges, recomputed at most every few seconds (see bot/insights/gauges.py).
+    delivery_gauges: Callable[[Session], dict[str, float]] | None = None
 
     @cached_property
     def web(self) -> WebApp:
@@ -78,6 +86,8 @@ class Deploybot:
     def gauges(self) -> dict[str, float]:
         with self._reader() as session:
             gauges = {"render_backlog": float(self.publisher.pending()), **database_gauges(session)}
+            if self.delivery_gauges is not None:
+                gauges.update(self.delivery_gauges(session))
         if self.socket_connected is not None:
             gauges["socket_mode_connected"] = float(self.socket_connected())
         return gauges
@@ -165,8 +175,12 @@ def create_app(
     worker_client = slack_client(settings, metrics, retrying=False)
     identity = BotIdentity(worker_client, token)
 
+    # Figures over 30 days move slowly; the Home tab and /metrics ask for them every second or scrape.
+    home_insights = Briefly(INSIGHTS_TTL, home_section)
+    delivery = Briefly(INSIGHTS_TTL, delivery_gauges)
+
     def render_home(session: Session, now: datetime) -> dict[str, Any]:
-        return home_view(session, now, reminders, config.contacts, notices)
+        return home_view(session, now, reminders, config.contacts, notices, home_insights.get(session, now))
 
     publisher = Publisher(
         sessions,
@@ -234,6 +248,7 @@ def create_app(
         metrics,
         notices=notices,
         reviews=Reviews(sessions, config, clock, publisher.wake),
+        delivery_gauges=lambda session: delivery.get(session, clock()),
     )
 
 

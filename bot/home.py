@@ -1,4 +1,4 @@
-"""The App Home tab: active runs, the last ten finished, upcoming reminders, open pages — one view for everyone."""
+"""The App Home tab: active runs, the last ten finished, delivery figures, upcoming reminders, open pages."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def home_view(
     reminders: Reminders | None,
     contacts: dict[str, Team],
     notices: Sequence[str] = (),
+    insights: Sequence[Block] = (),
 ) -> dict[str, Any]:
     """The Home tab's view; it never shows the current time, so an unchanged state renders identically."""
     active = list(
@@ -61,6 +62,7 @@ def home_view(
     blocks.append(section("*Last finished*" if finished else "*Last finished*\nNothing yet."))
     if finished:
         blocks.append(section("\n".join(_finished_line(run) for run in finished)))
+    blocks += insights  # the delivery figures and what is worth a look (bot/insights/slack.py)
     blocks.append({"type": "divider"})
     blocks.append(section("*Upcoming reminders*\n" + _reminders(reminders, now)))
     pages = paging.open_pages(session)[:MAX_PAGES]

@@ -26,8 +26,10 @@ def _epoch_postgresql(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(epoch, "sqlite")
 def _epoch_sqlite(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    # SQLite keeps UTC timestamps as text; julianday() reads them, 2440587.5 is 1970-01-01.
-    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
+    # SQLite keeps UTC timestamps as text. Whole seconds plus the milliseconds ('%f' is SS.SSS):
+    # exact, where julianday()'s floating day would turn 40 minutes into 2400.0000179 seconds.
+    at = compiler.process(element.clauses, **kw)
+    return f"(CAST(strftime('%s', {at}) AS REAL) + (strftime('%f', {at}) - strftime('%S', {at})))"
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:

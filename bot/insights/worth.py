@@ -52,8 +52,8 @@ def findings(health: Health) -> list[Finding]:
             found.append(
                 (
                     20 + 8 * skipped,
-                    f"The {cadence.cadence} maintenance checklist was missed {cadence.missed} and is overdue "
-                    f"{cadence.overdue} of {plural(cadence.slots, 'time')}.",
+                    f"The {cadence.cadence} maintenance checklist was not completed in {skipped} of its "
+                    f"{plural(cadence.slots, 'slot')} ({cadence.missed} missed, {cadence.overdue} overdue).",
                 )
             )
     for item in health.not_applicable:

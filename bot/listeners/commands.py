@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Ack
 
 from bot import blocks, runs
+from bot.insights import report as insights_report
+from bot.insights import slack as insights_slack
 from bot.models import ItemStatus, Run
 from bot.mrkdwn import escape, mention, unescape
 from bot.paging import render
@@ -23,16 +26,37 @@ HELP = """*deploybot* — your deployment checklist, live in this channel.
 • `/deploy rollback` — the rollback checklist for the latest deployment in this channel
 • `/deploy page <team> <message>` — page a team; it escalates until someone acknowledges
 • `/deploy contacts` — the emergency contacts, and where a page escalates
+• `/deploy stats [environment] [period]` — delivery figures and checklist health (period `30d`, `12w`…; default 30d)
 • `/deploy reminders` — when each maintenance checklist is next posted, and how the last one went
 • `/deploy remind <daily|weekly|monthly|quarterly>` — post a maintenance checklist now
 • `/deploy help` — this message
 Tick items with *Done*; *Mark N/A…* and *Add note…* are under each part of the checklist."""
 
 
+@dataclass(frozen=True)
+class Reply:
+    """An answer with blocks, and the text Slack shows where blocks are not shown (notifications)."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+def parse_stats_args(words: list[str]) -> tuple[str | None, str]:
+    """`[environment] [period]`, in either order: (environment or None for all, period)."""
+    periods = [w for w in words if insights_report.is_period(w)]
+    names = [w for w in words if not insights_report.is_period(w)]
+    if len(periods) > 1 or len(names) > 1:
+        raise RunError(
+            "Say at most one environment and one period: `/deploy stats [environment] [period]`, "
+            "e.g. `/deploy stats production 12w`."
+        )
+    return (names[0] if names else None), (periods[0] if periods else insights_report.DEFAULT_PERIOD)
+
+
 class Commands:
     def __init__(self, services: Services):
         self.services = services
-        self.subcommands: dict[str, Callable[[dict[str, Any], str], str]] = {
+        self.subcommands: dict[str, Callable[[dict[str, Any], str], str | Reply]] = {
             "start": self.start,
             "status": self.status,
             "list": self.list,
@@ -42,6 +66,7 @@ class Commands:
             "page": self.page,
             "contacts": lambda _command, _args: render.contacts_text(self.services.config.contacts),
             "reminders": self.reminders,
+            "stats": self.stats,
             "remind": self.remind,
             "help": lambda command, _args: self.help(command),
         }
@@ -55,7 +80,11 @@ class Commands:
             prefix = f"I don't know `/deploy {escape(name)}`.\n\n" if name else ""
             ack(response_type="ephemeral", text=prefix + self.help(command))
             return
-        ack(response_type="ephemeral", text=handler(command, args.strip()))
+        reply = handler(command, args.strip())
+        if isinstance(reply, Reply):
+            ack(response_type="ephemeral", text=reply.text, blocks=reply.blocks)
+        else:
+            ack(response_type="ephemeral", text=reply)
 
     def _actor(self, command: dict[str, Any]) -> Actor:
         return Actor(user_id=command["user_id"], at=self.services.clock(), channel_id=command["channel_id"])
@@ -107,6 +136,12 @@ class Commands:
                 f"{' so far' if run.is_active else ''} · {mention(run.started_by)} {blocks.when(run.started_at)}"
             )
         return "*Recent runs in this channel*\n" + "\n".join(lines)
+
+    def stats(self, command: dict[str, Any], args: str) -> Reply:
+        environment, period = parse_stats_args(args.split())
+        with self.services.read() as session:
+            report = insights_report.build(session, environment=environment, period=period, now=self.services.clock())
+        return Reply(insights_slack.stats_text(report), insights_slack.stats_blocks(report))
 
     def reminders(self, command: dict[str, Any], _args: str) -> str:
         reminders = self.services.reminders
