@@ -287,6 +287,18 @@ def test_reviews_turned_off_post_nothing(database_url: str, fake_slack: FakeSlac
         assert slots(bot) == []
 
 
+def test_reviews_off_but_on_in_one_listed_channel_post_there_only(
+    database_url: str, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    review = {"enabled": False, "channels": {QUIET: {"enabled": True}}}
+    with ExitStack() as stack:
+        bot = launch(stack, database_url, fake_slack, config_file(tmp_path, review))
+        history(bot)
+        assert bot.app.reviews is not None and bot.app.reviews.tick(MONDAY_9 + timedelta(seconds=5)) == 1
+        bot.settled()
+        assert [s[0] for s in slots(bot)] == [QUIET] and len(reviews(fake_slack, QUIET)) == 1
+
+
 @pytest.mark.parametrize("hostile", [h for h in HOSTILE if h.strip() and "\x00" not in h and len(h) < 500])
 def test_hostile_item_text_and_na_reasons_in_the_review_stay_inert(
     hostile: str, fake_slack: FakeSlack, tmp_path: Path
@@ -311,7 +323,7 @@ BAD_REVIEWS = {
     "an unknown day": ("review:\n  day: funday\n", r"deploybot\.yml:2 › review › day: must be a day of the week"),
     "a time YAML reads as a number": (
         "review:\n  time: 16:00\n",
-        r'deploybot\.yml:2 › review › time: must be a time in quotes, e.g. time: "16:00"',
+        r'deploybot\.yml:2 › review › time: must be a time in quotes: write time: "16:00"',
     ),
     "a time past midnight": ('review:\n  time: "25:00"\n', r"deploybot\.yml:2 › review › time: must be a 24-hour"),
     "too many weeks": ("review:\n  weeks: 500\n", r"deploybot\.yml:2 › review › weeks: Input should be less than"),

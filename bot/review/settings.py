@@ -21,8 +21,10 @@ def _weekday(value: Any) -> Any:
 
 def _clock_time(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
-        # YAML 1.1 reads an unquoted 16:00 as the number 960 (base 60).
-        raise ValueError('must be a time in quotes, e.g. time: "16:00" (YAML reads 16:00 unquoted as a number)')
+        # YAML 1.1 reads an unquoted 16:00 as the number 960 (base 60): say what was meant.
+        hours, minutes = divmod(value, 60)
+        meant = f"{hours:02d}:{minutes:02d}" if 0 <= value < 24 * 60 else "16:00"
+        raise ValueError(f'must be a time in quotes: write time: "{meant}" (unquoted, YAML reads it as a number)')
     if isinstance(value, str) and _TIME.match(value):
         return value
     raise ValueError(f'must be a 24-hour time HH:MM in quotes, e.g. "09:00", not {value!r}')
@@ -75,11 +77,14 @@ class ReviewSettings(BaseModel):
 
     def describe(self, zone: str) -> str:
         """One line for `deploybot check`: when reviews go out, and which channels differ."""
-        if not self.enabled and not any(c.enabled for c in self.channels.values()):
-            return "weekly review off"
-        when = f"{self.day.capitalize()}s {self.time} {zone}" if self.enabled else "off"
+        if not self.enabled:
+            on = [channel for channel, own in self.channels.items() if own.enabled]
+            return f"weekly review only in {', '.join(on)}" if on else "weekly review off"
         differ = f", {len(self.channels)} channel(s) set apart" if self.channels else ""
-        return f"weekly review {when} in each deployment channel, {self.weeks} weeks charted{differ}"
+        return (
+            f"weekly review {self.day.capitalize()}s {self.time} {zone} in each deployment channel, "
+            f"{self.weeks} weeks charted{differ}"
+        )
 
     def for_channel(self, channel_id: str) -> Schedule:
         """The review of one channel: this section with the channel's own settings over it."""
