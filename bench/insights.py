@@ -163,7 +163,9 @@ def fill(engine: Engine, rows: Rows) -> None:
             for table in ("runs", "events", "probe_results"):  # ids were given: move the sequences past them
                 cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
             raw.commit()
-            cursor.execute("ANALYZE")
+            # As autovacuum leaves a live database: statistics, and the visibility map index-only scans need.
+            raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+            cursor.execute("VACUUM ANALYZE")
         else:
             cursor.execute("BEGIN")
             for table, columns, values in tables:

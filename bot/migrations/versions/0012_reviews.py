@@ -1,4 +1,5 @@
-"""weekly reviews: one row per channel and slot; outbox messages with blocks, threaded under another
+"""weekly reviews: one row per channel and slot; outbox messages with blocks, threaded under another;
+indexes the insights read a period's runs and item states through
 
 Revision ID: 0012
 Revises: 0008
@@ -38,9 +39,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("review_slots", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_review_slots_due_at"), ["due_at"], unique=False)
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_runs_period", ["started_at", "kind", "environment", "status", "template_id", "finished_at"]
+        )
+        batch_op.create_index("ix_runs_kind_environment", ["kind", "environment"])
+    with op.batch_alter_table("item_states", schema=None) as batch_op:
+        batch_op.create_index("ix_item_states_run_changed", ["run_id", "changed_at", "status", "required", "phase"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("item_states", schema=None) as batch_op:
+        batch_op.drop_index("ix_item_states_run_changed")
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_index("ix_runs_kind_environment")
+        batch_op.drop_index("ix_runs_period")
     with op.batch_alter_table("review_slots", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_review_slots_due_at"))
     op.drop_table("review_slots")
