@@ -179,18 +179,13 @@ def _diff(settings: Settings, run_id: int, other_id: int | None) -> int:
 
 
 def _stats(settings: Settings, environment: str | None, period: str, as_json: bool) -> int:
-    import json
-
     from bot.insights import report, text
     from bot.services import utcnow
 
     report.parse_period(period)  # a typo is answered before the database is opened
     with _reading(settings) as session:
         found = report.build(session, environment=environment, period=period, now=utcnow())
-    print(
-        json.dumps(text.as_json(found), indent=2, ensure_ascii=False) if as_json else text.as_table(found),
-        end="\n" if as_json else "",
-    )
+    sys.stdout.write(text.json_text(found) if as_json else text.as_table(found))
     return 0
 
 

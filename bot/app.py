@@ -235,7 +235,7 @@ def create_app(
         gate=gate,
     )
     register_listeners(bolt, services)
-    return Deploybot(
+    deploybot = Deploybot(
         settings,
         engine,
         sessions,
@@ -248,8 +248,9 @@ def create_app(
         metrics,
         notices=notices,
         reviews=Reviews(sessions, config, clock, publisher.wake),
-        delivery_gauges=lambda session: delivery.get(session, clock()),
     )
+    deploybot.delivery_gauges = lambda session: delivery.get(session, clock())
+    return deploybot
 
 
 def slack_client(settings: Settings, metrics: Metrics, *, retrying: bool) -> WebClient:

@@ -101,7 +101,7 @@ class Run(Base):
     # Bumped by every change; renders record the revision they showed.
     rev: Mapped[int] = mapped_column(Integer, default=1)
     # For a rollback run: the deployment it rolls back, and the version it goes back to, if known.
-    rollback_of: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    rollback_of: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
     rollback_to: Mapped[str | None] = mapped_column(String(64))
     # The last phase (index into the snapshot's phases) whose probes may run. It only moves forward:
     # when every required item before a phase is resolved, or when the deployment is reported.
@@ -131,9 +131,8 @@ class ItemState(Base):
     """The current state of one item of one run; its history lives in `events`."""
 
     __tablename__ = "item_states"
-    # The insights join a period's runs to their items: per run, found and (mostly) read from this index
-    # instead of a scan of every item state; (run_id, changed_at) finds the item that ended a run.
-    __table_args__ = (Index("ix_item_states_run_changed", "run_id", "changed_at", "status", "required", "phase"),)
+    # Phase times and checklist health read a run's items from this index alone (bot/insights).
+    __table_args__ = (Index("ix_item_states_run_phase", "run_id", "required", "phase", "changed_at", "status"),)
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     item_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -177,7 +177,7 @@ def build(session: Session, shift: timedelta = timedelta()) -> dict[str, Run]:
         return ("na", when, reason)
 
     # R1: complete, 1 h. pre resolved 10:20 (20 min), deploy 10:30 (10 min), post 11:00 (30 min).
-    # q2 is resolved last, at the run's end.
+    # q2, the checklist's last required item, is resolved last, at the run's end: last by design.
     runs["R1"] = h.run(
         "11-02 10:00",
         "complete",
@@ -219,7 +219,7 @@ def build(session: Session, shift: timedelta = timedelta()) -> dict[str, Run]:
     # R4: aborted: not a deployment.
     runs["R4"] = h.run("11-23 10:00", "aborted", "11-23 10:10", reason="wrong version")
     # R5: starts Sunday 23:00 inside the period, ends after it: counted in it. 2 h.
-    # pre 20 min, deploy 30 min, post 70 min; q2 last.
+    # pre 20 min, deploy 30 min, post 70 min; q1 last, ahead of q2 (the checklist's own last).
     runs["R5"] = h.run(
         "11-29 23:00",
         "complete",
@@ -229,8 +229,8 @@ def build(session: Session, shift: timedelta = timedelta()) -> dict[str, Run]:
             p2=("done", "11-29 23:20"),
             p3=na("No S3 here", "11-29 23:01"),
             d1=("done", "11-29 23:50"),
-            q1=("done", "11-30 00:30"),
-            q2=("done", "11-30 01:00"),
+            q1=("done", "11-30 01:00"),
+            q2=("done", "11-30 00:30"),
         ),
     )
     # R6: starts just before the period (Sunday 23:00), ends inside it: not counted in it. 2 h.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from bot import db, insights
 from bot.insights.delivery import Week
 from bot.insights.health import CadenceHealth, FlakyProbe, ItemCount, Pages, Reason, normalize
-from tests.insight_history import END, START, at, build
+from tests.insight_history import END, START, History, at, build
 
 HOUR = 3600.0
 
@@ -112,14 +113,14 @@ def test_weekly_counts_in_the_teams_time_zone(session: Session) -> None:
 def test_checklist_health_of_one_environment(session: Session) -> None:
     found = insights.health(session, environment="production", start=START, end=END)
     # R1 R2 RB2 R3 RB3 R4 R5 R7 and three maintenance runs; six of them run the deploy checklist.
-    assert found.runs == 11
+    assert found.runs == found.runs_in_period == 11
     reasons = (Reason("No S3 here", 3), Reason("Not using S3", 1))
     assert found.not_applicable == (ItemCount("deploy", "p3", "S3 credentials are configured", 4, 6, reasons),)
     assert found.overridden == (
         ItemCount("deploy", "q1", "Error rate is normal", 2, 6),
         ItemCount("deploy", "d1", "Health check passes", 1, 6),
     )
-    assert found.left_for_last == (ItemCount("deploy", "q2", "Backups run", 2, 6),)
+    assert found.left_for_last == (ItemCount("deploy", "q1", "Error rate is normal", 1, 6),)  # R5; q2 is last by design
     assert found.completed_open == ()
     assert found.flaky_probes == (FlakyProbe("deploy", "d1", "Health check passes", 4, 3, 1),)
     assert found.cadences == (CadenceHealth("daily", 4, 1, 1, 1, 1),)
@@ -153,3 +154,29 @@ def test_the_three_findings_most_worth_a_look(session: Session) -> None:
 def test_reasons_are_grouped_whatever_their_spelling() -> None:
     assert normalize("  No S3  here. ") == normalize("no s3 here!") == normalize('"No S3 here"') == "no s3 here"
     assert normalize("Not using S3") != normalize("No S3 here")
+
+
+def test_item_level_findings_read_the_latest_runs_of_a_long_period(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The modules themselves: the package's `health` names the function.
+    monkeypatch.setattr(importlib.import_module("bot.insights.health"), "HEALTH_SAMPLE", 4)
+    monkeypatch.setattr(importlib.import_module("bot.insights.delivery"), "PHASE_SAMPLE", 1)
+    found = insights.health(session, environment="production", start=START, end=END)
+    # The latest four: R5, R7, R4 (deploy checklist) and RB3; of them only R5 marked p3 N/A.
+    assert (found.runs, found.runs_in_period) == (4, 11)
+    assert found.not_applicable == (
+        ItemCount("deploy", "p3", "S3 credentials are configured", 1, 3, (Reason("No S3 here", 1),)),
+    )
+    figures = insights.figures(session, environment="production", start=START, end=END)
+    assert figures.deployments == 4  # run-level figures still count every run
+    assert figures.phase_time_medians == {"pre": 20 * 60, "deploy": 30 * 60, "post": 70 * 60}  # R5's alone
+
+
+def test_a_deployment_without_an_end_time_counts_without_a_duration(session: Session) -> None:
+    History(session, timedelta()).run("12-14 10:00", "complete")  # no finished_at: as an old database may hold
+    window = {"environment": "production", "start": at("12-14 00:00"), "end": at("12-21 00:00")}
+    found = insights.figures(session, **window)
+    assert (found.deployments, found.run_duration_median, found.run_duration_p90) == (1, None, None)
+    weeks = insights.weekly(session, environment="production", weeks=1, end=at("12-20 00:00"), zone=ZoneInfo("UTC"))
+    assert weeks == [Week(at("12-14 00:00").date(), 1, 0, None)]

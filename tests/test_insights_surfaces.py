@@ -21,15 +21,25 @@ from sqlalchemy.orm import Session
 
 from bot import db
 from bot.app import create_app
+from bot.insights.delivery import Figures
+from bot.insights.health import CadenceHealth, FlakyProbe, Health, ItemCount, Pages, Reason
+from bot.insights.report import Report
+from bot.insights.slack import stats_blocks
+from bot.insights.text import as_table
 from bot.limits import BLOCKS_PER_VIEW, check_blocks, check_view
 from bot.services import utcnow
 from tests.conftest import Running, ShiftedClock, launched, settings_for
 from tests.fake_slack import FakeSlack
-from tests.insight_history import END, History, build
+from tests.insight_history import END, START, History, build
 from tests.test_home import home_text, open_home, shows
 from tests.test_shell_export import deploybot
 
-HOSTILE = json.load(open("tests/fixtures/hostile-text.json", encoding="utf-8"))  # noqa: SIM115
+# The shared hostile texts, and terminal escape sequences (7-bit and the one-byte C1 form).
+HOSTILE = [
+    *json.load(open("tests/fixtures/hostile-text.json", encoding="utf-8")),  # noqa: SIM115
+    "\x1b[31mred\x1b[0m \x1b]0;title\x07",
+    "\x9b31mred",
+]
 
 
 def history_ending_now(session: Session, now: datetime | None = None) -> None:
@@ -131,10 +141,13 @@ def test_the_terminal_keeps_hostile_text_inert(database_url: str) -> None:
     engine.dispose()
     result = deploybot(database_url, "stats", "--period", "4w")
     assert result.returncode == 0, result.stderr
-    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout and "\r" not in result.stdout
+    assert not any(c in result.stdout for c in ("\x1b", "\x9b", "\x07", "\u202e", "\r"))
     assert "Deployments" in result.stdout and "S3 credentials are configured" in result.stdout
-    reasons = json.loads(deploybot(database_url, "stats", "--period", "4w", "--json").stdout)["health"]
-    assert reasons["not_applicable"][0]["count"] == len([t for t in HOSTILE if "\x00" not in t and t.strip()])
+    as_json = deploybot(database_url, "stats", "--period", "4w", "--json").stdout
+    assert not any(c in as_json for c in ("\x1b", "\x9b", "\x07", "\u202e"))
+    assert "\\u202e" in as_json and "\\u009b" in as_json  # escaped, not raw
+    reasons = json.loads(as_json)["health"]["not_applicable"][0]["reasons"]
+    assert "\u202eRTL override\u202c" in [r["reason"] for r in reasons]  # a program reads it as typed
 
 
 # --- /deploy stats --------------------------------------------------------------------------------
@@ -174,14 +187,20 @@ def test_deploy_stats_refuses_bad_input_in_one_line(bot: Running, text: str, say
     assert says in answer["text"] and "\n" not in answer["text"]
 
 
-def test_deploy_stats_keeps_hostile_environments_inert(bot: Running, clock: ShiftedClock) -> None:
+def test_deploy_stats_keeps_hostile_text_inert_and_within_limits(bot: Running, clock: ShiftedClock) -> None:
     with bot.app.sessions.begin() as session:
-        History(session, clock() - END).run("11-20 10:00", "complete", "11-20 11:00", environment="<!channel> & co")
+        h = History(session, clock() - END)
+        h.run("11-20 10:00", "complete", "11-20 11:00", environment="<!channel> & co")
+        for text in (t for t in HOSTILE if "\x00" not in t and t.strip()):
+            h.run("11-21 10:00", "complete", "11-21 11:00", items={"p3": ("na", "11-21 10:30", text * 20)})
     # Slack sends "<", ">" and "&" escaped in a command's text.
     answer = bot.slack.command("stats &lt;!channel&gt;&amp;x").json()
     assert "<!channel>" not in answer["text"] and "&lt;!channel&gt;&amp;x" in answer["text"]
-    listed = bot.slack.command("stats").json()
-    assert "<!channel>" not in json.dumps(listed)
+    listed = bot.slack.command("stats 4w").json()
+    assert check_blocks(listed["blocks"]) == []
+    shown = json.dumps(listed, ensure_ascii=False)
+    assert "S3 credentials are configured" in shown
+    assert not any(raw in shown for raw in ("<!channel>", "<!here>", "<@U0123ABCDE>", "<https://evil"))
 
 
 # --- App Home -------------------------------------------------------------------------------------
@@ -255,3 +274,39 @@ def test_metrics_follow_new_deployments_within_half_a_minute(bot: Running, clock
     assert bot.app.gauges()[production] == 5.0  # kept for a while: a scrape costs no query
     clock.advance(seconds=31)
     assert bot.app.gauges()[production] == 6.0
+
+
+def hostile_report(text: str) -> Report:
+    """A report whose every text field holds `text`, twenty times over where people may write that much."""
+    long = text * 20
+    item = ItemCount("deploy", "x", long, 3, 9, (Reason(long, 2), Reason(text, 1)))
+    figures = Figures(
+        text, START, END, deployments=3, phase_time_medians={"p": 60.0}, phase_titles={"p": long}, aborted=1
+    )
+    health = Health(
+        text,
+        START,
+        END,
+        runs=9,
+        runs_in_period=9,
+        not_applicable=(item,) * 5,
+        overridden=(item,) * 5,
+        left_for_last=(item,) * 5,
+        completed_open=(item,) * 5,
+        flaky_probes=(FlakyProbe("deploy", "x", long, 9, 4, 2),) * 5,
+        cadences=(CadenceHealth(long, 4, 1, 1, 1, 1),) * 5,
+        pages=Pages(2, 1, 60.0, 1),
+    )
+    return Report("4w", figures, health, health.worth_a_look())
+
+
+@pytest.mark.parametrize("text", [t for t in HOSTILE if t.strip()])
+def test_every_field_renders_inert_and_within_limits(text: str) -> None:
+    report = hostile_report(text)
+    blocks = stats_blocks(report)
+    assert check_blocks(blocks) == [] and len(blocks) <= 8
+    shown = json.dumps(blocks, ensure_ascii=False)
+    assert not any(raw in shown for raw in ("<!", "<@", "<#", "<http", "<mailto")), shown
+    table = as_table(report)
+    assert not any(c in table for c in ("\x1b", "\x9b", "\x07", "\u202e", "\r", "\x00"))
+    assert len(report.worth_a_look) == 3  # plain sentences: each surface escapes them its own way

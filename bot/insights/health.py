@@ -2,7 +2,8 @@
 probes that flip; maintenance slots nobody completed; pages and how long until acknowledged.
 
 Every query covers the runs (of every kind) that started in [start, end) in the environment, if
-one is given; maintenance slots are counted by when they were due, pages by when they were raised.
+one is given, the latest HEALTH_SAMPLE of them at most; maintenance slots are counted by when they
+were due, pages by when they were raised.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import Select, and_, case, func, select
@@ -21,6 +23,8 @@ from bot.models import Event, ItemState, ItemStatus, Page, ProbeResult, Reminder
 
 # An item whose probe changed its verdict at least this often in the period is called flaky.
 FLAKY_FLIPS = 2
+# Health reads every item of the runs it looks at: the period's latest runs, this many at most.
+HEALTH_SAMPLE = 250
 TOP = 5  # items listed per finding
 
 
@@ -85,7 +89,8 @@ class Health:
     environment: str | None
     start: datetime
     end: datetime
-    runs: int = 0
+    runs: int = 0  # the runs read: the period's latest HEALTH_SAMPLE at most
+    runs_in_period: int = 0
     not_applicable: tuple[ItemCount, ...] = ()
     overridden: tuple[ItemCount, ...] = ()
     left_for_last: tuple[ItemCount, ...] = ()
@@ -103,19 +108,25 @@ class Health:
 
 def health(session: Session, *, environment: str | None, start: datetime, end: datetime) -> Health:
     """The checklist health of one environment (None: all) over [start, end)."""
-    runs = select(Run.id).where(Run.started_at >= start, Run.started_at < end)
+    period = select(Run.id).where(Run.started_at >= start, Run.started_at < end)
     if environment is not None:
-        runs = runs.where(Run.environment == environment)
-    texts = _item_texts(session, runs)
+        period = period.where(Run.environment == environment)
+    # The sample, read once: every query below starts from these runs' ids, not from the period.
+    sample = list(session.scalars(period.order_by(Run.started_at.desc()).limit(HEALTH_SAMPLE)))
+    runs = select(Run.id).where(Run.id.in_(sample))
+    texts, last_by_design = _item_texts(session, runs)
     runs_of = _runs_per_template(session, runs)
     return Health(
         environment=environment,
         start=start,
         end=end,
         runs=sum(runs_of.values()),
+        runs_in_period=len(sample)
+        if len(sample) < HEALTH_SAMPLE
+        else session.scalar(period.with_only_columns(func.count())) or 0,
         not_applicable=_not_applicable(session, runs, texts, runs_of),
         overridden=_overridden(session, runs, texts, runs_of),
-        left_for_last=_left_for_last(session, runs, texts, runs_of),
+        left_for_last=_left_for_last(session, runs, texts, runs_of, last_by_design),
         completed_open=_completed_open(session, runs, texts, runs_of),
         flaky_probes=_flaky(session, runs, texts),
         cadences=_cadences(session, start, end),
@@ -134,19 +145,25 @@ def normalize(reason: str) -> str:
 Texts = dict[tuple[str, str], str]  # (template id, item id) -> the item's text
 
 
-def _item_texts(session: Session, runs: Select[Any]) -> Texts:
-    """Every item's text, from the latest run of each checklist in the period (one query per checklist)."""
+def _item_texts(session: Session, runs: Select[Any]) -> tuple[Texts, set[tuple[str, str]]]:
+    """Every item's text, and each checklist's own last required item, from its latest run (one query per checklist)."""
     template_ids = session.scalars(runs.with_only_columns(Run.template_id).group_by(Run.template_id)).all()
     texts: Texts = {}
+    last: set[tuple[str, str]] = set()
     for template_id in template_ids:
         snapshot = session.scalar(
             select(Run.template_snapshot).where(Run.template_id == template_id).order_by(Run.id.desc()).limit(1)
         )
+        required = []
         for phase in (snapshot or {}).get("phases", []):
             for group in phase.get("groups", []):
                 for item in group.get("items", []):
                     texts[(template_id, str(item.get("id")))] = str(item.get("text"))
-    return texts
+                    if item.get("required", True):
+                        required.append(str(item.get("id")))
+        if required:
+            last.add((template_id, required[-1]))
+    return texts, last
 
 
 def _runs_per_template(session: Session, runs: Select[Any]) -> dict[str, int]:
@@ -195,9 +212,11 @@ def _overridden(session: Session, runs: Select[Any], texts: Texts, runs_of: dict
     return _top(Counter({(t, i or ""): n for t, i, n in session.execute(query)}), texts, runs_of)
 
 
-def _left_for_last(session: Session, runs: Select[Any], texts: Texts, runs_of: dict[str, int]) -> tuple[ItemCount, ...]:
+def _left_for_last(
+    session: Session, runs: Select[Any], texts: Texts, runs_of: dict[str, int], last_by_design: set[tuple[str, str]]
+) -> tuple[ItemCount, ...]:
     # A run completes in the same instant its last required item is resolved: that item's change
-    # time is the run's end (found through the (run_id, changed_at) index, not by sorting items).
+    # time is the run's end (found by reading the run's items in the index, not by sorting them).
     query = (
         runs.with_only_columns(Run.template_id, ItemState.item_id, func.count())
         .join(
@@ -205,14 +224,18 @@ def _left_for_last(session: Session, runs: Select[Any], texts: Texts, runs_of: d
             and_(ItemState.run_id == Run.id, ItemState.changed_at == Run.finished_at),
         )
         .where(
-            # A run completed anyway ended on a click that resolved no item: it finds none.
-            Run.status.in_((RunStatus.COMPLETE, RunStatus.ROLLED_BACK)),
+            # A run completed anyway ended on a click that resolved no item: it finds none. Said as
+            # "not ...": no index serves it, so SQLite walks the runs by start time, not by status.
+            Run.status.not_in((RunStatus.ACTIVE, RunStatus.ABORTED, RunStatus.FAILED)),
             ItemState.required,
             ItemState.status != ItemStatus.OPEN,
         )
         .group_by(Run.template_id, ItemState.item_id)
     )
-    return _top(Counter({(t, i): n for t, i, n in session.execute(query)}), texts, runs_of)
+    # The checklist's own last required item is last by design: only an item left for last out of
+    # its order says something.
+    counted = Counter({(t, i): n for t, i, n in session.execute(query) if (t, i) not in last_by_design})
+    return _top(counted, texts, runs_of)
 
 
 def _completed_open(
@@ -226,50 +249,25 @@ def _completed_open(
 
 
 def _flaky(session: Session, runs: Select[Any], texts: Texts) -> tuple[FlakyProbe, ...]:
-    order = (ProbeResult.at, ProbeResult.id)
-    # Window functions compare each verdict with the one before it: over the item's whole series,
-    # and within its run. The database does it; only one row per item comes back.
-    across = func.lag(ProbeResult.ok).over(partition_by=(Run.template_id, ProbeResult.item_id), order_by=order)
-    within = func.lag(ProbeResult.ok).over(partition_by=(ProbeResult.run_id, ProbeResult.item_id), order_by=order)
-    series = (
-        runs.with_only_columns(
-            Run.template_id.label("template_id"),
-            ProbeResult.item_id.label("item_id"),
-            ProbeResult.run_id.label("run_id"),
-            case((and_(across.is_not(None), across != ProbeResult.ok), 1), else_=0).label("flip"),
-            case((and_(within.is_not(None), within != ProbeResult.ok), 1), else_=0).label("flip_in_run"),
-        )
-        .join(ProbeResult, ProbeResult.run_id == Run.id)
-        .subquery()
-    )
-    per_run = (
-        select(
-            series.c.template_id,
-            series.c.item_id,
-            func.count().label("results"),
-            func.sum(series.c.flip).label("flips"),
-            func.max(series.c.flip_in_run).label("flipped"),
-        )
-        .group_by(series.c.template_id, series.c.item_id, series.c.run_id)
-        .subquery()
-    )
+    # Verdicts in the order taken, item by item: compared with the one before, over the item's
+    # whole series and within each run. Bounded by the sample of runs; counted here, in one pass.
     query = (
-        select(
-            per_run.c.template_id,
-            per_run.c.item_id,
-            func.sum(per_run.c.results),
-            func.sum(per_run.c.flips),
-            func.sum(per_run.c.flipped),
-        )
-        .group_by(per_run.c.template_id, per_run.c.item_id)
-        .having(func.sum(per_run.c.flips) >= FLAKY_FLIPS)
+        runs.with_only_columns(Run.template_id, ProbeResult.item_id, ProbeResult.run_id, ProbeResult.ok)
+        .join(ProbeResult, ProbeResult.run_id == Run.id)
+        .order_by(Run.template_id, ProbeResult.item_id, ProbeResult.at, ProbeResult.id)
     )
-    found = [
-        FlakyProbe(
-            template_id, item_id, texts.get((template_id, item_id), item_id), int(results), int(flips), int(flipping)
-        )
-        for template_id, item_id, results, flips, flipping in session.execute(query)
-    ]
+    series: dict[tuple[str, str], list[tuple[int, bool]]] = defaultdict(list)
+    for template_id, item_id, run_id, ok in session.execute(query):
+        series[(template_id, item_id)].append((run_id, bool(ok)))
+    found = []
+    for (template_id, item_id), verdicts in series.items():
+        pairs = list(pairwise(verdicts))
+        flips = sum(before[1] != after[1] for before, after in pairs)
+        if flips < FLAKY_FLIPS:
+            continue
+        flipping = {after[0] for before, after in pairs if before[0] == after[0] and before[1] != after[1]}
+        text = texts.get((template_id, item_id), item_id)
+        found.append(FlakyProbe(template_id, item_id, text, len(verdicts), flips, len(flipping)))
     return tuple(sorted(found, key=lambda f: (-f.flips, f.item_id))[:TOP])
 
 

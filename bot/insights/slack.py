@@ -12,7 +12,7 @@ from bot.blocks import Block, context, quote, section
 from bot.insights.delivery import Figures, figures_by_environment
 from bot.insights.health import ItemCount, health
 from bot.insights.report import Report
-from bot.insights.words import plural, rate, span
+from bot.insights.words import plural, rate, runs_read, span
 from bot.limits import SECTION_TEXT
 from bot.mrkdwn import escape
 
@@ -68,7 +68,7 @@ def stats_blocks(report: Report) -> list[Block]:
             f"(median {span(p.time_to_acknowledge_median)}), {p.unacknowledged} not acknowledged"
         )
     body = "\n".join(lines) if lines else "Nothing recorded in this period."
-    blocks.append(section(_fit(f"*Checklist health* ({plural(h.runs, 'run')})\n{body}")))
+    blocks.append(section(_fit(f"*Checklist health* ({runs_read(h.runs, h.runs_in_period)})\n{body}")))
     blocks.append(section(_worth(report.worth_a_look)))
     return blocks
 

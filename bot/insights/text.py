@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from bot.insights.health import ItemCount
 from bot.insights.report import Report
-from bot.insights.words import plural, rate, span
+from bot.insights.words import plural, rate, runs_read, span
 from bot.mrkdwn import clip
 from bot.shell import shown
 
 REASON_TEXT = 60
+_TERMINAL_ACTS_ON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 ITEM_TEXT = 70
+
+
+def json_text(report: Report) -> str:
+    """The report as JSON text for a terminal: readable, with every character a terminal acts on escaped."""
+    # JSON escapes C0 controls itself; C1 controls and bidirectional overrides are escaped too
+    # (\u009b, \u202e): a program reads the same string, a terminal shows it inert.
+    text = json.dumps(as_json(report), indent=2, ensure_ascii=False)
+    return _TERMINAL_ACTS_ON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 def as_json(report: Report) -> dict[str, Any]:
@@ -38,7 +48,8 @@ def as_json(report: Report) -> dict[str, Any]:
             "active_runs_not_counted": f.active,
         },
         "health": {
-            "runs": h.runs,
+            "runs_read": h.runs,
+            "runs_in_period": h.runs_in_period,
             "not_applicable": [_item(i) for i in h.not_applicable],
             "overridden_against_failed_probe": [_item(i) for i in h.overridden],
             "left_for_last": [_item(i) for i in h.left_for_last],
@@ -96,7 +107,7 @@ def as_table(report: Report) -> str:
         lines += [
             _row("  " + _one_line(f.phase_titles.get(p, p), 24), span(s), "") for p, s in f.phase_time_medians.items()
         ]
-    lines += ["", f"Checklist health ({plural(h.runs, 'run')})"]
+    lines += ["", f"Checklist health ({runs_read(h.runs, h.runs_in_period)})"]
     lines += _items("Most often N/A", h.not_applicable, reasons=True)
     lines += _items("Ticked over a failed probe", h.overridden)
     lines += _items("Left for last", h.left_for_last)

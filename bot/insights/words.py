@@ -33,3 +33,8 @@ def times(n: int) -> str:
 def plural(n: int, noun: str) -> str:
     """'1 run', '3 runs'."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def runs_read(read: int, in_period: int) -> str:
+    """'12 runs', or 'the latest 250 of 9,980 runs' when health read a sample."""
+    return plural(read, "run") if read >= in_period else f"the latest {read} of {in_period:,} runs"

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 Finding = tuple[float, str]
 SLOW_ACKNOWLEDGEMENT = 15 * 60  # seconds: a page waiting longer than this is worth a look
 LAST_SHARE = 0.3  # an item left for last in this share of runs (or more) is worth a look
+CAP = 5  # counts past this add nothing: a kind of finding outranks another by what it is, then by how often
 
 
 def findings(health: Health) -> list[Finding]:
@@ -25,7 +26,7 @@ def findings(health: Health) -> list[Finding]:
     for item in health.overridden:
         found.append(
             (
-                40 + 10 * item.count,
+                40 + 10 * min(item.count, CAP),
                 f"“{item.text}” was ticked over a failed probe {times(item.count)}: "
                 "check whether the probe or the release is wrong.",
             )
@@ -33,7 +34,7 @@ def findings(health: Health) -> list[Finding]:
     for item in health.completed_open:
         found.append(
             (
-                30 + 8 * item.count,
+                30 + 8 * min(item.count, CAP),
                 f"“{item.text}” was still open when runs were completed anyway ({times(item.count)}).",
             )
         )
@@ -41,7 +42,7 @@ def findings(health: Health) -> list[Finding]:
         within = f", within {plural(probe.runs_flipping, 'run')}" if probe.runs_flipping else ""
         found.append(
             (
-                25 + 3 * probe.flips,
+                25 + 3 * min(probe.flips, 2 * CAP),
                 f"The probe of “{probe.text}” changed its verdict {times(probe.flips)} in "
                 f"{plural(probe.results, 'result')}{within}: a flaky probe teaches people to overrule it.",
             )
@@ -51,7 +52,7 @@ def findings(health: Health) -> list[Finding]:
         if skipped:
             found.append(
                 (
-                    20 + 8 * skipped,
+                    20 + 8 * min(skipped, CAP),
                     f"The {cadence.cadence} maintenance checklist was not completed in {skipped} of its "
                     f"{plural(cadence.slots, 'slot')} ({cadence.missed} missed, {cadence.overdue} overdue).",
                 )
@@ -61,7 +62,7 @@ def findings(health: Health) -> list[Finding]:
         because = f", most often because “{item.reasons[0].text}”" if item.reasons else ""
         found.append(
             (
-                10 + 20 * share + item.count,
+                10 + 20 * share + min(item.count, 2 * CAP),
                 f"“{item.text}” was marked N/A in {item.count} of {plural(item.runs, 'run')}{because}: "
                 "if it rarely applies, make it optional or say when it does.",
             )
@@ -71,7 +72,7 @@ def findings(health: Health) -> list[Finding]:
         if share >= LAST_SHARE and item.count > 1:
             found.append(
                 (
-                    5 + 10 * share + item.count / 2,
+                    5 + 10 * share + min(item.count, 2 * CAP) / 2,
                     f"“{item.text}” was the last required item resolved in {item.count} of "
                     f"{plural(item.runs, 'run')}: it may be blocking, or belong later in the checklist.",
                 )
@@ -80,7 +81,7 @@ def findings(health: Health) -> list[Finding]:
     if pages.unacknowledged:
         found.append(
             (
-                20 + 5 * pages.unacknowledged,
+                20 + 5 * min(pages.unacknowledged, CAP),
                 f"{pages.unacknowledged} of {plural(pages.raised, 'page')} were not acknowledged.",
             )
         )

@@ -1,8 +1,8 @@
 """weekly reviews: one row per channel and slot; outbox messages with blocks, threaded under another;
-indexes the insights read a period's runs and item states through
+indexes the insights read a period's runs through
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0013
 Create Date: 2026-12-07 01:00:00
 """
 
@@ -14,7 +14,8 @@ from alembic import op
 import bot.models
 
 revision: str = "0012"
-down_revision: str | None = "0008"
+# The lead re-chains the batch's migrations; chained after stats' 0013 here so this branch has one head.
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -44,13 +45,9 @@ def upgrade() -> None:
             "ix_runs_period", ["started_at", "kind", "environment", "status", "template_id", "finished_at"]
         )
         batch_op.create_index("ix_runs_kind_environment", ["kind", "environment"])
-    with op.batch_alter_table("item_states", schema=None) as batch_op:
-        batch_op.create_index("ix_item_states_run_changed", ["run_id", "changed_at", "status", "required", "phase"])
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("item_states", schema=None) as batch_op:
-        batch_op.drop_index("ix_item_states_run_changed")
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_index("ix_runs_kind_environment")
         batch_op.drop_index("ix_runs_period")
