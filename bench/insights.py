@@ -232,7 +232,8 @@ def profile(surface: Callable[[Session], int], sessions: Any) -> str:
         profiler.runcall(surface, session)
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(r"/bot/", 12)
-    lines = [line for line in out.getvalue().splitlines() if "/bot/" in line]
+    lines = [line.replace(f"{ROOT}/", "") for line in out.getvalue().splitlines() if "/bot/" in line]
+    lines = [line for line in lines if not line.startswith("List reduced")]
     return "\n".join(f"     {line.strip()}" for line in lines)
 
 
@@ -316,7 +317,7 @@ def main() -> None:
             for sql, (params, ms) in sorted(slow.items(), key=lambda kv: -kv[1][1]):
                 print(f"  -- {ms:.0f} ms: {' '.join(sql.split())[:400]}")
                 for line in plan(engine, sql, params):
-                    print(f"       {line}")
+                    print(f"       {line if len(line) <= 160 else line[:159] + '…'}")  # long id lists cut
             engine.dispose()
     print(f"\n1-minute load average {os.getloadavg()[0]:.1f} at the end")
 
