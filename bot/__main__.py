@@ -118,7 +118,10 @@ def _check(settings: Settings, folder: Path) -> int:
     if folder.is_file():  # one file: what the rest of the folder starts is not known here
         return 0
     # deploybot.yml's channel defaults must name deploy checklists of this folder.
-    deploy_config(settings).check_checklists(templates)
+    config = deploy_config(settings)
+    config.check_checklists(templates)
+    source = settings.config_path if settings.config_path.exists() else f"no {settings.config_path.name}"
+    print(f"ok  {source}: {config.review.describe(config.timezone)}")
     for warning in checklists.unstartable(templates):
         print(f"warn  {warning}")
     return 0

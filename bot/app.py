@@ -37,6 +37,7 @@ from bot.posting import Poster
 from bot.probes.runner import ProbeRunner
 from bot.publisher import Publisher
 from bot.reminders import Reminders
+from bot.review.schedule import Reviews
 from bot.services import Services, utcnow
 from bot.slack_fit import check_template_limits
 from bot.web import WebApp
@@ -63,6 +64,7 @@ class Deploybot:
     socket_connected: Callable[[], bool] | None = None
     # What deploybot.yml leaves off (open permissions, no contacts, no probes), said wherever people look.
     notices: list[str] = field(default_factory=list)
+    reviews: Reviews | None = None  # the weekly review in each deployment channel
     # The delivery figures as gauges, recomputed at most every few seconds (see bot/insights/gauges.py).
     delivery_gauges: Callable[[Session], dict[str, float]] | None = None
 
@@ -105,10 +107,14 @@ class Deploybot:
         self.pager.start()
         if reminders:
             self.reminders.start()
+            if self.reviews is not None:
+                self.reviews.start()
 
     def stop_workers(self) -> None:
         self.identity.stop()
         self.reminders.stop()
+        if self.reviews is not None:
+            self.reviews.stop()
         self.pager.stop()
         self.probes.stop()
         self.publisher.stop()
@@ -230,7 +236,18 @@ def create_app(
     )
     register_listeners(bolt, services)
     deploybot = Deploybot(
-        settings, engine, sessions, bolt, publisher, probes, reminders, pager, identity, metrics, notices=notices
+        settings,
+        engine,
+        sessions,
+        bolt,
+        publisher,
+        probes,
+        reminders,
+        pager,
+        identity,
+        metrics,
+        notices=notices,
+        reviews=Reviews(sessions, config, clock, publisher.wake),
     )
     deploybot.delivery_gauges = lambda session: delivery.get(session, clock())
     return deploybot

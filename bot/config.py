@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 
 from bot.contacts import Team, UserOrGroupId, check_contacts
 from bot.probes import VARIABLE
+from bot.review.settings import ReviewSettings
 from bot.yamlfile import YamlError, line_of, load_model
 
 if TYPE_CHECKING:
@@ -232,6 +233,7 @@ class DeployConfig(BaseModel):
     contacts: dict[Name, Team] = {}
     permissions: Permissions = Permissions()
     channels: dict[Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{4,}$")], ChannelSettings] = {}
+    review: ReviewSettings = ReviewSettings()  # the weekly review in each deployment channel
     _source: Path | None = PrivateAttr(default=None)  # the file it was read from, for file:line errors
 
     @model_validator(mode="after")

@@ -73,7 +73,13 @@ class Run(Base):
     """One execution of a checklist template, with a frozen snapshot of that template."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_channel_started", "channel_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_runs_channel_started", "channel_id", "started_at"),
+        # The insights read these columns of every run in a period: from the index alone, SQLite never
+        # walks the snapshot stored before them in the row (tens of KiB per run).
+        Index("ix_runs_period", "started_at", "kind", "environment", "status", "template_id", "finished_at"),
+        Index("ix_runs_kind_environment", "kind", "environment"),  # the environments with deployments
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     template_id: Mapped[str] = mapped_column(String(64))
@@ -251,6 +257,10 @@ class Outbox(Base):
     expires_at: Mapped[datetime | None]
     user_id: Mapped[str | None] = mapped_column(String(32))
     thread_ts: Mapped[str | None] = mapped_column(String(32))
+    # A message with Block Kit (the weekly review), frozen when it was composed: retries send the same.
+    blocks: Mapped[list[Any] | None]
+    # Post in the thread of another outbox message (the review's Discuss thread) once that one is posted.
+    reply_to: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"))
 
 
 class Message(Base):
@@ -376,3 +386,18 @@ class SlackBudget(Base):
     method: Mapped[str] = mapped_column(String(64), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     at: Mapped[datetime]
+
+
+class ReviewSlot(Base):
+    """One weekly review of one channel; the unique key makes it happen once across replicas."""
+
+    __tablename__ = "review_slots"
+    __table_args__ = (UniqueConstraint("channel_id", "local_time"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    local_time: Mapped[str] = mapped_column(String(32))  # wall-clock time in the team's zone, ISO
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(8))  # posted | late | missed
+    claimed_at: Mapped[datetime]
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import answers, db, export, paging, runs
 from bot import blocks as render
 from bot.contacts import Team
-from bot.models import HomeTab, Message, Outbox, Run, RunStatus
+from bot.models import HomeTab, Message, Outbox, Run, RunStatus, SlackPost
 from bot.pacing import Budget
 from bot.paging import render as page_render
 from bot.posting import Failure, Posted, Poster, attempt
@@ -354,7 +354,7 @@ class Publisher:
                 return False
             row = session.get(Outbox, outbox_id)
             assert row is not None
-            channel, text = row.channel_id, row.text
+            channel, text, blocks = row.channel_id, row.text, row.blocks
             answer = answers.Answer.of(row) if row.kind == answers.KIND else None
             thread_ts = None
             if row.run_id is not None:
@@ -362,12 +362,18 @@ class Publisher:
                 if thread_ts is None:  # its run is not posted yet: wait for it
                     row.lease_until = None
                     return False
+            elif row.reply_to is not None:
+                thread_ts = session.scalar(select(SlackPost.ts).where(SlackPost.key == f"outbox:{row.reply_to}"))
+                if thread_ts is None:  # the message it answers is not posted yet: wait for it
+                    row.lease_until = None
+                    return False
         if answer is not None:
             # Answers are ephemeral: a copy can only ever reach the one person, so no lookup is needed.
             refused = answers.send(self._client, answer, now)
             posted = Posted(failure=Failure(*refused) if refused else None)
         else:
-            posted = self._poster.post(f"outbox:{outbox_id}", channel, thread_ts, text=text)
+            extra: dict[str, Any] = {"blocks": blocks, "unfurl_links": False, "unfurl_media": False} if blocks else {}
+            posted = self._poster.post(f"outbox:{outbox_id}", channel, thread_ts, text=text, **extra)
         with self._sessions.begin() as session:
             row = session.get(Outbox, outbox_id)
             assert row is not None
