@@ -1,8 +1,8 @@
 """weekly reviews: one row per channel and slot; outbox messages with blocks, threaded under another;
 indexes the insights read a period's runs through
 
-Revision ID: 0012
-Revises: 0013
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-07 01:00:00
 """
 
@@ -13,9 +13,9 @@ from alembic import op
 
 import bot.models
 
-revision: str = "0012"
+revision: str = "0013"
 # The lead re-chains the batch's migrations; chained after stats' 0013 here so this branch has one head.
-down_revision: str | None = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
