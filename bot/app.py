@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import checklists, db, logs
 from bot.config import DeployConfig, Settings, deploy_config, what_is_off
+from bot.heartbeat import Beating
 from bot.home import home_view
 from bot.identity import BotIdentity
 from bot.listeners import ObservedApp, register_listeners
@@ -57,6 +58,8 @@ class Deploybot:
     socket_connected: Callable[[], bool] | None = None
     # What deploybot.yml leaves off (open permissions, no contacts, no probes), said wherever people look.
     notices: list[str] = field(default_factory=list)
+    # This replica's heartbeat in the database, while its workers run (the shell reads it).
+    heartbeat: Beating | None = None
 
     @cached_property
     def web(self) -> WebApp:
@@ -93,10 +96,14 @@ class Deploybot:
         self.publisher.start()
         self.probes.start()
         self.pager.start()
+        self.heartbeat = Beating(self.sessions, utcnow)
+        self.heartbeat.start()
         if reminders:
             self.reminders.start()
 
     def stop_workers(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         self.identity.stop()
         self.reminders.stop()
         self.pager.stop()

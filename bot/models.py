@@ -362,3 +362,13 @@ class SlackBudget(Base):
     method: Mapped[str] = mapped_column(String(64), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     at: Mapped[datetime]
+
+
+class Heartbeat(Base):
+    """A running `deploybot run` replica says it is alive here every few seconds; the shell reads it."""
+
+    __tablename__ = "heartbeats"
+
+    replica: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid
+    started_at: Mapped[datetime] = mapped_column(primary_key=True)  # tells a reused pid apart
+    beat_at: Mapped[datetime] = mapped_column(index=True)

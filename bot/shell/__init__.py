@@ -1,0 +1,73 @@
+"""`deploybot shell`: the same runs from a terminal — to try deploybot before Slack, or while Slack is down."""
+
+from __future__ import annotations
+
+import getpass
+from typing import TextIO
+
+from bot import db
+from bot.app import load_checklists
+from bot.config import Settings, deploy_config
+from bot.reminders import Reminders
+from bot.services import Services, utcnow
+from bot.shell.commands import HELP, Reach, Shell
+from bot.shell.liveness import Liveness
+
+__all__ = ["HELP", "Reach", "Shell", "run_shell"]
+
+
+def run_shell(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
+    """Read commands until end of input or `quit`: at a terminal with editing and history, else line by line."""
+    # Configuration first: a mistake there is reported before the database is created or migrated.
+    config, templates = deploy_config(settings), load_checklists(settings)
+    engine = db.make_engine(settings.database_url)
+    db.upgrade(engine)
+    # Changes made here reach Slack through a running deploybot's publisher, which polls the database.
+    services = Services(
+        sessions=db.make_sessions(engine), templates=templates, wake=lambda: None, clock=utcnow, config=config
+    )
+    liveness = Liveness(services, settings.environ)
+    reminders = Reminders(services.sessions, templates, config, utcnow, lambda: None)
+    user = settings.environ.get("DEPLOYBOT_USER") or getpass.getuser()
+    shell = Shell(services, user, settings.environ.get("DEPLOYBOT_SHELL_CHANNEL", "shell"), Reach(reminders, liveness))
+    stdout.write(f"deploybot shell — you are {user}. Type 'help'.\n")
+    try:
+        if stdin.isatty() and stdout.isatty():
+            _interactive(shell, settings, stdout)
+        else:
+            _scripted(shell, stdin, stdout)
+    finally:
+        liveness.stop()
+        engine.dispose()
+    return 0
+
+
+def _scripted(shell: Shell, stdin: TextIO, stdout: TextIO) -> None:
+    """One command per line, no prompt, nobody to ask: what a script or a pipe gives."""
+    for line in stdin:
+        if line.strip() in ("quit", "exit"):
+            break
+        answer = shell.handle(line)
+        if answer:
+            stdout.write(answer + "\n")
+            stdout.flush()
+
+
+def _interactive(shell: Shell, settings: Settings, stdout: TextIO) -> None:
+    from bot.shell.terminal import PROMPT, ask, prompt_session
+
+    shell.reach.ask = ask
+    session = prompt_session(shell, settings.environ)
+    while True:
+        try:
+            line = session.prompt(PROMPT)
+        except KeyboardInterrupt:
+            continue  # Ctrl-C drops the line being typed, as in a shell
+        except EOFError:
+            break
+        if line.strip() in ("quit", "exit"):
+            break
+        answer = shell.handle(line)
+        if answer:
+            stdout.write(answer + "\n")
+            stdout.flush()
