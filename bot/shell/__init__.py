@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from bot import db
@@ -13,11 +15,12 @@ from bot.services import Services, utcnow
 from bot.shell.commands import HELP, Reach, Shell
 from bot.shell.liveness import Liveness
 
-__all__ = ["HELP", "Reach", "Shell", "run_shell"]
+__all__ = ["HELP", "Reach", "Shell", "open_shell", "run_shell"]
 
 
-def run_shell(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
-    """Read commands until end of input or `quit`: at a terminal with editing and history, else line by line."""
+@contextmanager
+def open_shell(settings: Settings) -> Iterator[Shell]:
+    """A shell on the configured database and checklists; what it started is stopped on leaving."""
     # Configuration first: a mistake there is reported before the database is created or migrated.
     config, templates = deploy_config(settings), load_checklists(settings)
     engine = db.make_engine(settings.database_url)
@@ -29,16 +32,22 @@ def run_shell(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
     liveness = Liveness(services, settings.environ)
     reminders = Reminders(services.sessions, templates, config, utcnow, lambda: None)
     user = settings.environ.get("DEPLOYBOT_USER") or getpass.getuser()
-    shell = Shell(services, user, settings.environ.get("DEPLOYBOT_SHELL_CHANNEL", "shell"), Reach(reminders, liveness))
-    stdout.write(f"deploybot shell — you are {user}. Type 'help'.\n")
+    channel = settings.environ.get("DEPLOYBOT_SHELL_CHANNEL", "shell")
     try:
+        yield Shell(services, user, channel, Reach(reminders, liveness))
+    finally:
+        liveness.stop()
+        engine.dispose()
+
+
+def run_shell(settings: Settings, stdin: TextIO, stdout: TextIO) -> int:
+    """Read commands until end of input or `quit`: at a terminal with editing and history, else line by line."""
+    with open_shell(settings) as shell:
+        stdout.write(f"deploybot shell — you are {shell.user}. Type 'help'.\n")
         if stdin.isatty() and stdout.isatty():
             _interactive(shell, settings, stdout)
         else:
             _scripted(shell, stdin, stdout)
-    finally:
-        liveness.stop()
-        engine.dispose()
     return 0
 
 
