@@ -34,7 +34,7 @@ def open_shell(settings: Settings) -> Iterator[Shell]:
     user = settings.environ.get("DEPLOYBOT_USER") or getpass.getuser()
     channel = settings.environ.get("DEPLOYBOT_SHELL_CHANNEL", "shell")
     try:
-        yield Shell(services, user, channel, Reach(reminders, liveness))
+        yield Shell(services, user, channel, Reach(reminders, liveness, database_url=settings.database_url))
     finally:
         liveness.stop()
         engine.dispose()

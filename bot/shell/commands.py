@@ -6,7 +6,9 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot import export, items, paging, runs
+from sqlalchemy.exc import OperationalError
+
+from bot import export, items, paging, problems, runs
 from bot.checklists import Item
 from bot.models import ItemStatus, Run
 from bot.paging.render import contacts_said
@@ -56,6 +58,7 @@ class Reach:
     # Asks the person at the terminal a question; None when reading a script (nobody to ask).
     ask: Callable[[str], str | None] | None = None
     names: Callable[[str], str | None] | None = None
+    database_url: str = "sqlite://"  # named (password hidden) when the database stops answering
 
 
 class Shell:
@@ -94,6 +97,9 @@ class Shell:
             return command(words[1:])
         except RunError as exc:
             return f"! {self.said(exc.message)}"
+        except OperationalError as exc:
+            # The session stays usable: the next command may find the database back.
+            return f"! {problems.database(self.reach.database_url, exc)}. Nothing changed; try again."
 
     def said(self, message: Said | str) -> str:
         """A rule's message as terminal text."""
