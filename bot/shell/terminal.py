@@ -74,9 +74,13 @@ def prompt_session(shell: Shell, env: Mapping[str, str]) -> PromptSession[str]:
 
 
 def ask(question: str) -> str | None:
-    """Ask the person at the terminal; None if they leave with Ctrl-D or Ctrl-C."""
+    """Ask the person at the terminal (the last line is the prompt); None if they leave with Ctrl-D or Ctrl-C."""
+    context, _, prompt = question.rpartition("\n")
+    if context:
+        # Printed once, above the prompt: a many-line prompt would be redrawn on every key.
+        print(context, flush=True)
     answer_session: PromptSession[str] = PromptSession()
     try:
-        return answer_session.prompt(question)
+        return answer_session.prompt(prompt)
     except (EOFError, KeyboardInterrupt):
         return None
