@@ -16,7 +16,7 @@ from bot.config import Settings
 from bot.models import Event, Heartbeat, ItemState, Page, Run
 from bot.services import utcnow
 from bot.shell import Shell, open_shell
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Running
 from tests.probe_servers import http_server
 from tests.test_probe_flow import CHECKLIST, Target
 
@@ -220,6 +220,7 @@ def test_help_lists_every_command_the_shell_takes_and_each_works(sh: Shell) -> N
     assert "  newly N/A: 12. Mansa Transfers API credentials are configured" in diff
     assert sh.handle("diff 3 2") == diff
     assert sh.handle("diff x").startswith("! diff [run] [other run]")
+    assert sh.handle("export <b>") == "! export [md|csv|json], e.g. 'export md' (Markdown, the default)."
 
 
 # --- 6. no Slack syntax in the terminal -------------------------------------------------------------
@@ -345,9 +346,15 @@ def test_a_stale_heartbeat_is_no_running_deploybot(sh: Shell) -> None:
     assert "queued; no deploybot is running to deliver it" in sh.handle('page dba "x"')
 
 
-def test_deploybot_run_writes_its_heartbeat(running: object, database_url: str) -> None:
+def test_deploybot_run_writes_its_heartbeat_and_slack_hears_of_a_typod_environment(
+    running: Running, database_url: str
+) -> None:
     with shell_on(database_url) as shell:
         assert shell.reach.liveness is not None and shell.reach.liveness.bot_alive()
+    answer = running.slack.command("start v1.5.0 prod").json()["text"]
+    assert answer.endswith(
+        "\nProbes are off for 'prod' (known: none): add environment `prod` to deploybot.yml to turn them on."
+    )
 
 
 def test_with_no_deploybot_alive_the_shell_runs_the_probes_itself(database_url: str, tmp_path: Path) -> None:

@@ -234,9 +234,11 @@ class Shell:
         return "\n".join(lines)
 
     def export(self, args: list[str]) -> str:
+        if len(args) > 1 or (args and args[0].lower() not in export.FORMATS):
+            raise RunError(f"export [{'|'.join(export.FORMATS)}], e.g. 'export md' (Markdown, the default).")
         with self.services.read() as session:
             document = export.record(session, self._current())
-        return export.render(document, args[0] if args else "md")
+        return export.render(document, args[0].lower() if args else "md")
 
     # --- items -----------------------------------------------------------------------------------
 
