@@ -20,7 +20,7 @@ from bot.shell import picks
 from bot.shell.liveness import Liveness
 from bot.shell.text import item_text, one_item, progress_text, render, run_line
 
-HELP = """Commands (as /deploy in Slack, without the /deploy; items by their number in 'status'):
+HELP = """Commands (the same as in Slack; items by their number in 'status'):
   start <version> [environment] [--checklist <name>]
                                   start a run here (environment defaults to production)
   status                          the run: numbered items, their commands and help, how it ended
