@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 
 from bot import blocks, heartbeat, runs
 from bot.config import Settings
 from bot.models import Event, Heartbeat, ItemState, Page, Run
 from bot.services import utcnow
 from bot.shell import Shell, open_shell
-from tests.conftest import ROOT, Running
+from tests.conftest import ROOT, Running, postgres_schema_url
 from tests.probe_servers import http_server
 from tests.test_probe_flow import CHECKLIST, Target
 
@@ -390,3 +393,62 @@ def test_a_typod_environment_says_probes_are_off_and_which_are_known(sh: Shell) 
     sh.run_id = None
     sh.handle("abort typo")
     assert "Probes are off for 'staging'" in sh.handle("start v1.5.0 staging")
+
+
+class Cable:
+    """A TCP relay to PostgreSQL that can be cut, as a network or database outage cuts it."""
+
+    def __init__(self, port: int):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.target = port
+        self.sockets: list[socket.socket] = []
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut.is_set():
+                client.close()
+                continue
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+
+    def sever(self) -> None:
+        self.cut.set()
+        for s in self.sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self.sever()
+        self.listener.close()
+
+
+def test_a_database_that_stops_answering_is_one_line_and_the_session_goes_on() -> None:
+    schemas = postgres_schema_url()
+    url = next(schemas)
+    cable = Cable(make_url(url).port or 5432)
+    try:
+        with shell_on(url.replace(f":{make_url(url).port}/", f":{cable.port}/")) as sh:
+            sh.handle("start v1 staging")
+            cable.sever()
+            said = sh.handle("tick 1")
+            assert said.startswith("! cannot use the database at postgresql+psycopg://postgres@127.0.0.1:")
+            assert said.endswith("; check DATABASE_URL. Nothing changed; try again.") and "\n" not in said
+            assert sh.handle("status").startswith("! cannot use the database")
+    finally:
+        cable.close()
+        schemas.close()

@@ -10,7 +10,9 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory
+from sqlalchemy.exc import SQLAlchemyError
 
+from bot.runs import RunError
 from bot.shell.commands import Shell
 
 PROMPT = "deploybot> "
@@ -41,7 +43,12 @@ class ShellCompleter(Completer):
         if not done:
             choices = [(name, "") for name in sorted(self.shell.commands)]
         else:
-            choices = self._arguments(done[0].lower(), len(done))
+            try:
+                choices = self._arguments(done[0].lower(), len(done))
+            except SQLAlchemyError:
+                return  # the database is away: no suggestions; the command itself will say so
+            except RunError:
+                return
         for value, meta in choices:
             if value.startswith(typing):
                 yield Completion(value, start_position=-len(typing), display_meta=meta[:60])
