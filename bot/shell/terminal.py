@@ -45,10 +45,8 @@ class ShellCompleter(Completer):
         else:
             try:
                 choices = self._arguments(done[0].lower(), len(done))
-            except SQLAlchemyError:
-                return  # the database is away: no suggestions; the command itself will say so
-            except RunError:
-                return
+            except (SQLAlchemyError, RunError):
+                return  # the database is away or the run is gone: no suggestions; the command will say why
         for value, meta in choices:
             if value.startswith(typing):
                 yield Completion(value, start_position=-len(typing), display_meta=meta[:60])
