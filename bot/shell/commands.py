@@ -352,30 +352,6 @@ class Shell:
         note = liveness.probes_queued(self.run_id)
         return [note] if note else []
 
-    # --- completion ------------------------------------------------------------------------------
-
-    def item_choices(self) -> list[tuple[str, str]]:
-        """(number, text) of the current run's items, for completion; none without a run."""
-        try:
-            run_id = self._current()
-        except RunError:
-            return []
-        return [(str(n), item.text) for n, item in enumerate(self._items(run_id), 1)]
-
-    def run_choices(self) -> list[tuple[str, str]]:
-        now = self.services.clock()
-        with self.services.read() as session:
-            return [(str(r.id), run_line(r, now)) for r in runs.recent_runs(session, 20)]
-
-    def cadence_choices(self) -> list[str]:
-        return list(self.reach.reminders.cadences) if self.reach.reminders else []
-
-    def team_choices(self) -> list[str]:
-        return list(self.services.config.contacts)
-
-    def environment_choices(self) -> list[str]:
-        return list(self.services.config.environments) or ["production", "staging"]
-
 
 def _open_required(run: Run) -> list[tuple[int, str]]:
     return [

@@ -12,8 +12,10 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot import runs
 from bot.runs import RunError
 from bot.shell.commands import Shell
+from bot.shell.text import run_line
 
 PROMPT = "deploybot> "
 # Commands whose arguments are item numbers, run numbers, a cadence or a team.
@@ -52,21 +54,36 @@ class ShellCompleter(Completer):
                 yield Completion(value, start_position=-len(typing), display_meta=meta[:60])
 
     def _arguments(self, command: str, position: int) -> list[tuple[str, str]]:
+        shell = self.shell
         if command in _TAKES_ITEMS and (command != "note" or position == 1):
-            return self.shell.item_choices()
+            return self._items()
         if command in _TAKES_RUNS and position <= 2:
-            return self.shell.run_choices()
+            now = shell.services.clock()
+            with shell.services.read() as session:
+                return [(str(r.id), run_line(r, now)) for r in runs.recent_runs(session, 20)]
         if command == "remind" and position == 1:
-            return [(c, "") for c in self.shell.cadence_choices()]
+            return [(c, "") for c in (shell.reach.reminders.cadences if shell.reach.reminders else [])]
         if command == "page" and position == 1:
-            return [(t, "") for t in self.shell.team_choices()]
+            return [(t, "") for t in shell.services.config.contacts]
         if command == "start" and position == 2:
-            return [(e, "") for e in self.shell.environment_choices()]
+            return [(e, "") for e in (shell.services.config.environments or ["production", "staging"])]
         if command == "export" and position == 1:
             return [(f, "") for f in ("md", "csv", "json")]
         if command == "deployed" and position == 1:
             return [("succeeded", ""), ("failed", "")]
         return []
+
+    def _items(self) -> list[tuple[str, str]]:
+        """(number, text) of the current run's items; none without a run."""
+        shell = self.shell
+        if shell.run_id is None:
+            with shell.services.read() as session:
+                active = runs.active_run(session, shell.channel)
+            if active is None:
+                return []
+            shell.run_id = active.id
+        with shell.services.read() as session:
+            return [(str(n), item.text) for n, item in enumerate(runs.get_run(session, shell.run_id).template.items, 1)]
 
 
 def prompt_session(shell: Shell, env: Mapping[str, str]) -> PromptSession[str]:
