@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import checklists, db, logs
 from bot.config import DeployConfig, Settings, deploy_config, what_is_off
+from bot.heartbeat import Beating
 from bot.home import home_view
 from bot.identity import BotIdentity
 from bot.insights.cache import Briefly
@@ -67,6 +68,8 @@ class Deploybot:
     reviews: Reviews | None = None  # the weekly review in each deployment channel
     # The delivery figures as gauges, recomputed at most every few seconds (see bot/insights/gauges.py).
     delivery_gauges: Callable[[Session], dict[str, float]] | None = None
+    # This replica's heartbeat in the database, while its workers run (the shell reads it).
+    heartbeat: Beating | None = None
 
     @cached_property
     def web(self) -> WebApp:
@@ -105,12 +108,16 @@ class Deploybot:
         self.publisher.start()
         self.probes.start()
         self.pager.start()
+        self.heartbeat = Beating(self.sessions, utcnow)
+        self.heartbeat.start()
         if reminders:
             self.reminders.start()
             if self.reviews is not None:
                 self.reviews.start()
 
     def stop_workers(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         self.identity.stop()
         self.reminders.stop()
         if self.reviews is not None:

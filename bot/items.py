@@ -25,9 +25,9 @@ from bot.models import (
     RunStatus,
     verified_by_probe,
 )
-from bot.mrkdwn import mention
 from bot.probes import Verdict
 from bot.runs import MAX_NOTE, MAX_REASON, Actor, RunError, TextRefused, storable
+from bot.say import Cmd, Who, say
 
 _this_item = (ItemState.run_id == bindparam("run"), ItemState.item_id == bindparam("item"))
 
@@ -88,8 +88,8 @@ def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> None
     conn, run, state = _lock_item(session, run_id, item_id, actor)
     if state["status"] == ItemStatus.DONE:
         by_probe = verified_by_probe(state["status"], state["changed_by"])
-        who = "verified by deploybot" if by_probe else "done by " + mention(state["changed_by"])
-        raise RunError(f"Already {who}; nothing changed.")
+        who = say("verified by deploybot") if by_probe else say("done by ", Who(state["changed_by"]))
+        raise RunError(say("Already ", who, "; nothing changed."))
     first_open = _set_status(conn, state, ItemStatus.DONE, actor)
     if state["probe_status"] == ProbeStatus.FAILED:
         # Ticking over a failed probe is an override: keep who did it and what the probe said.
@@ -182,8 +182,11 @@ def _lock_item(session: Session, run_id: int, item_id: str, actor: Actor) -> tup
     state = conn.execute(_ITEM, {"run": run_id, "item": item_id}).mappings().one_or_none()
     if state is None:
         raise RunError(
-            f"Run #{run_id} has no item '{item_id}'. The message may be out of date: "
-            "`/deploy status` shows the current checklist."
+            say(
+                f"Run #{run_id} has no item '{item_id}'. The message may be out of date: ",
+                Cmd("status"),
+                " shows the current checklist.",
+            )
         )
     return conn, run, state
 

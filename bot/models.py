@@ -401,3 +401,13 @@ class ReviewSlot(Base):
     status: Mapped[str] = mapped_column(String(8))  # posted | late | missed
     claimed_at: Mapped[datetime]
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))
+
+
+class Heartbeat(Base):
+    """A running `deploybot run` replica says it is alive here every few seconds; the shell reads it."""
+
+    __tablename__ = "heartbeats"
+
+    replica: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid
+    started_at: Mapped[datetime] = mapped_column(primary_key=True)  # tells a reused pid apart
+    beat_at: Mapped[datetime] = mapped_column(index=True)

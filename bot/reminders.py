@@ -18,6 +18,7 @@ from bot.checklists import Schedule, Template
 from bot.config import DeployConfig
 from bot.models import ItemStatus, Outbox, ReminderSlot, Run
 from bot.runs import Actor, RunError
+from bot.say import Channel, Code, Said, Strong, say
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +288,7 @@ class Reminders:
             f"({open_items} required item(s) open). {owners}".rstrip()
         )
 
-    def status_lines(self) -> list[str]:
+    def status_lines(self) -> list[Said]:
         """For /deploy reminders: each cadence's next slot and its last run."""
         now = self._clock()
         lines = []
@@ -300,15 +301,23 @@ class Reminders:
                     .order_by(ReminderSlot.due_at.desc())
                     .limit(1)
                 ).first()
-                where = f"<#{cadence.channel}>" if cadence.channel else _no_channel(cadence)
+                where = say(Channel(cadence.channel)) if cadence.channel else say(_no_channel(cadence))
                 previous = "never posted"
                 if last is not None and last.run_id is not None:
                     run = runs.get_run(session, last.run_id)
                     done, na, total = blocks.progress(run)
                     previous = f"last: run #{run.id} {run.version}, {run.status} ({done + na}/{total})"
                 lines.append(
-                    f"• *{cadence.template.phases[0].title}* — next {upcoming:%a %d %b %H:%M} "
-                    f"{self.zone.key} (`{cadence.schedule.cron}`) in {where} · {previous}"
+                    say(
+                        "• ",
+                        Strong(cadence.template.phases[0].title),
+                        f" — next {upcoming:%a %d %b %H:%M} ",
+                        f"{self.zone.key} (",
+                        Code(cadence.schedule.cron),
+                        ") in ",
+                        where,
+                        f" · {previous}",
+                    )
                 )
         return lines
 

@@ -16,10 +16,11 @@ from bot.blocks import layout
 from bot.checklists import Template, iter_items
 from bot.config import DeployConfig
 from bot.models import Run, RunStatus
-from bot.mrkdwn import clip, escape, is_slack_channel
+from bot.mrkdwn import clip, is_slack_channel
 from bot.permissions import Gatekeeper, Refused
 from bot.reminders import Reminders
 from bot.runs import Actor, RunError
+from bot.say import Cmd, Code, Said, Typed, join, say
 
 _VERSION = re.compile(r"^[\w.+\-/]{1,64}$")
 _ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -51,11 +52,13 @@ def parse_start(words: list[str]) -> StartRequest:
         elif word.startswith("--checklist="):
             checklist = word.partition("=")[2]
         elif word.startswith("--"):
-            raise RunError(f"`{escape(word)}` is not an option of start; it takes `--checklist <name>`.")
+            raise RunError(
+                say(Code(word, typed=True), " is not an option of start; it takes ", Code("--checklist <name>"), ".")
+            )
         else:
             rest.append(word)
     if pending or checklist == "":
-        raise RunError("Say which checklist: `--checklist <name>`; `/deploy help` lists them.")
+        raise RunError(say("Say which checklist: ", Code("--checklist <name>"), "; ", Cmd("help"), " lists them."))
     return StartRequest(rest[0] if rest else "", " ".join(rest[1:]) or "production", checklist)
 
 
@@ -94,20 +97,41 @@ class Services:
 
         `checklist` names the deploy checklist; else the channel's default in deploybot.yml, else the default one.
         """
-        usage = "`/deploy start <version> [environment] [--checklist <name>]`, e.g. `/deploy start v1.4.2 production`"
+        usage = say(
+            Cmd("start <version> [environment] [--checklist <name>]"), ", e.g. ", Cmd("start v1.4.2 production")
+        )
         if not version:
-            raise RunError(f"Say which version to deploy: {usage}.")
+            raise RunError(say("Say which version to deploy: ", usage, "."))
         if not _VERSION.match(version):
             raise RunError(
-                f"`{escape(version)}` is not a version: use letters, digits, `.`, `-`, `+` and `/` (up to 64): {usage}."
+                say(
+                    Code(version, typed=True),
+                    " is not a version: use letters, digits, ",
+                    Code("."),
+                    ", ",
+                    Code("-"),
+                    ", ",
+                    Code("+"),
+                    " and ",
+                    Code("/"),
+                    " (up to 64): ",
+                    usage,
+                    ".",
+                )
             )
         if version.lower() in {"production", "staging", *self.config.environments}:
             # Without this, `/deploy start staging` would open a production run of a version called "staging".
-            raise RunError(f"`{escape(version)}` is an environment, not a version: {usage}.")
+            raise RunError(say(Code(version, typed=True), " is an environment, not a version: ", usage, "."))
         if not _ENVIRONMENT.match(environment):
             raise RunError(
-                f"`{escape(environment)}` is not an environment name: use one lowercase word "
-                "such as `production` or `staging`."
+                say(
+                    Code(environment, typed=True),
+                    " is not an environment name: use one lowercase word such as ",
+                    Code("production"),
+                    " or ",
+                    Code("staging"),
+                    ".",
+                )
             )
         self.require("start", actor, version=version, environment=environment)
         template = self.deploy_template(actor.channel_id, checklist)
@@ -125,6 +149,19 @@ class Services:
                 probes=environment in self.config.environments,
             )
             return run.id
+
+    def probes_off(self, environment: str, template: Template) -> Said | None:
+        """Why the probes of a run in `environment` will not run, if it has probes: no such environment is set up."""
+        if environment in self.config.environments or not any(item.probe for item in template.items):
+            return None
+        known = ", ".join(self.config.environments) or "none"
+        return say(
+            "Probes are off for '",
+            Typed(environment),
+            f"' (known: {known}): add environment ",
+            Code(environment, typed=True),
+            " to deploybot.yml to turn them on.",
+        )
 
     def require(self, role: str, actor: Actor, doing: str | None = None, **detail: object) -> None:
         """Refuse (and record the refusal) unless the actor may take `role`."""
@@ -178,7 +215,7 @@ class Services:
                 active = runs.active_run(session, actor.channel_id or "")
                 if active is None:
                     raise RunError(
-                        "No deployment is running in this channel. `/deploy rollback` rolls back the last one."
+                        say("No deployment is running in this channel. ", Cmd("rollback"), " rolls back the last one.")
                     )
                 run_id = active.id
             failed = runs.fail(session, run_id, reason, actor)
@@ -190,9 +227,11 @@ class Services:
         with self.change() as session:
             latest = runs.latest_deploy(session, actor.channel_id or "")
             if latest is None:
-                raise RunError("No deployment in this channel to roll back. `/deploy list` shows the runs here.")
+                raise RunError(
+                    say("No deployment in this channel to roll back. ", Cmd("list"), " shows the runs here.")
+                )
             if latest.status == RunStatus.ROLLED_BACK:
-                raise RunError(f"Run #{latest.id} ({escape(latest.version)}) is already rolled back.")
+                raise RunError(say(f"Run #{latest.id} (", Typed(latest.version), ") is already rolled back."))
             existing = runs.rollback_for(session, latest)
             if existing is not None and existing.is_active:
                 raise RunError(f"Run #{existing.id}, the rollback of run #{latest.id}, is in progress in this channel.")
@@ -243,12 +282,21 @@ class Services:
                 "(`deploybot import checklist.md` makes one from a Markdown checklist)."
             )
         name = chosen.lower() if chosen else self.default_checklist(channel_id)
-        listed = ", ".join(f"`{t}`" for t in deploys)
+        listed = join((Code(t) for t in deploys), ", ")
         if name is None:
-            raise RunError(f"Say which checklist: `--checklist <name>`. Deploy checklists: {listed}.")
+            raise RunError(
+                say("Say which checklist: ", Code("--checklist <name>"), ". Deploy checklists: ", listed, ".")
+            )
         if name not in deploys:
             raise RunError(
-                f"No deploy checklist `{escape(name)}`. Deploy checklists: {listed} — "
-                "e.g. `/deploy start <version> [environment] --checklist <name>`."
+                say(
+                    "No deploy checklist ",
+                    Code(name, typed=True),
+                    ". Deploy checklists: ",
+                    listed,
+                    " — e.g. ",
+                    Cmd("start <version> [environment] --checklist <name>"),
+                    ".",
+                )
             )
         return deploys[name]

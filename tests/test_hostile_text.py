@@ -359,7 +359,7 @@ def test_the_shell_keeps_hostile_text_as_typed_and_shows_it_inert(database_url: 
     script += ["start v9 '<!channel> & co'", "status"]
     out = shell(database_url, "\n".join(script) + "\n")
 
-    assert "! `<!channel> & co` is not an environment name" in out  # refusals show what was typed
+    assert "! '<!channel> & co' is not an environment name" in out  # refusals show what was typed
     status = out[out.rindex("Run #1 ·") :]
     # Nothing a terminal acts on reaches it raw: no escape sequences, carriage returns or bidi overrides.
     assert re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", status) is None

@@ -59,10 +59,10 @@ def test_the_shell_speaks_the_deploy_commands(running: Running, database_url: st
         "tick 1\ntick 999\nfly away\nstatus\n",
     )
     assert out.startswith("deploybot shell — you are alice.")
-    assert "Run #1 · Deployment v1.2 → staging: active, 0/89 done" in out
-    assert "done: production-server-cloud-account-is-ready" in out
-    assert "Already done by *alice*; nothing changed." in out
-    assert "! Give an item number from 1 to 89 (see `status`)." in out
+    assert "Run #1 · Deployment v1.2 → staging: in progress, 0/89 done" in out
+    assert "done: 1. Production server/cloud account is ready" in out
+    assert "already done, unchanged: 1. Production server/cloud account is ready" in out
+    assert "! There is no item 999: items go from 1 to 89. Nothing changed." in out
     assert "! I don't know 'fly'." in out
     status = out[out.rindex("Run #1 ·") :]
     assert "1. [x] Production server/cloud account is ready — alice" in status
@@ -81,7 +81,7 @@ def test_the_shell_speaks_the_deploy_commands(running: Running, database_url: st
 def test_an_operator_records_a_step_in_a_slack_run_from_the_shell(running: Running, database_url: str) -> None:
     messages = start(running)
     out = shell(database_url, "use 1\ntick 28\n", user="U0OPS")
-    assert "done: logging-is-configured" in out
+    assert "done: 28. Logging is configured" in out
     running.settled()  # the bot's publisher polls the database and brings Slack up to date
     _, block = item_block(current(running, messages[0]["ts"]), "logging-is-configured")
     assert block["text"]["text"].startswith("✅ Logging is configured  ·  <@U0OPS>")

@@ -10,7 +10,7 @@ from bot.insights.health import ItemCount
 from bot.insights.report import Report
 from bot.insights.words import plural, rate, runs_read, span
 from bot.mrkdwn import clip
-from bot.shell import shown
+from bot.printable import visible
 
 REASON_TEXT = 60
 _TERMINAL_ACTS_ON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -164,4 +164,4 @@ def _items(title: str, items: tuple[ItemCount, ...], *, reasons: bool = False) -
 
 def _one_line(text: str | None, limit: int) -> str:
     """A person's text on one terminal line: spacing folded, control characters shown, clipped."""
-    return shown(clip(re.sub(r"\s+", " ", text or "").strip(), limit))
+    return visible(clip(re.sub(r"\s+", " ", text or "").strip(), limit))

@@ -139,14 +139,14 @@ class Actions:
         click = self._click(body)
         with self.services.change() as session:
             note = paging.acknowledge(session, click.field("page", int), click.actor)
-            answers.queue(session, click.actor, note, click.response_url)
+            answers.queue(session, click.actor, str(note), click.response_url)
         ack()
 
     def page_resolve(self, ack: Ack, body: dict[str, Any]) -> None:
         click = self._click(body)
         with self.services.change() as session:
             note = paging.resolve(session, click.field("page", int), click.actor)
-            answers.queue(session, click.actor, note, click.response_url)
+            answers.queue(session, click.actor, str(note), click.response_url)
         ack()
 
     def page_oncall(self, ack: Ack, body: dict[str, Any]) -> None:

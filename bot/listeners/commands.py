@@ -108,10 +108,11 @@ class Commands:
     def start(self, command: dict[str, Any], args: str) -> str:
         asked = parse_start(args.split())
         run_id = self.services.start_deploy(asked.version, asked.environment, self._actor(command), asked.checklist)
-        title = self.services.deploy_template(command["channel_id"], asked.checklist).title
+        template = self.services.deploy_template(command["channel_id"], asked.checklist)
+        off = self.services.probes_off(asked.environment, template)
         return (
-            f"Run #{run_id} started: {escape(asked.version)} → {escape(asked.environment)} ({escape(title)}). "
-            "The checklist is on its way to this channel."
+            f"Run #{run_id} started: {escape(asked.version)} → {escape(asked.environment)} ({escape(template.title)}). "
+            "The checklist is on its way to this channel." + (f"\n{off}" if off else "")
         )
 
     def status(self, command: dict[str, Any], _args: str) -> str:
@@ -152,7 +153,7 @@ class Commands:
         reminders = self.services.reminders
         if reminders is None or not reminders.cadences:
             return "No maintenance schedules: add `schedule:` to the phases of checklists/maintenance.yml."
-        return "*Maintenance checklists*\n" + "\n".join(reminders.status_lines())
+        return "*Maintenance checklists*\n" + "\n".join(map(str, reminders.status_lines()))
 
     def remind(self, command: dict[str, Any], args: str) -> str:
         if self.services.reminders is None:
