@@ -42,7 +42,7 @@ def record(session: Session, run_id: int) -> dict[str, Any]:
 
     def who(user_id: str | None, as_then: Event | None = None) -> dict[str, str | None] | None:
         """A person by id and name: the name they had when they acted, where the event kept it."""
-        then = as_then.data.get("by_name") if as_then is not None else None
+        then = as_then.user_name if as_then is not None else None
         return {"id": user_id, "name": then or names.get(user_id)} if user_id else None
 
     notes: dict[str, list[dict[str, Any]]] = {}

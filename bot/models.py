@@ -184,6 +184,8 @@ class Event(Base):
     item_id: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(32))
+    # The name the actor had when they acted: a later change of name does not rewrite the audit trail.
+    user_name: Mapped[str | None] = mapped_column(String(MAX_NAME))
     at: Mapped[datetime]
     channel_id: Mapped[str | None] = mapped_column(String(32))
     message_ts: Mapped[str | None] = mapped_column(String(32))

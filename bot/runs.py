@@ -406,8 +406,8 @@ def event_values(actor: Actor, kind: str, data: dict[str, Any] | None = None, **
         "at": actor.at,
         "channel_id": actor.channel_id,
         "message_ts": actor.message_ts,
-        # The name as it was when they acted: a later change of name does not rewrite the audit trail.
-        "data": {**(data or {}), "by_name": actor.name} if actor.name else (data or {}),
+        "user_name": people.clean(actor.name),
+        "data": data or {},
         **about,
     }
 

@@ -1,4 +1,5 @@
-"""people: the name last given with each user id, so exports show who acted
+"""people: the name last given with each user id, so exports show who acted; each event keeps
+the name its actor had then
 
 Revision ID: 0009
 Revises: 0008
@@ -26,7 +27,11 @@ def upgrade() -> None:
         sa.Column("updated_at", bot.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("user_id"),
     )
+    with op.batch_alter_table("events") as batch:
+        batch.add_column(sa.Column("user_name", sa.String(length=80), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("events") as batch:
+        batch.drop_column("user_name")
     op.drop_table("people")
