@@ -88,7 +88,9 @@ class GateWatcher:
         ids = sorted({w.run_id for w in waiters})
         # A connection is taken for this one query and given back: waiting holds none.
         with self._engine.connect() as conn:
-            revs = dict(conn.execute(select(Run.id, Run.rev).where(Run.id.in_(ids))).tuples().all())
+            revs: dict[int, int] = {
+                row.id: row.rev for row in conn.execute(select(Run.id, Run.rev).where(Run.id.in_(ids)))
+            }
         for waiter in waiters:
             if revs.get(waiter.run_id) != waiter.rev:
                 waiter.woken.set()
