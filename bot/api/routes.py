@@ -9,9 +9,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from bot import db, pipeline
+from bot import db, logs, pipeline
 from bot.api import render
 from bot.api.auth import Auth, Refusal
 from bot.api.gates import GateWatcher
@@ -48,6 +49,17 @@ class PipelineApi:
         ]
 
     def __call__(self, environ: dict[str, Any]) -> Answer:
+        try:
+            return self._answer_request(environ)
+        except OperationalError:
+            log.warning("a pipeline API request found the database unreachable (503)")
+            return _error(503, "deploybot cannot reach its database right now; try again in a few seconds.")
+        except Exception:
+            # Logged without the request: its headers hold the token.
+            log.exception("a pipeline API request failed (500)")
+            return _error(500, f"deploybot failed to answer; quote request id {logs.request_id.get()} to its operator.")
+
+    def _answer_request(self, environ: dict[str, Any]) -> Answer:
         caller = self._auth.caller(environ)
         if isinstance(caller, Refusal):
             return _json(caller.status, caller.body, list(caller.headers))
