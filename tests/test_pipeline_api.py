@@ -184,7 +184,9 @@ def test_start_is_idempotent_by_key_and_posts_the_run_to_slack(running: Running,
         assert event.user_id.startswith("ci:") and event.data["checklist"] == "production-deploy"
 
 
-def test_two_replicas_starting_one_key_at_once_make_one_run_and_both_refuse_a_revoked_token(database_url: str, fake_slack: FakeSlack) -> None:
+def test_two_replicas_starting_one_key_at_once_make_one_run_and_both_refuse_a_revoked_token(
+    database_url: str, fake_slack: FakeSlack
+) -> None:
     with launched(database_url, fake_slack) as one, launched(database_url, fake_slack) as two:
         token = make_token(one.app.sessions)
         pipelines = [Pipeline(one.url, token), Pipeline(two.url, token)]
