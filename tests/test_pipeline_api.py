@@ -176,12 +176,12 @@ def test_start_is_idempotent_by_key_and_posts_the_run_to_slack(running: Running,
     assert other.status_code == 409 and "still active" in other.json()["error"]
     running.settled()
     parent = next(m for m in running.fake.messages.values() if not m["thread_ts"])
-    assert "CI: github-actions prod" in json.dumps(parent["blocks"]) or "ci:" in json.dumps(parent["blocks"])
     fetched = ci.http.get(f"/api/v1/runs/{run['id']}").json()["run"]
     assert fetched["url"] == f"https://slack.com/archives/{CHANNEL}/p{parent['ts'].replace('.', '')}"
     with running.app.sessions() as session:
         event = session.scalars(select(Event).where(Event.kind == "run.started")).one()
         assert event.user_id.startswith("ci:") and event.data["checklist"] == "production-deploy"
+        assert event.data["key"] == "gh-123"
 
 
 def test_two_replicas_starting_one_key_at_once_make_one_run_and_both_refuse_a_revoked_token(
