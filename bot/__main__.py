@@ -1,4 +1,4 @@
-"""Command line: deploybot run | check | probe | import | export | diff | stats | shell | db upgrade."""
+"""Command line: deploybot run | check | probe | import | export | diff | stats | shell | token | db upgrade."""
 
 from __future__ import annotations
 
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     stats.add_argument("--period", default="30d", help="how far back from now: days or weeks, e.g. 30d, 12w")
     stats.add_argument("--json", action="store_true", help="print JSON whose keys name each figure")
     sub.add_parser("shell", help="use deploybot from this terminal, without Slack")
+    from bot import token_command
+
+    token_command.add_parser(sub)
     database = sub.add_parser("db", help="database maintenance")
     database.add_argument("action", choices=["upgrade"])
     args = parser.parse_args(argv)
@@ -93,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
 
             logs.quiet()  # a terminal conversation: warnings only on standard error
             return run_shell(settings, sys.stdin, sys.stdout)
+        if args.command == "token":
+            from bot import token_command
+            from bot.services import utcnow
+
+            return token_command.run(settings, args, utcnow, print)
         if args.command == "db":
             db.upgrade(db.make_engine(settings.database_url))
             print(f"database at {settings.database_url_masked} is up to date")
@@ -263,7 +271,9 @@ def _run(settings: Settings) -> int:
     settings.require_slack()
     deploybot = create_app(settings)
     try:  # before anything else starts: a taken port is a one-line answer, not a half-started bot
-        server = GracefulServer(deploybot.web, settings.host, settings.port, settings.threads)
+        server = GracefulServer(
+            deploybot.web, settings.host, settings.port, settings.server_threads, settings.connection_limit
+        )
     except (OSError, ValueError) as exc:  # waitress says ValueError for a HOST it cannot parse
         raise problems.port(settings.host, settings.port, exc) from None
     db.upgrade(deploybot.engine)
@@ -289,6 +299,8 @@ def _run(settings: Settings) -> int:
         connecting.set()
         if socket_mode is not None:
             socket_mode.close()  # type: ignore[no-untyped-call]
+        if deploybot.api is not None:
+            deploybot.api.gates.stop()  # waiting gates answer now, within the drain's few seconds
         server.drain()
 
     signal.signal(signal.SIGTERM, _stop)

@@ -22,6 +22,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import checklists, db, logs
+from bot.api import PipelineApi
+from bot.api.auth import Auth
+from bot.api.gates import GateWatcher
 from bot.config import DeployConfig, Settings, deploy_config, what_is_off
 from bot.heartbeat import Beating
 from bot.home import home_view
@@ -70,6 +73,7 @@ class Deploybot:
     delivery_gauges: Callable[[Session], dict[str, float]] | None = None
     # This replica's heartbeat in the database, while its workers run (the shell reads it).
     heartbeat: Beating | None = None
+    api: PipelineApi | None = None  # /api/v1/ for pipelines
 
     @cached_property
     def web(self) -> WebApp:
@@ -80,6 +84,7 @@ class Deploybot:
             gauges=self.gauges,
             metrics=self.metrics,
             liveness=self.liveness,
+            api=self.api,
         )
 
     @cached_property
@@ -118,6 +123,8 @@ class Deploybot:
     def stop_workers(self) -> None:
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        if self.api is not None:
+            self.api.gates.stop()
         self.identity.stop()
         self.reminders.stop()
         if self.reviews is not None:
@@ -242,6 +249,8 @@ def create_app(
         gate=gate,
     )
     register_listeners(bolt, services)
+    auth = Auth(sessions, clock, per_minute=settings.api_per_minute)
+    api = PipelineApi(services, auth, GateWatcher(engine, settings.gate_waiters))
     deploybot = Deploybot(
         settings,
         engine,
@@ -255,6 +264,7 @@ def create_app(
         metrics,
         notices=notices,
         reviews=Reviews(sessions, config, clock, publisher.wake),
+        api=api,
     )
     deploybot.delivery_gauges = lambda session: delivery.get(session, clock())
     return deploybot

@@ -57,6 +57,7 @@ def record(session: Session, run_id: int) -> dict[str, Any]:
                 "by": who(event.user_id, event),
                 "at": _iso(event.at),
                 "probe_reason": event.data.get("probe_reason"),
+                **({k: event.data.get(k) for k in ("reported_by", "reason")} if "reported_by" in event.data else {}),
             }
     items = []
     for number, (phase, group, item) in enumerate(iter_items(run.template), 1):
@@ -89,7 +90,17 @@ def record(session: Session, run_id: int) -> dict[str, Any]:
                     "ms": probe.ms if probe else None,
                     "open_phase": phases.title(run.template, state.probe_phase),
                 },
-                "override": overrides.get(item.id) if state.overrode_probe else None,
+                "override": overrides.get(item.id) if state.overrode_probe or state.overrode_pipeline else None,
+                "report": None
+                if state.report_status is None
+                else {
+                    "reported_by": state.reported_by,
+                    "status": state.report_status,
+                    "by": state.report_by,
+                    "at": _iso(state.report_at),
+                    "evidence_url": state.report_url,
+                    "summary": state.report_summary,
+                },
             }
         )
     duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
@@ -142,7 +153,8 @@ def filename(document: dict[str, Any], fmt: str) -> str:
 def _marks(run: Run) -> dict[str, set[str]]:
     skipped = {s.item_id for s in run.items if s.status == ItemStatus.NA}
     failed = {s.item_id for s in run.items if s.probe_status == ProbeStatus.FAILED}
-    overridden = {s.item_id for s in run.items if s.overrode_probe} | set(run.overridden_items or [])
+    overridden = {s.item_id for s in run.items if s.overrode_probe or s.overrode_pipeline}
+    overridden |= set(run.overridden_items or [])
     return {"N/A": skipped, "probe failed": failed, "overridden": overridden}
 
 

@@ -44,6 +44,12 @@ COLUMNS = (
     "run_finished_at",
     "run_finish_reason",
     "run_open_at_completion",
+    "reported_by",
+    "report_status",
+    "report_by",
+    "report_at",
+    "evidence_url",
+    "report_summary",
 )
 
 # A cell starting with one of these is a formula to a spreadsheet (=SUM(…), @cmd|…); an apostrophe
@@ -60,6 +66,7 @@ def render(document: dict[str, Any]) -> str:
     writer.writerow(COLUMNS)
     for item in document["items"]:
         probe = item["probe"] or {}
+        report = item.get("report") or {}
         by = item["by"] or {}
         overrider = (item["override"] or {}).get("by") or {}
         row = {
@@ -96,6 +103,12 @@ def render(document: dict[str, Any]) -> str:
             "run_finished_at": run["finished_at"],
             "run_finish_reason": run["finish_reason"],
             "run_open_at_completion": len(run["completed_anyway_with_open"]),
+            "reported_by": report.get("reported_by"),
+            "report_status": report.get("status"),
+            "report_by": report.get("by"),
+            "report_at": report.get("at"),
+            "evidence_url": report.get("evidence_url"),
+            "report_summary": report.get("summary"),
         }
         writer.writerow([cell(row[column]) for column in COLUMNS])
     return out.getvalue()

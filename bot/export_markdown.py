@@ -137,8 +137,15 @@ def _item(item: dict[str, Any], zone: ZoneInfo) -> list[str]:
         line += f" — probe {probe['status']}: {markdown_text(probe['reason'] or '')}"
         if probe["open_phase"]:
             line += f" (checked {when(probe['at'], zone)}, {markdown_text(probe['open_phase'])} open)"
+    if item.get("report"):
+        report = item["report"]
+        line += f" — {markdown_text(report['by'] or 'CI')} reported {report['status']} on {when(report['at'], zone)}"
+        line += f": {markdown_text(report['summary'])}" if report["summary"] else ""
+        line += f" (evidence: {markdown_text(report['evidence_url'])})" if report["evidence_url"] else ""
     if item["override"]:
         line += f" — OVERRIDE by {person(item['override']['by'])}"
+        if item["override"].get("reason"):
+            line += f": {markdown_text(item['override']['reason'])}"
     lines = [line]
     if item.get("command"):
         lines.append(f"  - Command: {code(item['command'])}")

@@ -64,6 +64,15 @@ MAX_NAME = 80  # characters of a person's name kept (Slack's display names stop 
 PROBE_ACTOR = "deploybot"
 
 
+# Pipelines act as "ci:<token id>" (bot.tokens): no Slack user id looks like it.
+PIPELINE_PREFIX = "ci:"
+
+
+def is_pipeline(user_id: str | None) -> bool:
+    """Whether a change was made by a pipeline through the API."""
+    return user_id is not None and user_id.startswith(PIPELINE_PREFIX)
+
+
 def verified_by_probe(status: str, changed_by: str | None) -> bool:
     """Whether an item is done because its probe passed (not because a person ticked it)."""
     return status == ItemStatus.DONE and changed_by == PROBE_ACTOR
@@ -79,6 +88,9 @@ class Run(Base):
         # walks the snapshot stored before them in the row (tens of KiB per run).
         Index("ix_runs_period", "started_at", "kind", "environment", "status", "template_id", "finished_at"),
         Index("ix_runs_kind_environment", "kind", "environment"),  # the environments with deployments
+        # A pipeline's retried start finds its run again; two replicas starting it at once make one.
+        # A unique index, not a constraint: SQLite adds it without rebuilding the table.
+        Index("uq_runs_channel_pipeline_key", "channel_id", "pipeline_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -108,6 +120,8 @@ class Run(Base):
     # The last phase (index into the snapshot's phases) whose probes may run. It only moves forward:
     # when every required item before a phase is resolved, or when the deployment is reported.
     open_phase: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The key a pipeline started this run with (its CI run id); NULL for runs started by people.
+    pipeline_key: Mapped[str | None] = mapped_column(String(128))
 
     # Loaded when a renderer asks for them; a click reads only the item it changes.
     items: Mapped[list[ItemState]] = relationship(back_populates="run", order_by="ItemState.position")
@@ -156,6 +170,13 @@ class ItemState(Base):
     probe_lease_until: Mapped[datetime | None]
     # The run's open_phase when the latest verdict was taken: what it was checked against.
     probe_phase: Mapped[int | None] = mapped_column(Integer)
+    # Items a pipeline reports (the checklist's `reported_by`), and its latest report with the evidence.
+    reported_by: Mapped[str | None] = mapped_column(String(64))
+    report_status: Mapped[str | None] = mapped_column(String(8))  # done | failed | na
+    report_by: Mapped[str | None] = mapped_column(String(80))  # "CI: <token name>"
+    report_at: Mapped[datetime | None]
+    report_url: Mapped[str | None] = mapped_column(Text)
+    report_summary: Mapped[str | None] = mapped_column(Text)
 
     run: Mapped[Run] = relationship(back_populates="items")
 
@@ -170,6 +191,16 @@ class ItemState(Base):
             self.status == ItemStatus.DONE
             and self.changed_by != PROBE_ACTOR
             and self.probe_status == ProbeStatus.FAILED
+        )
+
+    @property
+    def overrode_pipeline(self) -> bool:
+        """A person marked done an item a pipeline reports, which the pipeline had not reported done."""
+        return (
+            self.status == ItemStatus.DONE
+            and self.reported_by is not None
+            and not is_pipeline(self.changed_by)
+            and self.report_status != ItemStatus.DONE
         )
 
 
@@ -413,3 +444,22 @@ class Heartbeat(Base):
     replica: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid
     started_at: Mapped[datetime] = mapped_column(primary_key=True)  # tells a reused pid apart
     beat_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ApiToken(Base):
+    """A pipeline's bearer token for /api/v1/: only a hash of the secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    environment: Mapped[str | None] = mapped_column(String(64))  # NULL: every environment of the channel
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex of the whole token
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None

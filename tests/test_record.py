@@ -346,7 +346,8 @@ def test_csv_rows_of_several_runs_stay_apart_under_one_stable_header(sessions: s
         "required", "status", "by", "by_name", "at", "na_reason", "notes", "probe_status", "probe_reason",
         "overridden_by", "overridden_by_name", "probe_at", "probe_open_phase", "command", "help",
         "run_outcome", "run_finished_by", "run_finished_by_name", "run_finished_at", "run_finish_reason",
-        "run_open_at_completion",
+        "run_open_at_completion", "reported_by", "report_status", "report_by", "report_at", "evidence_url",
+        "report_summary",
     ]  # fmt: skip
     both = exported(sessions, first, "csv") + exported(sessions, second, "csv").split("\r\n", 1)[1]
     rows = list(csv.DictReader(io.StringIO(both)))
