@@ -1,4 +1,4 @@
-"""Command line: deploybot run | check | probe | import | export | diff | shell | db upgrade | ci."""
+"""Command line: deploybot run | check | probe | import | export | diff | shell | token | db upgrade | ci."""
 
 from __future__ import annotations
 
@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         "other", type=int, nargs="?", help="default: the previous completed run, same checklist and environment"
     )
     sub.add_parser("shell", help="use deploybot from this terminal, without Slack")
+    from bot import token_command
+
+    token_command.add_parser(sub)
     database = sub.add_parser("db", help="database maintenance")
     database.add_argument("action", choices=["upgrade"])
     ci_cli.add_parser(sub)
@@ -91,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
 
             logs.quiet()  # a terminal conversation: warnings only on standard error
             return run_shell(settings, sys.stdin, sys.stdout)
+        if args.command == "token":
+            from bot import token_command
+            from bot.services import utcnow
+
+            return token_command.run(settings, args, utcnow, print)
         if args.command == "db":
             db.upgrade(db.make_engine(settings.database_url))
             print(f"database at {settings.database_url_masked} is up to date")
@@ -229,7 +237,7 @@ def _run(settings: Settings) -> int:
     settings.require_slack()
     deploybot = create_app(settings)
     try:  # before anything else starts: a taken port is a one-line answer, not a half-started bot
-        server = GracefulServer(deploybot.web, settings.host, settings.port, settings.threads)
+        server = GracefulServer(deploybot.web, settings.host, settings.port, settings.server_threads)
     except (OSError, ValueError) as exc:  # waitress says ValueError for a HOST it cannot parse
         raise problems.port(settings.host, settings.port, exc) from None
     db.upgrade(deploybot.engine)
@@ -255,6 +263,8 @@ def _run(settings: Settings) -> int:
         connecting.set()
         if socket_mode is not None:
             socket_mode.close()  # type: ignore[no-untyped-call]
+        if deploybot.api is not None:
+            deploybot.api.gates.stop()  # waiting gates answer now, within the drain's few seconds
         server.drain()
 
     signal.signal(signal.SIGTERM, _stop)

@@ -22,6 +22,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import checklists, db, logs
+from bot.api import PipelineApi
+from bot.api.auth import Auth
+from bot.api.gates import GateWatcher
 from bot.config import DeployConfig, Settings, deploy_config, what_is_off
 from bot.home import home_view
 from bot.identity import BotIdentity
@@ -57,6 +60,7 @@ class Deploybot:
     socket_connected: Callable[[], bool] | None = None
     # What deploybot.yml leaves off (open permissions, no contacts, no probes), said wherever people look.
     notices: list[str] = field(default_factory=list)
+    api: PipelineApi | None = None  # /api/v1/ for pipelines
 
     @cached_property
     def web(self) -> WebApp:
@@ -67,6 +71,7 @@ class Deploybot:
             gauges=self.gauges,
             metrics=self.metrics,
             liveness=self.liveness,
+            api=self.api,
         )
 
     @cached_property
@@ -97,6 +102,8 @@ class Deploybot:
             self.reminders.start()
 
     def stop_workers(self) -> None:
+        if self.api is not None:
+            self.api.gates.stop()
         self.identity.stop()
         self.reminders.stop()
         self.pager.stop()
@@ -215,8 +222,20 @@ def create_app(
         gate=gate,
     )
     register_listeners(bolt, services)
+    api = PipelineApi(services, Auth(sessions, clock), GateWatcher(engine, settings.gate_waiters))
     return Deploybot(
-        settings, engine, sessions, bolt, publisher, probes, reminders, pager, identity, metrics, notices=notices
+        settings,
+        engine,
+        sessions,
+        bolt,
+        publisher,
+        probes,
+        reminders,
+        pager,
+        identity,
+        metrics,
+        notices=notices,
+        api=api,
     )
 
 

@@ -66,6 +66,8 @@ class Settings:
     log_format: str
     render_interval: float
     threads: int  # HTTP worker threads: few, since clicks are CPU-bound under one GIL
+    # Pipeline gates that may long-poll at once; each gets a thread of its own beside `threads`.
+    gate_waiters: int = 16
     # The whole environment, for probes' ${env:NAME}; kept out of repr because it holds secrets.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     # DEPLOYBOT_CONFIG was set: the file it names must exist (the default ./deploybot.yml is optional).
@@ -83,6 +85,11 @@ class Settings:
             raise ConfigError(f"DEPLOYBOT_RENDER_INTERVAL must be seconds, at least 0, not {render_interval:g}")
         if threads < 1:
             raise ConfigError(f"DEPLOYBOT_THREADS must be a count of threads, at least 1, not {threads}")
+        gate_waiters = _number(env, "DEPLOYBOT_GATE_WAITERS", "16", int, "a count of waiting gates, from 0 to 1000")
+        if not 0 <= gate_waiters <= 1000:
+            raise ConfigError(
+                f"DEPLOYBOT_GATE_WAITERS must be a count of waiting gates, from 0 to 1000, not {gate_waiters}"
+            )
         if not 0 <= port <= 65535:
             raise ConfigError(f"PORT must be a TCP port from 0 to 65535, not {port}")
         config = env.get("DEPLOYBOT_CONFIG", "")
@@ -99,6 +106,7 @@ class Settings:
             log_format=env.get("LOG_FORMAT", "text"),
             render_interval=render_interval,
             threads=max(1, threads),
+            gate_waiters=gate_waiters,
             environ=dict(env),
             config_named=bool(config),
         )
@@ -123,6 +131,11 @@ class Settings:
                 "Optional: SLACK_APP_TOKEN (xapp-…, Basic Information › App-Level Tokens, scope "
                 "connections:write) switches to Socket Mode."
             )
+
+    @property
+    def server_threads(self) -> int:
+        """The HTTP server's pool: Slack's threads plus one per gate allowed to wait."""
+        return self.threads + self.gate_waiters
 
     def secret_values(self) -> list[str]:
         """Every secret this process was given, for the log scrubber."""

@@ -62,6 +62,15 @@ class ProbeStatus:
 PROBE_ACTOR = "deploybot"
 
 
+# Pipelines act as "ci:<token id>" (bot.tokens): no Slack user id looks like it.
+PIPELINE_PREFIX = "ci:"
+
+
+def is_pipeline(user_id: str | None) -> bool:
+    """Whether a change was made by a pipeline through the API."""
+    return user_id is not None and user_id.startswith(PIPELINE_PREFIX)
+
+
 def verified_by_probe(status: str, changed_by: str | None) -> bool:
     """Whether an item is done because its probe passed (not because a person ticked it)."""
     return status == ItemStatus.DONE and changed_by == PROBE_ACTOR
@@ -71,7 +80,11 @@ class Run(Base):
     """One execution of a checklist template, with a frozen snapshot of that template."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_channel_started", "channel_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_runs_channel_started", "channel_id", "started_at"),
+        # A pipeline's retried start finds its run again; two replicas starting it at once make one.
+        UniqueConstraint("channel_id", "pipeline_key", name="uq_runs_channel_pipeline_key"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     template_id: Mapped[str] = mapped_column(String(64))
@@ -100,6 +113,8 @@ class Run(Base):
     # The last phase (index into the snapshot's phases) whose probes may run. It only moves forward:
     # when every required item before a phase is resolved, or when the deployment is reported.
     open_phase: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The key a pipeline started this run with (its CI run id); NULL for runs started by people.
+    pipeline_key: Mapped[str | None] = mapped_column(String(128))
 
     # Loaded when a renderer asks for them; a click reads only the item it changes.
     items: Mapped[list[ItemState]] = relationship(back_populates="run", order_by="ItemState.position")
@@ -146,6 +161,13 @@ class ItemState(Base):
     probe_lease_until: Mapped[datetime | None]
     # The run's open_phase when the latest verdict was taken: what it was checked against.
     probe_phase: Mapped[int | None] = mapped_column(Integer)
+    # Items a pipeline reports (the checklist's `reported_by`), and its latest report with the evidence.
+    reported_by: Mapped[str | None] = mapped_column(String(64))
+    report_status: Mapped[str | None] = mapped_column(String(8))  # done | failed | na
+    report_by: Mapped[str | None] = mapped_column(String(80))  # "CI: <token name>"
+    report_at: Mapped[datetime | None]
+    report_url: Mapped[str | None] = mapped_column(Text)
+    report_summary: Mapped[str | None] = mapped_column(Text)
 
     run: Mapped[Run] = relationship(back_populates="items")
 
@@ -160,6 +182,16 @@ class ItemState(Base):
             self.status == ItemStatus.DONE
             and self.changed_by != PROBE_ACTOR
             and self.probe_status == ProbeStatus.FAILED
+        )
+
+    @property
+    def overrode_pipeline(self) -> bool:
+        """A person marked done an item a pipeline reports, which the pipeline had not reported done."""
+        return (
+            self.status == ItemStatus.DONE
+            and self.reported_by is not None
+            and not is_pipeline(self.changed_by)
+            and self.report_status != ItemStatus.DONE
         )
 
 
@@ -362,3 +394,22 @@ class SlackBudget(Base):
     method: Mapped[str] = mapped_column(String(64), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """A pipeline's bearer token for /api/v1/: only a hash of the secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    environment: Mapped[str | None] = mapped_column(String(64))  # NULL: every environment of the channel
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex of the whole token
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None

@@ -49,6 +49,7 @@ class Actor:
     channel_id: str | None = None
     message_ts: str | None = None
     thread_ts: str | None = None
+    name: str | None = None
 
 
 def start(
@@ -63,12 +64,14 @@ def start(
     probes: bool = False,
     rollback_of: Run | None = None,
     rollback_to: str | None = None,
+    key: str | None = None,
 ) -> Run:
     """Start a run of `template` in a channel, rendered as a parent message plus `parts` replies
     (None: a run kept outside Slack, such as one started from the terminal shell).
 
     With `probes`, every item that has a probe is queued for the probe runner, or waits for its
-    phase to open if that phase comes after the first one with a required item.
+    phase to open if that phase comes after the first one with a required item. `key` is the id a
+    pipeline started the run with (see bot.pipeline.start).
     """
     open_phase = phases.open_at_start(template)
     phase_of = phases.of_items(template)
@@ -88,6 +91,7 @@ def start(
         rollback_of=rollback_of.id if rollback_of else None,
         rollback_to=rollback_to,
         open_phase=open_phase,
+        pipeline_key=key,
     )
     current = active_run(session, channel_id) if run.active_slot else None
     if current is not None:
@@ -110,6 +114,7 @@ def start(
             required=item.required,
             status=ItemStatus.OPEN,
             probe_status=_first_probe_status(probes and item.probe is not None, phase_of[item.id], open_phase),
+            reported_by=item.reported_by,
         )
         for n, item in enumerate(template.items)
     )
@@ -233,7 +238,18 @@ def rerun_probes(session: Session, run_id: int, item_id: str | None, actor: Acto
 DEPLOYMENT_OUTCOMES = ("succeeded", "failed")
 
 
-def deployment_reported(session: Session, run_id: int, outcome: str, actor: Actor) -> str:
+def deployment_started(session: Session, run_id: int, actor: Actor, evidence: dict[str, Any] | None = None) -> None:
+    """Record that the deployment itself began (a pipeline says so, with its evidence)."""
+    run = _lock_active(session, run_id)
+    same_channel(run.id, run.channel_id, actor)
+    if run.kind != "deploy":
+        raise RunError(f"Run #{run.id} is a {run.kind} run; only a deployment is deployed. Nothing changed.")
+    _changed(session, run, actor, "deployment.started", {**(evidence or {})})
+
+
+def deployment_reported(
+    session: Session, run_id: int, outcome: str, actor: Actor, evidence: dict[str, Any] | None = None
+) -> str:
     """Record that the deployment itself happened; a successful one opens every phase's probes."""
     if outcome not in DEPLOYMENT_OUTCOMES:
         raise RunError(f"Say how the deployment went: {' or '.join(DEPLOYMENT_OUTCOMES)}. Nothing changed.")
@@ -247,7 +263,7 @@ def deployment_reported(session: Session, run_id: int, outcome: str, actor: Acto
         # The deployment happened: whatever is left unticked before it, what follows it can be checked.
         queued = open_waiting(session.connection(), run.id, last)
         run.open_phase = last
-    _changed(session, run, actor, "deployment.reported", {"outcome": outcome, "probes": queued})
+    _changed(session, run, actor, "deployment.reported", {"outcome": outcome, "probes": queued, **(evidence or {})})
     if outcome == "failed":
         return f"Noted: the deployment of {run.version} failed. `fail <reason>` declares run #{run.id} failed."
     return f"Noted: {run.version} is deployed. {queued} probe(s) queued; every phase of run #{run.id} is open."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,8 +21,8 @@ from bot.permissions import Gatekeeper, Refused
 from bot.reminders import Reminders
 from bot.runs import Actor, RunError
 
-_VERSION = re.compile(r"^[\w.+\-/]{1,64}$")
-_ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+VERSION = re.compile(r"^[\w.+\-/]{1,64}$")
+ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 def utcnow() -> datetime:
@@ -57,6 +57,25 @@ def parse_start(words: list[str]) -> StartRequest:
     if pending or checklist == "":
         raise RunError("Say which checklist: `--checklist <name>`; `/deploy help` lists them.")
     return StartRequest(rest[0] if rest else "", " ".join(rest[1:]) or "production", checklist)
+
+
+def check_start(version: str, environment: str, environments: Iterable[str]) -> None:
+    """Refuse a version or environment a run cannot have, saying what to type instead."""
+    usage = "`/deploy start <version> [environment] [--checklist <name>]`, e.g. `/deploy start v1.4.2 production`"
+    if not version:
+        raise RunError(f"Say which version to deploy: {usage}.")
+    if not VERSION.match(version):
+        raise RunError(
+            f"`{escape(version)}` is not a version: use letters, digits, `.`, `-`, `+` and `/` (up to 64): {usage}."
+        )
+    if version.lower() in {"production", "staging", *environments}:
+        # Without this, `/deploy start staging` would open a production run of a version called "staging".
+        raise RunError(f"`{escape(version)}` is an environment, not a version: {usage}.")
+    if not ENVIRONMENT.match(environment):
+        raise RunError(
+            f"`{escape(environment)}` is not an environment name: use one lowercase word "
+            "such as `production` or `staging`."
+        )
 
 
 @dataclass
@@ -94,21 +113,7 @@ class Services:
 
         `checklist` names the deploy checklist; else the channel's default in deploybot.yml, else the default one.
         """
-        usage = "`/deploy start <version> [environment] [--checklist <name>]`, e.g. `/deploy start v1.4.2 production`"
-        if not version:
-            raise RunError(f"Say which version to deploy: {usage}.")
-        if not _VERSION.match(version):
-            raise RunError(
-                f"`{escape(version)}` is not a version: use letters, digits, `.`, `-`, `+` and `/` (up to 64): {usage}."
-            )
-        if version.lower() in {"production", "staging", *self.config.environments}:
-            # Without this, `/deploy start staging` would open a production run of a version called "staging".
-            raise RunError(f"`{escape(version)}` is an environment, not a version: {usage}.")
-        if not _ENVIRONMENT.match(environment):
-            raise RunError(
-                f"`{escape(environment)}` is not an environment name: use one lowercase word "
-                "such as `production` or `staging`."
-            )
+        check_start(version, environment, self.config.environments)
         self.require("start", actor, version=version, environment=environment)
         template = self.deploy_template(actor.channel_id, checklist)
         channel = actor.channel_id or ""
@@ -201,24 +206,7 @@ class Services:
             return self._start_rollback(session, latest, actor).id
 
     def _start_rollback(self, session: Session, failed: Run, actor: Actor) -> Run:
-        rollbacks = [t for t in self.templates.values() if t.kind == "rollback"]
-        if not rollbacks:
-            raise RunError("No rollback checklist: add checklists/rollback.yml (kind: rollback).")
-        template = rollbacks[0]
-        previous = runs.previous_release(session, failed, fully=True)
-        if previous is not None:
-            template = template.with_previous_version(previous.version)
-        return runs.start(
-            session,
-            template,
-            version=failed.version,
-            environment=failed.environment,
-            channel_id=failed.channel_id,
-            parts=len(layout(template)) if is_slack_channel(failed.channel_id) else None,
-            actor=actor,
-            rollback_of=failed,
-            rollback_to=previous.version if previous else None,
-        )
+        return start_rollback(session, self.templates, failed, actor)
 
     def deploy_checklists(self) -> list[Template]:
         """Every checklist `/deploy start` can run, in id order."""
@@ -252,3 +240,25 @@ class Services:
                 "e.g. `/deploy start <version> [environment] --checklist <name>`."
             )
         return deploys[name]
+
+
+def start_rollback(session: Session, templates: dict[str, Template], failed: Run, actor: Actor) -> Run:
+    """Start the rollback checklist of a failed deployment, back to its last fully complete release."""
+    rollbacks = [t for t in templates.values() if t.kind == "rollback"]
+    if not rollbacks:
+        raise RunError("No rollback checklist: add checklists/rollback.yml (kind: rollback).")
+    template = rollbacks[0]
+    previous = runs.previous_release(session, failed, fully=True)
+    if previous is not None:
+        template = template.with_previous_version(previous.version)
+    return runs.start(
+        session,
+        template,
+        version=failed.version,
+        environment=failed.environment,
+        channel_id=failed.channel_id,
+        parts=len(layout(template)) if is_slack_channel(failed.channel_id) else None,
+        actor=actor,
+        rollback_of=failed,
+        rollback_to=previous.version if previous else None,
+    )
