@@ -73,8 +73,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return ci
 
 
-def run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Carry out one `deploybot ci` command; its exit status."""
+    out, err = out or sys.stdout, err or sys.stderr
     # httpx logs each request at INFO: the command's own lines are the output.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
