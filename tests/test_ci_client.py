@@ -406,3 +406,13 @@ def test_text_helpers() -> None:
         seconds("m")
     assert inert("a" * 300).endswith("…") and len(inert("a" * 300)) == 200
     assert inert("\u2028x\u2029") == "\\u2028x\\u2029"
+
+
+def test_a_gate_answered_at_once_without_a_change_is_not_polled_in_a_loop(
+    scripted: Callable[..., ScriptedApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What a replica with no room for another waiting gate does: the same answer, at once.
+    api = scripted(lambda _: gate_answer("waiting", [item(1), item(2)], rev=3))
+    assert main(["ci", "gate", "--run", "12", "--phase", "pre-deployment", "--timeout", "4s"]) == 6
+    outputs(capsys)
+    assert len(api.seen) <= 5  # pauses of 1, 2 and 4 s; without them, hundreds of requests

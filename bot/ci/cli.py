@@ -114,7 +114,7 @@ def _dispatch(
         run = answer["run"]
         print(f"run {run_id}: deployment {args.status} reported; {describe_run(run)}", file=out, flush=True)
         return Exit.OK
-    return wait_at_gate(api, run_id, args.phase, timeout, out, time.monotonic)
+    return wait_at_gate(api, run_id, args.phase, timeout, out, time.monotonic, time.sleep)
 
 
 def _request_body(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from bot.ci.exits import CiError, Exit
 from bot.ci.text import inert
 
 LONGEST_POLL = 30  # seconds the server holds one request at most
+EARLY_PAUSE = 1.0  # seconds before polling again after an unchanged answer came back at once (doubles to 4)
 _ENDED = {"failed": "failed", "rolled_back": "rolled back", "aborted": "aborted"}
 _MARK = {"done": "done", "na": "n/a", "failed": "FAILED", "open": "reopened"}
 
@@ -19,7 +20,13 @@ Item = dict[str, Any]
 
 
 def wait_at_gate(
-    api: Api, run_id: int, phase: str | None, timeout: float, out: TextIO, clock: Callable[[], float]
+    api: Api,
+    run_id: int,
+    phase: str | None,
+    timeout: float,
+    out: TextIO,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
 ) -> Exit:
     """Wait until the gate of `phase` (the whole run if None) opens, fails or `timeout` seconds pass."""
     deadline = clock() + timeout
@@ -34,6 +41,7 @@ def wait_at_gate(
         for item in gate["waiting_for"]:
             say(f"  {_label(item)}{_reporter(item)}")
     seen = _items(run, phase)
+    early = 0  # unchanged answers in a row that came back long before the wait asked for
     while gate["state"] == "waiting":
         remaining = deadline - clock()
         if remaining <= 0:
@@ -41,7 +49,16 @@ def wait_at_gate(
             say(f"timed out after {_duration(timeout)}, still waiting for {names} of {scope}")
             return Exit.TIMED_OUT
         params["after"] = run["rev"]
-        answer = _poll(api, run_id, params, deadline, wait=min(LONGEST_POLL, max(1, math.ceil(remaining))))
+        wait = min(LONGEST_POLL, max(1, math.ceil(remaining)))
+        asked = clock()
+        answer = _poll(api, run_id, params, deadline, wait)
+        if answer["run"]["rev"] == run["rev"] and clock() - asked < wait / 2:
+            # A replica with no room for another waiting gate answers at once: pause, or this loop
+            # would spin on it (and then on the token's rate limit).
+            early += 1
+            sleep(min(deadline - clock(), EARLY_PAUSE * 2 ** min(early - 1, 2)))
+        else:
+            early = 0
         before = len(gate["waiting_for"])
         gate, run = answer["gate"], answer["run"]
         now = _items(run, phase)
