@@ -56,7 +56,7 @@ def wait_at_gate(
             # A replica with no room for another waiting gate answers at once: pause, or this loop
             # would spin on it (and then on the token's rate limit).
             early += 1
-            sleep(min(deadline - clock(), EARLY_PAUSE * 2 ** min(early - 1, 2)))
+            sleep(max(0.0, min(deadline - clock(), EARLY_PAUSE * 2 ** min(early - 1, 2))))
         else:
             early = 0
         before = len(gate["waiting_for"])
