@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Mapping
 from typing import Any, TextIO
+from urllib.parse import quote
 
 from bot.ci.client import Api
 from bot.ci.exits import CiError, Exit
@@ -104,7 +105,8 @@ def _dispatch(
         return Exit.OK
     run_id = _run_id(args.run, env)
     if args.ci_command == "report":
-        _, answer = api.call("POST", f"runs/{run_id}/items/{args.item}", body=body, deadline=deadline)
+        path = f"runs/{run_id}/items/{quote(args.item, safe='')}"  # an id is a slug; anything else stays one segment
+        _, answer = api.call("POST", path, body=body, deadline=deadline)
         item = _find(answer["run"], args.item)
         shown = f"#{item['number']} {inert(item['text'], 120)}" if item else inert(args.item)
         print(f"run {run_id}: {shown} reported {args.status}", file=out, flush=True)
