@@ -222,7 +222,8 @@ def create_app(
         gate=gate,
     )
     register_listeners(bolt, services)
-    api = PipelineApi(services, Auth(sessions, clock), GateWatcher(engine, settings.gate_waiters))
+    auth = Auth(sessions, clock, per_minute=settings.api_per_minute)
+    api = PipelineApi(services, auth, GateWatcher(engine, settings.gate_waiters))
     return Deploybot(
         settings,
         engine,

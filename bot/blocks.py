@@ -10,7 +10,7 @@ from typing import Any
 
 from bot import ids, limits, phases
 from bot.checklists import Group, Item, Template
-from bot.models import ItemState, ItemStatus, ProbeStatus, Run, RunStatus
+from bot.models import ItemState, ItemStatus, ProbeStatus, Run, RunStatus, is_pipeline
 from bot.mrkdwn import escape, mention
 
 Block = dict[str, Any]
@@ -21,6 +21,8 @@ BAR_WIDTH = 20
 # Escaping can quintuple a reason or note ("&" becomes "&amp;"); clip what is shown.
 USER_TEXT = 700
 PROBE_TEXT = 300
+REPORT_TEXT = 300
+REPORT_LINK = 600
 _ICONS = {ItemStatus.OPEN: "⬜", ItemStatus.DONE: "✅", ItemStatus.NA: "➖"}
 _KIND_TITLES = {"deploy": "Deployment", "maintenance": "Maintenance", "rollback": "Rollback"}
 
@@ -332,10 +334,14 @@ def _item_block(run: Run, item: Item, state: ItemState) -> Block:
     lines = [_item_line(run, item, state)]
     if item.command:
         lines.append(f"`{item.command}`")
-    if item.help and state.status == ItemStatus.OPEN:
+    if item.help and state.status == ItemStatus.OPEN and state.report_status is None:
         lines.append(f"_{item.help}_")
     if state.overrode_probe:
         lines.append(f":warning: done although its probe failed: {quote(state.probe_reason or '', PROBE_TEXT)}")
+    elif state.overrode_pipeline:
+        lines.append(f":warning: ticked by a person, not reported done by {_pipeline_name(state)} (override)")
+    if state.report_status is not None and (evidence := _evidence(state)):
+        lines.append(evidence)
     elif state.status == ItemStatus.DONE and state.probe_status == ProbeStatus.PASSED:
         lines.append(f":mag: {quote(state.probe_reason or '', PROBE_TEXT)}{_checked(run, state)}")
     if state.note and state.note_by and state.note_at:
@@ -368,9 +374,28 @@ def _checked(run: Run, state: ItemState) -> str:
     return f"  ·  checked {when(state.probe_at)}, {title} open"
 
 
+def _pipeline_name(state: ItemState) -> str:
+    """Who reports an item: "CI" for any pipeline of the channel, else the named pipeline."""
+    return "CI" if state.reported_by in (None, "ci") else f"*{escape(state.reported_by)}*"
+
+
+def _evidence(state: ItemState) -> str:
+    """The pipeline's evidence link and one-line summary; a link only to http(s), never a mention."""
+    said = f"_{quote(state.report_summary, REPORT_TEXT)}_" if state.report_summary else ""
+    url = escape(state.report_url or "")
+    # A link cannot be clipped like text: one too long once escaped is named, not shown.
+    link = (f"<{url}|evidence>" if len(url) <= REPORT_LINK else "evidence: a link too long to show") if url else ""
+    return ":link: " + "  ·  ".join(part for part in (link, said) if part) if link or said else ""
+
+
 def _item_line(run: Run, item: Item, state: ItemState) -> str:
     icon = _ICONS[state.status]
     optional = "" if item.required else " _(optional)_"
+    if state.status == ItemStatus.OPEN and state.report_status == "failed" and state.report_at:
+        by = quote(state.report_by or "CI", 100)
+        return f":x: {item.text}{optional}  ·  *{by}* reported it failed {when(state.report_at)}"
+    if state.status == ItemStatus.OPEN and state.reported_by is not None and state.probe_status is None:
+        return f"{icon} {item.text}{optional}  ·  _waiting for {_pipeline_name(state)}_"
     if state.status == ItemStatus.OPEN:
         if state.probe_status == ProbeStatus.PENDING:
             return f":hourglass_flowing_sand: {item.text}{optional}  ·  _checking…_"
@@ -385,7 +410,8 @@ def _item_line(run: Run, item: Item, state: ItemState) -> str:
         return f"{icon} {item.text}{optional}"
     if state.verified_by_probe:
         return f"{icon} {item.text}{optional}  ·  verified by deploybot {when(state.changed_at)}"
-    who = f"{mention(state.changed_by)} {when(state.changed_at)}"
+    by = f"*{quote(state.report_by or 'CI', 100)}*" if is_pipeline(state.changed_by) else mention(state.changed_by)
+    who = f"{by} {when(state.changed_at)}"
     if state.status == ItemStatus.NA:
         return f"{icon} ~{item.text}~{optional}  ·  N/A by {who}: _{quote(state.na_reason or '')}_"
     return f"{icon} {item.text}{optional}  ·  {who}"

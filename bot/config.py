@@ -68,6 +68,7 @@ class Settings:
     threads: int  # HTTP worker threads: few, since clicks are CPU-bound under one GIL
     # Pipeline gates that may long-poll at once; each gets a thread of its own beside `threads`.
     gate_waiters: int = 16
+    api_per_minute: float = 120.0  # requests each pipeline token may make, shared by every replica
     # The whole environment, for probes' ${env:NAME}; kept out of repr because it holds secrets.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     # DEPLOYBOT_CONFIG was set: the file it names must exist (the default ./deploybot.yml is optional).
@@ -90,6 +91,11 @@ class Settings:
             raise ConfigError(
                 f"DEPLOYBOT_GATE_WAITERS must be a count of waiting gates, from 0 to 1000, not {gate_waiters}"
             )
+        api_per_minute = _number(env, "DEPLOYBOT_API_PER_MINUTE", "120", float, "requests a minute, more than 0")
+        if not 0 < api_per_minute < float("inf"):
+            raise ConfigError(
+                f"DEPLOYBOT_API_PER_MINUTE must be requests a minute, more than 0, not {api_per_minute:g}"
+            )
         if not 0 <= port <= 65535:
             raise ConfigError(f"PORT must be a TCP port from 0 to 65535, not {port}")
         config = env.get("DEPLOYBOT_CONFIG", "")
@@ -107,6 +113,7 @@ class Settings:
             render_interval=render_interval,
             threads=max(1, threads),
             gate_waiters=gate_waiters,
+            api_per_minute=api_per_minute,
             environ=dict(env),
             config_named=bool(config),
         )

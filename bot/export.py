@@ -44,6 +44,7 @@ def record(session: Session, run_id: int) -> dict[str, Any]:
                 "by": event.user_id,
                 "at": _iso(event.at),
                 "probe_reason": event.data.get("probe_reason"),
+                **({k: event.data.get(k) for k in ("reported_by", "reason")} if "reported_by" in event.data else {}),
             }
     items = []
     for phase, group, item in iter_items(run.template):
@@ -72,7 +73,17 @@ def record(session: Session, run_id: int) -> dict[str, Any]:
                     "ms": probe.ms if probe else None,
                     "open_phase": phases.title(run.template, state.probe_phase),
                 },
-                "override": overrides.get(item.id) if state.overrode_probe else None,
+                "override": overrides.get(item.id) if state.overrode_probe or state.overrode_pipeline else None,
+                "report": None
+                if state.report_status is None
+                else {
+                    "reported_by": state.reported_by,
+                    "status": state.report_status,
+                    "by": state.report_by,
+                    "at": _iso(state.report_at),
+                    "evidence_url": state.report_url,
+                    "summary": state.report_summary,
+                },
             }
         )
     duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
@@ -136,6 +147,9 @@ def _csv(document: dict[str, Any]) -> str:
             "overridden_by",
             "probe_at",
             "probe_open_phase",
+            "reported_by",
+            "evidence_url",
+            "report_summary",
         ]
     )
     for item in document["items"]:
@@ -156,6 +170,9 @@ def _csv(document: dict[str, Any]) -> str:
             (item["override"] or {}).get("by", ""),
             probe.get("at") or "",
             probe.get("open_phase") or "",
+            (item.get("report") or {}).get("by") or "",
+            (item.get("report") or {}).get("evidence_url") or "",
+            (item.get("report") or {}).get("summary") or "",
         ]
         writer.writerow([_cell(value) for value in row])
     return out.getvalue()
@@ -223,6 +240,11 @@ def _markdown(document: dict[str, Any]) -> str:
             line += f" — probe {probe['status']}: {markdown_text(probe['reason'] or '')}"
             if probe["open_phase"]:
                 line += f" (checked {probe['at']}, {probe['open_phase']} open)"
+        if item.get("report"):
+            report = item["report"]
+            line += f" — {report['by']} reported {report['status']}"
+            line += f": {markdown_text(report['summary'])}" if report["summary"] else ""
+            line += f" ({markdown_text(report['evidence_url'])})" if report["evidence_url"] else ""
         if item["override"]:
             line += f" — OVERRIDE by {item['override']['by']}"
         lines.append(line)
@@ -249,7 +271,8 @@ def _markdown(document: dict[str, Any]) -> str:
 def _marks(run: Run) -> dict[str, set[str]]:
     skipped = {s.item_id for s in run.items if s.status == ItemStatus.NA}
     failed = {s.item_id for s in run.items if s.probe_status == ProbeStatus.FAILED}
-    overridden = {s.item_id for s in run.items if s.overrode_probe} | set(run.overridden_items or [])
+    overridden = {s.item_id for s in run.items if s.overrode_probe or s.overrode_pipeline}
+    overridden |= set(run.overridden_items or [])
     return {"N/A": skipped, "probe failed": failed, "overridden": overridden}
 
 

@@ -83,7 +83,8 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_channel_started", "channel_id", "started_at"),
         # A pipeline's retried start finds its run again; two replicas starting it at once make one.
-        UniqueConstraint("channel_id", "pipeline_key", name="uq_runs_channel_pipeline_key"),
+        # A unique index, not a constraint: SQLite adds it without rebuilding the table.
+        Index("uq_runs_channel_pipeline_key", "channel_id", "pipeline_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -18,7 +18,7 @@ from bot.services import ENVIRONMENT, VERSION, start_rollback
 
 MAX_KEY = 128
 MAX_SUMMARY = 200
-MAX_URL = 2000
+MAX_URL = 500  # a CI job's page; keeps an item's section far below Slack's 3000 characters
 DEPLOYMENT_STATUSES = ("started", "succeeded", "failed")
 GATE_STATES = ("waiting", "open", "failed", "aborted")
 

@@ -16,7 +16,6 @@ from bot.tokens import Caller
 
 MAX_TOKEN = 256  # longer than any token deploybot makes: not worth hashing
 PER_MINUTE = 120.0  # a gate re-polls at most every few seconds; a busy pipeline reports dozens of items
-BURST = 30.0
 
 
 @dataclass(frozen=True)
@@ -38,12 +37,12 @@ class Auth:
         clock: Callable[[], datetime],
         *,
         per_minute: float = PER_MINUTE,
-        burst: float = BURST,
     ):
         self._sessions = sessions
         self._clock = clock
         self._per_minute = per_minute
-        self._burst = burst
+        # A pipeline reports its items in a burst after its jobs: a quarter of a minute's worth at once.
+        self._burst = max(1.0, per_minute / 4)
 
     def caller(self, environ: dict[str, Any]) -> Caller | Refusal:
         """The token's holder, or why the request is refused (401, 429)."""

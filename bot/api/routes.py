@@ -16,10 +16,11 @@ from bot.api import render
 from bot.api.auth import Auth, Refusal
 from bot.api.gates import GateWatcher
 from bot.blocks import layout
+from bot.items import NotThisPipeline
 from bot.models import Run
 from bot.mrkdwn import is_slack_channel
 from bot.pipeline import Forbidden, Invalid, NotFound
-from bot.runs import RunError
+from bot.runs import RunError, TextRefused
 from bot.services import Services
 from bot.tokens import Caller
 
@@ -67,9 +68,9 @@ class PipelineApi:
             try:
                 body = _body(raw) if method == "POST" else {}
                 return handler(caller, body, environ, *found.groups())
-            except Invalid as refused:
+            except (Invalid, TextRefused) as refused:
                 return _error(400, str(refused))
-            except Forbidden as refused:
+            except (Forbidden, NotThisPipeline) as refused:
                 return _error(403, str(refused))
             except NotFound as refused:
                 return _error(404, str(refused))

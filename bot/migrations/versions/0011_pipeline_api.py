@@ -35,7 +35,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("pipeline_key", sa.String(length=128), nullable=True))
-        batch_op.create_unique_constraint("uq_runs_channel_pipeline_key", ["channel_id", "pipeline_key"])
+    # An index, not a constraint: SQLite would rebuild the runs table for a constraint, and dropping
+    # the old one would cascade to every item of every run.
+    op.create_index("uq_runs_channel_pipeline_key", "runs", ["channel_id", "pipeline_key"], unique=True)
     with op.batch_alter_table("item_states", schema=None) as batch_op:
         batch_op.add_column(sa.Column("reported_by", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("report_status", sa.String(length=8), nullable=True))
@@ -46,10 +48,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("item_states", schema=None) as batch_op:
+    # Dropped in place (SQLite 3.35+): copying `runs` into a new table would drop the old one, and
+    # with foreign keys on, SQLite would cascade that to every run's items and events.
+    with op.batch_alter_table("item_states", schema=None, recreate="never") as batch_op:
         for column in ("report_summary", "report_url", "report_at", "report_by", "report_status", "reported_by"):
             batch_op.drop_column(column)
-    with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.drop_constraint("uq_runs_channel_pipeline_key", type_="unique")
+    op.drop_index("uq_runs_channel_pipeline_key", table_name="runs")
+    with op.batch_alter_table("runs", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("pipeline_key")
     op.drop_table("api_tokens")
