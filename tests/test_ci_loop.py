@@ -142,11 +142,8 @@ def test_the_pipeline_loop_end_to_end_across_two_replicas(
         )
         assert reported.returncode == 0 and "reported done" in reported.stdout, reported.stderr
         with engine.connect() as conn:
-            states = dict(
-                conn.execute(select(ItemState.item_id, ItemState.status).where(ItemState.run_id == run_id))
-                .tuples()
-                .all()
-            )
+            rows = conn.execute(select(ItemState.item_id, ItemState.status).where(ItemState.run_id == run_id)).all()
+            states = {item_id: status for item_id, status in rows}
         assert states["all-tests-are-passing"] == states["no-hardcoded-secrets-in-code"] == "done"
 
         # The gate waits on the first replica; a person ticks the rest through the second.
