@@ -229,7 +229,7 @@ def test_a_server_that_keeps_failing_is_exit_7(
     ("status", "code", "said"),
     [
         (401, 3, "refused the token (401 unauthorized): check DEPLOYBOT_TOKEN"),
-        (403, 3, "refused this token (403 This token touches staging runs only"),
+        (403, 3, "refused this token here (403): This token touches staging runs only."),
         (400, 2, "refused the request (400): Give"),
         (404, 2, "refused the request (404): Give"),
         (409, 2, "refused the request (409): Give"),
@@ -363,7 +363,7 @@ def test_the_gate_prints_what_it_waits_for_and_each_change_then_opens(
             "gate closed: #1 Item 1 failed: probe: expired 2 days ago",
         ),
         ("failed", [item(1), item(2)], "rolled_back", 4, "gate closed: run 12 was rolled back"),
-        ("failed", [item(1), item(2)], "failed", 4, "gate closed: run 12 was failed"),
+        ("failed", [item(1), item(2)], "failed", 4, "gate closed: run 12 failed"),
         ("aborted", [item(1), item(2)], "aborted", 4, "gate closed: run 12 was aborted"),
         ("open", [item(1, "done"), item(2, "na")], "completed", 0, "gate open"),
     ],

@@ -85,9 +85,10 @@ class Api:
             raise CiError(
                 f"{self.url} redirects to {where}: set DEPLOYBOT_URL to the address deploybot answers on", Exit.INVALID
             )
-        if status in (401, 403):
-            refusal = "refused the token" if status == 401 else "refused this token"
-            raise CiError(f"deploybot {refusal} ({status} {_error(response)}): {_TOKEN_HELP}", Exit.UNAUTHORIZED)
+        if status == 401:
+            raise CiError(f"deploybot refused the token (401 {_error(response)}): {_TOKEN_HELP}", Exit.UNAUTHORIZED)
+        if status == 403:
+            raise CiError(f"deploybot refused this token here (403): {_error(response)}", Exit.UNAUTHORIZED)
         if status >= 400:
             raise CiError(f"deploybot refused the request ({status}): {_error(response)}", Exit.INVALID)
         try:

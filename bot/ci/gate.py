@@ -13,7 +13,7 @@ from bot.ci.text import inert
 
 LONGEST_POLL = 30  # seconds the server holds one request at most
 EARLY_PAUSE = 1.0  # seconds before polling again after an unchanged answer came back at once (doubles to 4)
-_ENDED = {"failed": "failed", "rolled_back": "rolled back", "aborted": "aborted"}
+_ENDED = {"failed": "failed", "rolled_back": "was rolled back", "aborted": "was aborted"}
 _MARK = {"done": "done", "na": "n/a", "failed": "FAILED", "open": "reopened"}
 
 Item = dict[str, Any]
@@ -92,7 +92,7 @@ def _verdict(gate: dict[str, Any], run: dict[str, Any], scope: str, say: Callabl
         say(f"gate open: every required item of {scope} is done or N/A")
         return Exit.OK
     if state == "aborted" or run["status"] in _ENDED:
-        say(f"gate closed: run {run['id']} was {_ENDED.get(run['status'], 'aborted')}")
+        say(f"gate closed: run {run['id']} {_ENDED.get(run['status'], 'was aborted')}")
         return Exit.RUN_ENDED
     if state == "failed":
         for item in gate.get("failed", []):
