@@ -235,7 +235,7 @@ def cost(gates: int, seconds: float, slots: str | None) -> dict[str, Any]:
             before = dict(counts[-1])
             start_cpu, start_at = cpu_seconds(), time.monotonic()
             pool, pg, parked, acks = [], Counter[str](), [], []
-            slack = SlackUser(bot.url, SIGNING_SECRET, response_urls=fake.response_url)
+            slack = SlackUser(bot.url, SIGNING_SECRET, httpx.Client(timeout=5), response_urls=fake.response_url)
             while time.monotonic() - start_at < seconds:
                 pool.append(bot.app.engine.pool.checkedout())
                 parked.append(watcher.waiting)
@@ -322,7 +322,7 @@ def main() -> None:
         acks = sorted(r["acks"])
         print(
             f"  a slash command meanwhile, every 2 s: acknowledged in median {statistics.median(acks) * 1000:.0f} ms, "
-            f"max {acks[-1] * 1000:.0f} ms ({sum(a == float('inf') for a in acks)} of {len(acks)} not answered)"
+            f"max {acks[-1] * 1000:.0f} ms ({sum(a == float('inf') for a in acks)} of {len(acks)} not answered in 5 s)"
         )
         print(
             f"  pooled connections checked out while they wait: max {r['pool_max']}, mean {r['pool_mean']:.2f} "

@@ -339,6 +339,7 @@ def test_the_gate_prints_what_it_waits_for_and_each_change_then_opens(
         "n/a  #2 Item 2  by Mallory\\u000a::add-mask::x\\u001b]0;title\\u0007 (ci:1): no tests\\u000d\\u000ahere",
         "gate open: every required item of Pre-Deployment (and the phases before it) is done or N/A",
     ]
+    assert all(s.headers["connection"] == "close" for s in api.seen)  # no idle connection held between polls
     polls = [(s.path, s.query) for s in api.seen]
     assert polls[0] == ("/api/v1/runs/12/gate", {"phase": "pre-deployment", "wait": "0"})
     assert polls[1] == ("/api/v1/runs/12/gate", {"phase": "pre-deployment", "after": "4", "wait": "30"})

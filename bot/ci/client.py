@@ -55,13 +55,14 @@ class Api:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str | int] | None = None,
         wait: float = 0.0,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """The status and JSON body of a 2xx answer; CiError for a refusal, or when no answer came by `deadline`."""
         started, pause = self._clock(), _FIRST_PAUSE
         timeout = httpx.Timeout(_SEND, connect=_CONNECT, read=wait + _ANSWER)
         while True:
             try:
-                response = self._http.request(method, path, json=body, params=params, timeout=timeout)
+                response = self._http.request(method, path, json=body, params=params, headers=headers, timeout=timeout)
             except httpx.TransportError as exc:
                 problem = f"cannot reach deploybot at {self.url} ({_describe(exc)})"
             else:

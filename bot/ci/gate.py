@@ -14,6 +14,7 @@ from bot.ci.text import inert
 LONGEST_POLL = 30  # seconds the server holds one request at most
 EARLY_PAUSE = 1.0  # seconds before polling again after an unchanged answer came back at once (doubles to 4)
 _ENDED = {"failed": "failed", "rolled_back": "was rolled back", "aborted": "was aborted"}
+_CLOSE = {"Connection": "close"}
 _MARK = {"done": "done", "na": "n/a", "failed": "FAILED", "open": "reopened"}
 
 Item = dict[str, Any]
@@ -79,7 +80,9 @@ def describe_run(run: dict[str, Any]) -> str:
 
 def _poll(api: Api, run_id: int, params: dict[str, str | int], deadline: float, wait: int) -> dict[str, Any]:
     """One gate request (held up to `wait` seconds by the server)."""
-    _, body = api.call("GET", f"runs/{run_id}/gate", params={**params, "wait": wait}, deadline=deadline, wait=wait)
+    # A connection per poll: between polls a pipeline holds none of the server's connections idle.
+    query = {**params, "wait": wait}
+    _, body = api.call("GET", f"runs/{run_id}/gate", params=query, deadline=deadline, wait=wait, headers=_CLOSE)
     if not isinstance(body.get("gate"), dict) or not isinstance(body.get("run"), dict):
         raise CiError(f"{api.url} answered the gate without a gate and a run: is it deploybot?", Exit.INVALID)
     return body
