@@ -1,7 +1,8 @@
-"""Pipeline gates: how soon a waiting gate returns after the last required tick (two replicas on PostgreSQL,
-the tick through the other one), and what 200 waiting gates cost a replica in CPU, threads and connections.
+"""Pipeline gates through the real `deploybot ci` client: how soon a waiting gate returns after the last
+required tick (two `deploybot run` replicas on PostgreSQL, the tick through the other one), and what 200
+waiting pipelines cost a replica in CPU, requests and connections, and Slack's acknowledgements meanwhile.
 
-Usage: python -m bench.gates [--trials N] [--gates N] [--seconds S]
+Usage: python -m bench.ci_gates [--trials N] [--gates N] [--seconds S]
 Needs the PostgreSQL of the tests (DEPLOYBOT_TEST_POSTGRES_URL). Loopback only; every loop is bounded.
 """
 
@@ -214,7 +215,7 @@ def cost(gates: int, seconds: float, slots: str | None) -> dict[str, Any]:
                 assert slack.command("help", channel="C0BENCH01").status_code == 200
                 idle_acks.append(time.monotonic() - sent_at)
             process = subprocess.Popen(
-                [sys.executable, "-m", "bench.gates", "--clients"],
+                [sys.executable, "-m", "bench.ci_gates", "--clients"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
