@@ -237,7 +237,9 @@ def _run(settings: Settings) -> int:
     settings.require_slack()
     deploybot = create_app(settings)
     try:  # before anything else starts: a taken port is a one-line answer, not a half-started bot
-        server = GracefulServer(deploybot.web, settings.host, settings.port, settings.server_threads)
+        server = GracefulServer(
+            deploybot.web, settings.host, settings.port, settings.server_threads, settings.connection_limit
+        )
     except (OSError, ValueError) as exc:  # waitress says ValueError for a HOST it cannot parse
         raise problems.port(settings.host, settings.port, exc) from None
     db.upgrade(deploybot.engine)

@@ -144,6 +144,11 @@ class Settings:
         """The HTTP server's pool: Slack's threads plus one per gate allowed to wait."""
         return self.threads + self.gate_waiters
 
+    @property
+    def connection_limit(self) -> int:
+        """Open connections the server keeps: waitress's 100, plus room for every waiting gate and its re-poll."""
+        return 100 + 2 * self.gate_waiters
+
     def secret_values(self) -> list[str]:
         """Every secret this process was given, for the log scrubber."""
         values = [self.slack_bot_token.reveal(), self.slack_signing_secret.reveal(), self.slack_app_token.reveal()]

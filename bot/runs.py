@@ -125,7 +125,8 @@ def start(
         run,
         actor,
         "run.started",
-        {"version": version, "environment": environment, "checklist": template.id, "probes": probes},
+        {"version": version, "environment": environment, "checklist": template.id, "probes": probes}
+        | ({"key": key} if key else {}),
     )
     return run
 

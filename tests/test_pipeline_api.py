@@ -176,15 +176,17 @@ def test_start_is_idempotent_by_key_and_posts_the_run_to_slack(running: Running,
     assert other.status_code == 409 and "still active" in other.json()["error"]
     running.settled()
     parent = next(m for m in running.fake.messages.values() if not m["thread_ts"])
-    assert "CI: github-actions prod" in json.dumps(parent["blocks"]) or "ci:" in json.dumps(parent["blocks"])
     fetched = ci.http.get(f"/api/v1/runs/{run['id']}").json()["run"]
     assert fetched["url"] == f"https://slack.com/archives/{CHANNEL}/p{parent['ts'].replace('.', '')}"
     with running.app.sessions() as session:
         event = session.scalars(select(Event).where(Event.kind == "run.started")).one()
         assert event.user_id.startswith("ci:") and event.data["checklist"] == "production-deploy"
+        assert event.data["key"] == "gh-123"
 
 
-def test_two_replicas_starting_one_key_at_once_make_one_run(database_url: str, fake_slack: FakeSlack) -> None:
+def test_two_replicas_starting_one_key_at_once_make_one_run_and_both_refuse_a_revoked_token(
+    database_url: str, fake_slack: FakeSlack
+) -> None:
     with launched(database_url, fake_slack) as one, launched(database_url, fake_slack) as two:
         token = make_token(one.app.sessions)
         pipelines = [Pipeline(one.url, token), Pipeline(two.url, token)]
@@ -209,7 +211,11 @@ def test_two_replicas_starting_one_key_at_once_make_one_run(database_url: str, f
                 runs.abort(session, run.id, "next attempt", runs.Actor("U1", utcnow()))
         with one.app.sessions() as session:
             assert session.scalar(select(func.count()).select_from(Run)) == 4
+        # A revoke through either replica's database is refused by both at their next request.
+        with two.app.sessions.begin() as session:
+            tokens.revoke(session, "github-actions prod", utcnow())
         for pipeline in pipelines:
+            assert pipeline.http.get("/api/v1/runs/1").status_code == 401
             pipeline.close()
 
 

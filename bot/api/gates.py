@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from sqlalchemy import Engine, select
 
@@ -13,6 +15,8 @@ from bot.models import Run
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.2  # seconds between the watcher's reads: a tick elsewhere is seen within this
+_KEPT = 1000  # answers shared at most; past that the oldest go
+T = TypeVar("T")
 
 
 @dataclass(eq=False)
@@ -20,6 +24,7 @@ class _Waiter:
     run_id: int
     rev: int
     woken: threading.Event = field(default_factory=threading.Event)
+    seen: int | None = None  # the revision the watcher read when it woke this waiter
 
 
 class GateWatcher:
@@ -44,10 +49,13 @@ class GateWatcher:
         with self._lock:
             return len(self._waiting)
 
-    def wait(self, run_id: int, rev: int, seconds: float) -> bool:
-        """Wait until the run's revision moves past `rev`, or `seconds` pass; False if no slot was free."""
+    def wait(self, run_id: int, rev: int, seconds: float) -> int | None:
+        """Wait until the run's revision moves past `rev`, or `seconds` pass; the revision seen, if it moved.
+
+        Returns `rev` at once when no slot is free.
+        """
         if self._slots is None or self._stopping.is_set() or not self._slots.acquire(blocking=False):
-            return False
+            return rev
         waiter = _Waiter(run_id, rev)
         try:
             with self._lock:
@@ -58,7 +66,7 @@ class GateWatcher:
             with self._lock:
                 self._waiting.discard(waiter)
             self._slots.release()
-        return True
+        return waiter.seen
 
     def stop(self) -> None:
         """Answer every waiting gate now and wait no more (the process is stopping)."""
@@ -88,7 +96,40 @@ class GateWatcher:
         ids = sorted({w.run_id for w in waiters})
         # A connection is taken for this one query and given back: waiting holds none.
         with self._engine.connect() as conn:
-            revs = dict(conn.execute(select(Run.id, Run.rev).where(Run.id.in_(ids))).tuples().all())
+            revs: dict[int, int] = {
+                row.id: row.rev for row in conn.execute(select(Run.id, Run.rev).where(Run.id.in_(ids)))
+            }
         for waiter in waiters:
-            if revs.get(waiter.run_id) != waiter.rev:
+            seen = revs.get(waiter.run_id)
+            if seen != waiter.rev:
+                waiter.seen = seen
                 waiter.woken.set()
+
+
+class SharedAnswers(Generic[T]):
+    """Gates woken together by one change get one answer: computed once per key and revision, then shared.
+
+    Without it, 200 gates of one run woken at once would each read and render the whole run.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._computing: dict[Hashable, threading.Lock] = {}
+        self._latest: dict[Hashable, tuple[int, T]] = {}
+
+    def get(self, key: Hashable, at_least: int, compute: Callable[[], tuple[int, T]]) -> T:
+        """The latest answer for `key` if it shows revision `at_least` or later, else a new one from `compute`."""
+        with self._lock:
+            computing = self._computing.setdefault(key, threading.Lock())
+        with computing:  # the others woken by the same change wait for the first one's answer
+            with self._lock:
+                kept = self._latest.get(key)
+            if kept is not None and kept[0] >= at_least:
+                return kept[1]
+            rev, answer = compute()
+            with self._lock:
+                if len(self._latest) >= _KEPT:
+                    self._latest.pop(next(iter(self._latest)))
+                    self._computing.pop(next(iter(self._computing)), None)
+                self._latest[key] = (rev, answer)
+            return answer

@@ -9,12 +9,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from bot import db, pipeline
+from bot import db, logs, pipeline
 from bot.api import render
 from bot.api.auth import Auth, Refusal
-from bot.api.gates import GateWatcher
+from bot.api.gates import GateWatcher, SharedAnswers
 from bot.blocks import layout
 from bot.items import NotThisPipeline
 from bot.models import Run
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 MAX_WAIT = 30.0
 Answer = tuple[int, list[tuple[str, str]], str]
+_GateAnswer = tuple[str, str, int, dict[str, Any]]  # the run's channel, environment and rev; the body
 _JSON = ("Content-Type", "application/json")
 
 
@@ -39,6 +41,7 @@ class PipelineApi:
         self._services = services
         self._auth = auth
         self.gates = gates
+        self._shared: SharedAnswers[_GateAnswer] = SharedAnswers()
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Answer]]] = [
             ("POST", re.compile(r"/api/v1/runs"), self._start),
             ("GET", re.compile(r"/api/v1/runs/([0-9]{1,12})"), self._run),
@@ -48,6 +51,17 @@ class PipelineApi:
         ]
 
     def __call__(self, environ: dict[str, Any]) -> Answer:
+        try:
+            return self._answer_request(environ)
+        except OperationalError:
+            log.warning("a pipeline API request found the database unreachable (503)")
+            return _error(503, "deploybot cannot reach its database right now; try again in a few seconds.")
+        except Exception:
+            # Logged without the request: its headers hold the token.
+            log.exception("a pipeline API request failed (500)")
+            return _error(500, f"deploybot failed to answer; quote request id {logs.request_id.get()} to its operator.")
+
+    def _answer_request(self, environ: dict[str, Any]) -> Answer:
         caller = self._auth.caller(environ)
         if isinstance(caller, Refusal):
             return _json(caller.status, caller.body, list(caller.headers))
@@ -120,20 +134,31 @@ class PipelineApi:
         query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         after, wait = _whole(query, "after"), _seconds(query)
         phase = query.get("phase") or None
-        status, gate, rev = self._gate_now(caller, int(run_id), phase)
+        channel, environment, rev, gate = self._gate_now(int(run_id), phase)
+        _check_reach(caller, int(run_id), channel, environment)
         if after is not None and after == rev and gate["gate"]["state"] == "waiting" and wait > 0:
             # No database connection is held while waiting: the watcher reads the revision for us.
-            self.gates.wait(int(run_id), rev, wait)
-            status, gate, rev = self._gate_now(caller, int(run_id), phase)
-        return _json(status, gate)
+            seen = self.gates.wait(int(run_id), rev, wait)
+            # Every gate of this run woken by the same change shares one read of it.
+            answer = self._shared.get((int(run_id), phase), seen or rev, lambda: self._gate_at(int(run_id), phase))
+            channel, environment, rev, gate = answer
+        return _json(200, gate)
 
     # --- helpers -----------------------------------------------------------------------------------
 
-    def _gate_now(self, caller: Caller, run_id: int, phase: str | None) -> tuple[int, dict[str, Any], int]:
+    def _gate_now(self, run_id: int, phase: str | None) -> _GateAnswer:
+        """The gate as it is: the run's channel and environment (for the caller's reach), its rev, the body."""
         with self._services.read() as session:
-            run = self._reachable(session, caller, run_id)
+            run: Run | None = db.load(session, Run, run_id)
+            if run is None:
+                raise NotFound(f"Run #{run_id} does not exist: start one with POST /api/v1/runs.")
             gate = pipeline.gate(run, phase)
-            return 200, {"gate": render.gate_json(gate, run), "run": render.run_json(session, run)}, run.rev
+            body = {"gate": render.gate_json(gate, run), "run": render.run_json(session, run)}
+            return run.channel_id, run.environment, run.rev, body
+
+    def _gate_at(self, run_id: int, phase: str | None) -> tuple[int, _GateAnswer]:
+        answer = self._gate_now(run_id, phase)
+        return answer[2], answer
 
     def _answer(self, caller: Caller, run_id: int, status: int = 200) -> Answer:
         with self._services.read() as session:
@@ -144,11 +169,7 @@ class PipelineApi:
         run: Run | None = db.load(session, Run, run_id)
         if run is None:
             raise NotFound(f"Run #{run_id} does not exist: start one with POST /api/v1/runs.")
-        if run.channel_id != caller.channel_id:
-            raise Forbidden(
-                f"Run #{run_id} is not in this token's channel ({caller.channel_id}): use that channel's token."
-            )
-        _check_environment(caller, run.environment)
+        _check_reach(caller, run_id, run.channel_id, run.environment)
         return run
 
     def _template(self, channel: str, chosen: Any) -> Any:
@@ -160,6 +181,14 @@ class PipelineApi:
             names = ", ".join(t.id for t in self._services.deploy_checklists()) or "none"
             which = repr(chosen) if chosen else "chosen by default"
             raise Invalid(f"No deploy checklist {which} to start: the deploy checklists are {names}.") from None
+
+
+def _check_reach(caller: Caller, run_id: int, channel_id: str, environment: str) -> None:
+    if channel_id != caller.channel_id:
+        raise Forbidden(
+            f"Run #{run_id} is not in this token's channel ({caller.channel_id}): use that channel's token."
+        )
+    _check_environment(caller, environment)
 
 
 def _check_environment(caller: Caller, environment: str) -> None:
