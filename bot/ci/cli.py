@@ -60,7 +60,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     deployed.add_argument("status", choices=DEPLOYMENT_STATUSES)
     deployed.add_argument("--evidence-url", help="http(s) link to the deploy job or release")
     deployed.add_argument("--summary", help=f"one line, at most {SUMMARY_LIMIT} characters")
-    gate = commands.add_parser("gate", help="wait until a phase's required items are done or N/A")
+    gate = commands.add_parser(
+        "gate",
+        help="wait until a phase's required items are done or N/A",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     gate.add_argument("--phase", help="a phase id, e.g. pre-deployment; default: the whole run")
     for command in (report, deployed, gate):
         command.add_argument("--run", help="the run id `start` printed; default: DEPLOYBOT_RUN")
