@@ -17,6 +17,7 @@ SUITES = [
     ("History scale (10,000 finished runs)", "bench.history"),
     ("Insights at scale (10,000 finished deployments, ~900,000 item states)", "bench.insights"),
     ("Pipeline gates (answer after the last tick through another replica; 200 waiting gates)", "bench.gates"),
+    ("Pipeline gates through `deploybot ci` (two replicas on PostgreSQL; 200 waiting pipelines)", "bench.ci_gates"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Command line: deploybot run | check | probe | import | export | diff | stats | shell | token | db upgrade."""
+"""Command line: deploybot run | check | probe | import | export | diff | stats | shell | token | ci | db upgrade."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bot import checklists, db, logs, problems
+from bot.ci import cli as ci_cli
 from bot.config import ConfigError, Settings, deploy_config, load_deploy_config
 from bot.runs import RunError
 from bot.yamlfile import YamlError
@@ -69,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     token_command.add_parser(sub)
     database = sub.add_parser("db", help="database maintenance")
     database.add_argument("action", choices=["upgrade"])
+    ci_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "ci":  # runs in a pipeline: none of deploybot's own settings apply there
+        return ci_cli.run(args, os.environ)
 
     settings: Settings | None = None
     try:
