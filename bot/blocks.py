@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -152,9 +153,10 @@ def status_line(run: Run) -> str:
     return f"{label} {run.version} → {run.environment}: {run.status}, {done}/{total} done{na_text}"
 
 
-def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
+def parent_blocks(run: Run, comparison: str | None = None, names: Mapping[str, str] | None = None) -> list[Block]:
     """The run's summary message: who, what, where, how far, how it ended, and (when given) how it
-    compares with the last release."""
+    compares with the last release. `names` names who Slack cannot mention (a pipeline, a terminal user)."""
+    names = names or {}
     done, na, total = progress(run)
     label = kind_title(run.kind)
     status = {
@@ -177,7 +179,7 @@ def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
             "fields": [
                 _mrkdwn(f"*Version*\n{escape(run.version)}{_rollback_target(run)}"),
                 _mrkdwn(f"*Environment*\n{escape(run.environment)}"),
-                _mrkdwn(f"*Started by*\n{mention(run.started_by)} {when(run.started_at)}"),
+                _mrkdwn(f"*Started by*\n{mention(run.started_by, names.get(run.started_by))} {when(run.started_at)}"),
                 _mrkdwn(f"*Status*\n{status}"),
             ],
         },
@@ -188,7 +190,7 @@ def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
             + _probe_summary(run)
         ),
     ]
-    blocks += _outcome_blocks(run, label)
+    blocks += _outcome_blocks(run, label, names)
     if comparison:
         blocks.append(context(f":scales: {comparison}"[: limits.CONTEXT_TEXT]))
     if not run.is_active:
@@ -268,36 +270,35 @@ def _open_required_text(run: Run) -> str:
     return f"\n{open_required} required item{'s' if open_required != 1 else ''} still open"
 
 
-def _outcome_blocks(run: Run, label: str) -> list[Block]:
+def _outcome_blocks(run: Run, label: str, names: Mapping[str, str]) -> list[Block]:
     if run.is_active or run.finished_at is None:
         return []
+    finisher = mention(run.finished_by, names.get(run.finished_by or ""))
     took = duration(run.started_at, run.finished_at)
     reason = quote(run.finish_reason or "")
     if run.status == RunStatus.ABORTED:
-        text = f":octagonal_sign: *Aborted* by {mention(run.finished_by)} after {took}: _{reason}_"
+        text = f":octagonal_sign: *Aborted* by {finisher} after {took}: _{reason}_"
     elif run.status == RunStatus.FAILED:
         text = (
-            f":x: *Deployment failed*, declared by {mention(run.finished_by)} after {took}: _{reason}_\n"
+            f":x: *Deployment failed*, declared by {finisher} after {took}: _{reason}_\n"
             "The rollback checklist is posted in this channel."
         )
     elif run.status == RunStatus.ROLLED_BACK:
-        text = (
-            f":leftwards_arrow_with_hook: *Rolled back.* Declared failed by {mention(run.finished_by)} "
-            f"after {took}: _{reason}_"
-        )
+        text = f":leftwards_arrow_with_hook: *Rolled back.* Declared failed by {finisher} after {took}: _{reason}_"
     elif run.overridden_items:
         texts = {i.id: i.text for i in run.template.items}
         shown = [texts.get(i, i) for i in run.overridden_items[:10]]
         more = len(run.overridden_items) - len(shown)
         listing = "\n".join(f"• {t}" for t in shown) + (f"\n• …and {more} more" if more > 0 else "")
         text = (
-            f":warning: *{label} completed anyway* by {mention(run.finished_by)} in {took}, with "
+            f":warning: *{label} completed anyway* by {finisher} in {took}, with "
             f"{len(run.overridden_items)} required item(s) open:\n{listing}"
         )
     else:
         text = f":tada: *{label} complete* in {took}."
+    deployer = mention(run.started_by, names.get(run.started_by))
     footer = (
-        f"*Last Updated*: {when(run.finished_at)}  ·  *Deployed By*: {mention(run.started_by)}  ·  "
+        f"*Last Updated*: {when(run.finished_at)}  ·  *Deployed By*: {deployer}  ·  "
         f"*Version*: {escape(run.version)}"
     )
     return [section(text[: limits.SECTION_TEXT]), context(footer)]

@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import answers, db, export, paging, runs
+from bot import answers, db, export, paging, people, runs
 from bot import blocks as render
 from bot.contacts import Team
 from bot.models import HomeTab, Message, Outbox, Run, RunStatus, SlackPost
@@ -261,7 +261,8 @@ class Publisher:
             run = session.get(Run, message.run_id)
             assert run is not None
             if message.part == 0:
-                blocks, text = render.parent_blocks(run, _comparison(session, run)), render.message_text(run)
+                names = people.names_of(session, [run.started_by, run.finished_by])
+                blocks, text = render.parent_blocks(run, _comparison(session, run), names), render.message_text(run)
             else:
                 earlier = session.scalars(
                     select(Message).where(Message.run_id == run.id, Message.part < message.part)

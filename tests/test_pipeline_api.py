@@ -176,6 +176,8 @@ def test_start_is_idempotent_by_key_and_posts_the_run_to_slack(running: Running,
     assert other.status_code == 409 and "still active" in other.json()["error"]
     running.settled()
     parent = next(m for m in running.fake.messages.values() if not m["thread_ts"])
+    started_by = parent["blocks"][1]["fields"][2]["text"]
+    assert started_by.startswith("*Started by*\n*CI: github-actions prod* ")  # who, not the token's id
     fetched = ci.http.get(f"/api/v1/runs/{run['id']}").json()["run"]
     assert fetched["url"] == f"https://slack.com/archives/{CHANNEL}/p{parent['ts'].replace('.', '')}"
     with running.app.sessions() as session:
