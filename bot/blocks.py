@@ -298,8 +298,7 @@ def _outcome_blocks(run: Run, label: str, names: Mapping[str, str]) -> list[Bloc
         text = f":tada: *{label} complete* in {took}."
     deployer = mention(run.started_by, names.get(run.started_by))
     footer = (
-        f"*Last Updated*: {when(run.finished_at)}  ·  *Deployed By*: {deployer}  ·  "
-        f"*Version*: {escape(run.version)}"
+        f"*Last Updated*: {when(run.finished_at)}  ·  *Deployed By*: {deployer}  ·  *Version*: {escape(run.version)}"
     )
     return [section(text[: limits.SECTION_TEXT]), context(footer)]
 

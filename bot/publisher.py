@@ -15,6 +15,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import answers, db, export, paging, people, runs
@@ -120,7 +121,7 @@ class Publisher:
                 log.exception("publisher pass failed; retrying")
                 delay = self._poll_interval
             if self._stopping.is_set():
-                if time.monotonic() >= self._deadline or self.pending() == 0:
+                if time.monotonic() >= self._deadline or self._nothing_left():
                     return
                 delay = min(delay, PASS_GAP)
             self._wakeup.wait(delay)
@@ -128,6 +129,14 @@ class Publisher:
             # publisher's queries from competing with the clicks themselves.
             self._stopping.wait(PASS_GAP)
             self._wakeup.clear()
+
+    def _nothing_left(self) -> bool:
+        """Whether a stop may end now: nothing behind, or no database to render from."""
+        try:
+            return self.pending() == 0
+        except SQLAlchemyError:
+            log.warning("stopping with renders left: the database does not answer")
+            return True
 
     def publish_due(self) -> float:
         """Render every message that is behind and allowed to go now; return seconds until the next look."""

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +16,7 @@ from bot.config import Settings
 from bot.models import Event, Heartbeat, ItemState, Page, Run
 from bot.services import utcnow
 from bot.shell import Shell, open_shell
+from tests.cable import Cable
 from tests.conftest import ROOT, Running, postgres_schema_url
 from tests.probe_servers import http_server
 from tests.test_probe_flow import CHECKLIST, Target
@@ -393,48 +391,6 @@ def test_a_typod_environment_says_probes_are_off_and_which_are_known(sh: Shell) 
     sh.run_id = None
     sh.handle("abort typo")
     assert "Probes are off for 'staging'" in sh.handle("start v1.5.0 staging")
-
-
-class Cable:
-    """A TCP relay to PostgreSQL that can be cut, as a network or database outage cuts it."""
-
-    def __init__(self, port: int):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.target = port
-        self.sockets: list[socket.socket] = []
-        self.cut = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if self.cut.is_set():
-                client.close()
-                continue
-            server = socket.create_connection(("127.0.0.1", self.target))
-            self.sockets += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-
-    def sever(self) -> None:
-        self.cut.set()
-        for s in self.sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def close(self) -> None:
-        self.sever()
-        self.listener.close()
 
 
 def test_a_database_that_stops_answering_is_one_line_and_the_session_goes_on() -> None:

@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 
 from bot import answers, blocks, export, ids, items, modals, paging, people, runs, uploads
 from bot.runs import Actor, RunError
-from bot.services import Services
+from bot.services import Services, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +219,20 @@ def tell(services: Services, body: dict[str, Any], text: str) -> None:
     """Keep an answer for whoever clicked; the publisher delivers it through the click's response_url."""
     with services.change() as session:
         answers.queue(session, clicker(body, services.clock()), text, answers.response_url(body))
+
+
+def tell_now(client: WebClient, body: dict[str, Any], text: str) -> None:
+    """Answer whoever clicked once, from memory, when the database cannot keep the answer (it is down)."""
+    actor = clicker(body, utcnow())
+    url = answers.response_url(body)
+    expires = actor.at + answers.LIFETIME if url else None
+    answer = answers.Answer(0, text, url, expires, actor.channel_id or actor.user_id, actor.user_id, actor.thread_ts)
+
+    def send() -> None:
+        if answers.send(client, answer, actor.at) is not None:
+            log.error("could not answer a click while the database was down: Slack did not take the answer either")
+
+    _background(send)
 
 
 # Work that takes several Slack calls runs beside the request, not in it: Slack waits for the
