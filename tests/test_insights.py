@@ -8,11 +8,16 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import db, insights
+from bot import db, insights, items, runs
+from bot.checklists import load_template
 from bot.insights.delivery import Week
 from bot.insights.health import CadenceHealth, FlakyProbe, ItemCount, Pages, Reason, normalize
+from bot.models import Event
+from bot.runs import Actor
+from tests.conftest import ROOT
 from tests.insight_history import END, START, History, at, build
 
 HOUR = 3600.0
@@ -180,3 +185,27 @@ def test_a_deployment_without_an_end_time_counts_without_a_duration(session: Ses
     assert (found.deployments, found.run_duration_median, found.run_duration_p90) == (1, None, None)
     weeks = insights.weekly(session, environment="production", weeks=1, end=at("12-20 00:00"), zone=ZoneInfo("UTC"))
     assert weeks == [Week(at("12-14 00:00").date(), 1, 0, None)]
+
+
+def test_ticks_before_a_pipeline_and_a_whole_checklist_ticked_at_once_are_no_findings(database_url: str) -> None:
+    """Through the rules, as the shell does it: `tick 1-89` on the seed checklist, probes off."""
+    engine = db.make_engine(database_url)
+    db.upgrade(engine)
+    template = load_template(ROOT / "checklists" / "production-deploy.yml")
+    when = at("12-02 10:00")
+    alice = Actor("U0ALICE001", when, "C0DEPLOY01")
+    try:
+        with db.make_sessions(engine).begin() as session:
+            run = runs.start(session, template, version="v1", environment="production", channel_id="C0DEPLOY01",
+                             parts=None, actor=alice)  # fmt: skip
+        with db.make_sessions(engine).begin() as session:
+            # One command ticks every item in one instant; the pipeline's items are ticked by hand.
+            for item in template.items:
+                items.mark_done(session, run.id, item.id, Actor("U0ALICE001", when + timedelta(minutes=5)))
+        with db.make_sessions(engine)() as session:
+            overrides = session.scalars(select(Event).where(Event.kind == "item.override")).all()
+            assert overrides and all("reported_by" in e.data for e in overrides)  # what is left out below
+            found = insights.health(session, environment="production", start=when, end=when + timedelta(days=1))
+        assert found.runs == 1 and found.overridden == () and found.left_for_last == ()
+    finally:
+        engine.dispose()

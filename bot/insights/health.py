@@ -202,14 +202,15 @@ def _not_applicable(
 
 
 def _overridden(session: Session, runs: Select[Any], texts: Texts, runs_of: dict[str, int]) -> tuple[ItemCount, ...]:
-    # The event, not the current state: an override later unticked still happened.
+    # The event, not the current state: an override later unticked still happened. A tick before a
+    # pipeline reported is an override too, of no probe: it is left out (overrides are few).
     query = (
-        runs.with_only_columns(Run.template_id, Event.item_id, func.count())
+        runs.with_only_columns(Run.template_id, Event.item_id, Event.data)
         .join(Event, Event.run_id == Run.id)
         .where(Event.kind == "item.override")
-        .group_by(Run.template_id, Event.item_id)
     )
-    return _top(Counter({(t, i or ""): n for t, i, n in session.execute(query)}), texts, runs_of)
+    counted = Counter((t, i or "") for t, i, data in session.execute(query) if "reported_by" not in (data or {}))
+    return _top(counted, texts, runs_of)
 
 
 def _left_for_last(
@@ -218,7 +219,7 @@ def _left_for_last(
     # A run completes in the same instant its last required item is resolved: that item's change
     # time is the run's end (found by reading the run's items in the index, not by sorting them).
     query = (
-        runs.with_only_columns(Run.template_id, ItemState.item_id, func.count())
+        runs.with_only_columns(Run.id, Run.template_id, ItemState.item_id)
         .join(
             ItemState,
             and_(ItemState.run_id == Run.id, ItemState.changed_at == Run.finished_at),
@@ -230,11 +231,14 @@ def _left_for_last(
             ItemState.required,
             ItemState.status != ItemStatus.OPEN,
         )
-        .group_by(Run.template_id, ItemState.item_id)
     )
-    # The checklist's own last required item is last by design: only an item left for last out of
-    # its order says something.
-    counted = Counter({(t, i): n for t, i, n in session.execute(query) if (t, i) not in last_by_design})
+    last: dict[int, list[tuple[str, str]]] = {}
+    for run_id, template_id, item_id in session.execute(query):
+        last.setdefault(run_id, []).append((template_id, item_id))
+    # Several items resolved in the run's last instant (one command ticked them all) left none of
+    # them for last. The checklist's own last required item is last by design: only an item left
+    # for last out of its order says something.
+    counted = Counter(found[0] for found in last.values() if len(found) == 1 and found[0] not in last_by_design)
     return _top(counted, texts, runs_of)
 
 
