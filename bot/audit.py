@@ -37,6 +37,11 @@ def describe(event: dict[str, Any], items: dict[str, dict[str, Any]]) -> str:
                 f"started the run: {data.get('version')} → {data.get('environment')} "
                 f"(checklist {data.get('checklist')}{probes})"
             )
+        case "item.done" | "item.failed" | "item.na" if "pipeline" in data:
+            status = {"done": "done", "failed": "failed", "na": "not applicable"}.get(data.get("status") or "", kind)
+            said = f": {data['summary']}" if data.get("summary") else f": {reason}" if reason else ""
+            evidence = f" (evidence: {data['evidence_url']})" if data.get("evidence_url") else ""
+            return f"reported {item} {status}{said}{evidence}"
         case "item.done":
             return f"ticked {item}"
         case "item.reopened":
@@ -45,6 +50,8 @@ def describe(event: dict[str, Any], items: dict[str, dict[str, Any]]) -> str:
             return f"marked {item} N/A: {reason}"
         case "item.note":
             return f"added a note to {item}: {data.get('text')}"
+        case "item.override" if "reported_by" in data:
+            return f"ticked {item}, which its pipeline ({data['reported_by']}) reports, by hand: {reason}"
         case "item.override":
             return f"ticked {item} although its probe failed: {data.get('probe_reason')}"
         case "item.verified":

@@ -132,5 +132,5 @@ def cell(value: Any) -> Any:
         return ""
     if not isinstance(value, str):
         return value
-    value = visible(value)
+    value = "\r\n".join(visible(line) for line in value.split("\r\n"))  # a CSV cell keeps its line breaks
     return f"'{value}" if value.startswith(_FORMULA_START) else value

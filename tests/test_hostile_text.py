@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from bot import ids
 from bot.models import ItemState, Message, Page, Run, RunStatus
 from bot.mrkdwn import escape
+from bot.printable import visible
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import select_values
 from tests.test_home import open_home
@@ -244,7 +245,9 @@ class Flow:
         assert items[first]["na_reason"] == self.kept and items[second]["notes"][0]["text"] == self.kept
         assert document["run"]["finish_reason"] == self.kept
         rows = {row["item"]: row for row in csv.DictReader(io.StringIO(exported["csv"]))}
-        assert rows[first]["na_reason"] == self.kept and rows[second]["notes"] == f"primary-owner (U100): {self.kept}"
+        # A spreadsheet cell shows every character, those a screen would act on as their codes.
+        shown = "\r\n".join(visible(line) for line in self.kept.split("\r\n"))
+        assert rows[first]["na_reason"] == shown and rows[second]["notes"] == f"primary-owner (U100): {shown}"
         assert f"N/A: {markdown_text(self.kept)}" in exported["md"]
         assert f"Reason: {markdown_text(self.kept)}" in exported["md"]
 
@@ -392,6 +395,6 @@ def test_the_markdown_export_shows_a_persons_markup_as_text() -> None:
 
     assert "Reason: 1. a\\_b" in lines
     at = lines.index(next(line for line in lines if "N/A:" in line))
-    assert lines[at].endswith(" — N/A: lag \\> 5s \\& \\[docs\\](https://evil.example) \\*now\\*\\")
+    assert lines[at].endswith(" — N/A: lag \\> 5s \\& \\[docs\\](https\\://evil.example) \\*now\\*\\")
     assert lines[at + 1 : at + 3] == ["    \\# not a heading\\", "    \\- nor a list"]
     assert lines[at + 3].endswith(": \\<!channel\\> \\`x\\`")

@@ -265,7 +265,8 @@ def test_reports_are_attributed_to_the_pipeline_audited_and_shown_in_slack(runni
     }  # fmt: skip
     assert url in export.render(document, "csv") and "412 passed" in export.render(document, "csv")
     markdown = export.render(document, "md")
-    assert "reported done: 412 passed (https://ci.example.com/jobs/42?tab=tests\\&page=2)" in markdown
+    assert "reported done on " in markdown
+    assert ": 412 passed (evidence: https\\://ci.example.com/jobs/42?tab=tests\\&page=2)" in markdown
 
     running.settled()
     parent_ts = next(ts for (ch, ts), m in running.fake.messages.items() if ch == CHANNEL and not m["thread_ts"])
@@ -292,7 +293,7 @@ def test_a_person_ticking_a_failed_report_is_an_audited_override(running: Runnin
         assert override.data == {"reported_by": "ci", "reason": "CI: github-actions prod reported it failed: 3 failed"}
         document = export.record(session, run["id"])
     exported = next(i for i in document["items"] if i["id"] == TESTS)
-    assert exported["override"]["by"] == "U0OVERRIDE" and "3 failed" in exported["override"]["reason"]
+    assert exported["override"]["by"]["id"] == "U0OVERRIDE" and "3 failed" in exported["override"]["reason"]
     gate = ci.gate(run["id"], phase="pre-deployment").json()["gate"]
     assert gate["failed"] == []  # overridden: no longer holds the gate as failed
     running.settled()

@@ -322,7 +322,10 @@ def test_the_audit_trail_names_items_and_keeps_every_reason_and_note(sessions: s
     trail = exported(sessions, run_id, "md").split("## Audit trail", 1)[1]
     s3 = f"{number_of(S3)}. AWS S3 credentials are configured (if using S3)"
     assert f"· Alice Smith (U0ALICE001) · marked {s3} N/A: no S3 here:\\\n    \\# not a heading\n" in trail
-    assert f"· Bob Jones (U0BOB00001) · ticked {number_of(TESTS)}. All tests are passing\n" in trail
+    assert (
+        f"· Bob Jones (U0BOB00001) · ticked {number_of(TESTS)}. All tests are passing, which its pipeline (ci) "
+        "reports, by hand: ticked before the pipeline reported it\n"
+    ) in trail
     assert (
         f"· Bob Jones (U0BOB00001) · added a note to {number_of(TESTS)}. All tests are passing: green on main" in trail
     )
