@@ -68,7 +68,7 @@ def start(
     """Start a run for a pipeline's key, or find the one that key already started: (run, whether it is new)."""
     found = by_key(session, channel_id, key)
     if found is not None:
-        return found, False
+        return _same_start(found, key, version, environment), False
     try:
         run = runs.start(
             session, template, version=version, environment=environment, channel_id=channel_id,
@@ -78,9 +78,19 @@ def start(
         # Another replica may have started this very key a moment ago: its run is committed by now.
         found = by_key(session, channel_id, key)
         if found is not None:
-            return found, False
+            return _same_start(found, key, version, environment), False
         raise
     return run, True
+
+
+def _same_start(run: Run, key: str, version: str, environment: str) -> Run:
+    """The run a retried start finds again; a key reused for another release gets no one else's run."""
+    if (run.version, run.environment) != (version, environment):
+        raise RunError(
+            f"Key {key!r} started run #{run.id} for {run.version} → {run.environment}, not {version} → "
+            f"{environment}: give each release its own key. Nothing changed."
+        )
+    return run
 
 
 def find_item(run: Run, ref: str) -> ItemState:

@@ -77,6 +77,12 @@ def revoke(session: Session, name: str, now: datetime) -> ApiToken:
     return token
 
 
+def is_live(session: Session, token_id: int) -> bool:
+    """Whether a token is still live (not revoked since it presented itself)."""
+    found = session.execute(select(ApiToken.revoked_at).where(ApiToken.id == token_id)).first()
+    return found is not None and found.revoked_at is None
+
+
 def authenticate(session: Session, presented: str, now: datetime) -> Caller | None:
     """The live token matching what was presented, if any; read per request, so no cache outlives a revoke."""
     token = session.scalar(select(ApiToken).where(ApiToken.secret_hash == digest(presented)))

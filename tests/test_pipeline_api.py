@@ -100,6 +100,7 @@ def test_bad_requests_say_what_is_wrong_and_change_nothing(running: Running, ci:
     refusals = [
         (ci.http.post(url, content=b"not json"), 400, "JSON object"),
         (ci.http.post(url, content=b"[1]"), 400, "JSON object"),
+        (ci.http.post(url, content=b'{"a":' * 5000 + b"1" + b"}" * 5000), 400, "JSON object"),
         (ci.report(run["id"], TESTS, status="passed"), 400, '"status"'),
         (ci.report(run["id"], TESTS, status="na"), 400, '"reason" is required'),
         (ci.report(run["id"], TESTS, status="done", evidence_url="javascript:alert(1)"), 400, "http"),
@@ -172,6 +173,9 @@ def test_start_is_idempotent_by_key_and_posts_the_run_to_slack(running: Running,
     }  # fmt: skip
     again = ci.start(key="gh-123")
     assert again.status_code == 200 and again.json()["run"]["id"] == run["id"]
+    for other_release in ({"version": "v1.4.3"}, {"environment": "staging"}):  # a key reused for another release
+        reused = ci.start(key="gh-123", **other_release)
+        assert reused.status_code == 409 and "give each release its own key" in reused.json()["error"]
     other = ci.start(key="gh-124")  # another CI run while this one is active in the channel
     assert other.status_code == 409 and "still active" in other.json()["error"]
     running.settled()

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from bot import items, runs
+from bot import items, runs, tokens
 from bot.models import ItemState, Run
 from bot.services import utcnow
 from tests.conftest import Running, launched, wait_for
@@ -161,4 +161,33 @@ def test_a_gate_waiting_on_one_replica_opens_when_a_person_ticks_through_another
         with a.app.sessions() as session:
             state = session.get_one(ItemState, (run["id"], last))
             assert state.changed_by == "U0LAST" and session.get_one(Run, run["id"]).open_phase >= 1
+        ci.close()
+
+
+def test_a_gate_whose_token_is_revoked_while_it_waits_does_not_open(running: Running) -> None:
+    ci = Pipeline(running.url, make_token(running.app.sessions, name="to revoke"))
+    other = Pipeline(running.url, make_token(running.app.sessions, name="still live"))
+    run = ci.start(key="g-revoked").json()["run"]
+    last = tick_all_but_last(running, run["id"])
+    rev = ci.gate(run["id"], phase=PRE).json()["run"]["rev"]
+    poll = Poll(ci, run["id"], phase=PRE, after=rev, wait=30)
+    poll.start()
+    wait_for(lambda: waiting(running) == 1, what="the gate to wait")
+    with running.app.sessions.begin() as session:
+        tokens.revoke(session, "to revoke", utcnow())
+    other.report(run["id"], last, status="done")  # the change that would have opened the gate
+    poll.join(35)
+    assert poll.answer is not None and poll.answer.status_code == 401
+    assert poll.answer.json() == {"error": "unauthorized"}
+    ci.close()
+    other.close()
+
+
+def test_many_waiting_gates_never_hold_up_their_pipelines_reports(database_url: str, fake_slack: FakeSlack) -> None:
+    with launched(database_url, fake_slack, DEPLOYBOT_API_PER_MINUTE="8") as running:
+        ci = Pipeline(running.url, make_token(running.app.sessions))
+        run = ci.start(key="g-budget").json()["run"]  # one of the token's burst of 2 (a quarter of 8)
+        for _ in range(5):  # jobs polling their gates at once: a bucket of their own
+            assert ci.gate(run["id"], phase=PRE).status_code == 200
+        assert ci.report(run["id"], "all-tests-are-passing", status="done").status_code == 200
         ci.close()

@@ -13,7 +13,7 @@ from sqlalchemy import make_url, select
 
 from bot import blocks, heartbeat, runs
 from bot.config import Settings
-from bot.models import Event, Heartbeat, ItemState, Page, Run
+from bot.models import Event, Heartbeat, ItemState, ItemStatus, Page, ProbeStatus, Run
 from bot.services import utcnow
 from bot.shell import Shell, open_shell
 from tests.cable import Cable
@@ -408,3 +408,18 @@ def test_a_database_that_stops_answering_is_one_line_and_the_session_goes_on() -
     finally:
         cable.close()
         schemas.close()
+
+
+def test_an_item_whose_probe_failed_is_ticked_only_anyway_as_slack_offers(sh: Shell) -> None:
+    sh.handle("start v1 staging")  # probes off: the verdict below is the only one
+    with sh.services.change() as session:  # the probe of item 2 failed, as a probe run records it
+        state = session.scalars(select(ItemState).order_by(ItemState.position)).all()[1]
+        state.probe_status, state.probe_reason = ProbeStatus.FAILED, "HTTP 503 from /health"
+    refused = sh.handle("tick 1-3")
+    assert refused.startswith("! The probe of 1 of these failed:")
+    assert ": HTTP 503 from /health" in refused and "tick 2 --anyway" in refused and "Nothing changed" in refused
+    assert {s.status for s in _states(sh)} == {ItemStatus.OPEN}
+    done = sh.handle("tick 1-3 --anyway")
+    assert "done anyway, over its failed probe: 2. " in done
+    with sh.services.read() as session:
+        assert session.scalars(select(Event.item_id).where(Event.kind == "item.override")).all() == [state.item_id]

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from bot import db, logs, pipeline
+from bot import db, logs, pipeline, tokens
 from bot.api import render
 from bot.api.auth import Auth, Refusal
 from bot.api.gates import GateWatcher, SharedAnswers
@@ -140,6 +140,8 @@ class PipelineApi:
         if after is not None and after == rev and gate["gate"]["state"] == "waiting" and wait > 0:
             # No database connection is held while waiting: the watcher reads the revision for us.
             seen = self.gates.wait(int(run_id), rev, wait)
+            if not self._still_live(caller):  # revoked while it waited: the gate must not open for it
+                return _json(401, {"error": "unauthorized"})
             # Every gate of this run woken by the same change shares one read of it.
             answer = self._shared.get((int(run_id), phase), seen or rev, lambda: self._gate_at(int(run_id), phase))
             channel, environment, rev, gate = answer
@@ -156,6 +158,10 @@ class PipelineApi:
             gate = pipeline.gate(run, phase)
             body = {"gate": render.gate_json(gate, run), "run": render.run_json(session, run)}
             return run.channel_id, run.environment, run.rev, body
+
+    def _still_live(self, caller: Caller) -> bool:
+        with self._services.read() as session:
+            return tokens.is_live(session, caller.id)
 
     def _gate_at(self, run_id: int, phase: str | None) -> tuple[int, _GateAnswer]:
         answer = self._gate_now(run_id, phase)
@@ -202,7 +208,7 @@ def _check_environment(caller: Caller, environment: str) -> None:
 def _body(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw.decode("utf-8")) if raw.strip() else None
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         body = None
     if not isinstance(body, dict):
         raise Invalid('Send a JSON object as the body, e.g. {"status": "done"}, with Content-Type: application/json.')

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot import export, items, paging, people, problems, runs
 from bot.checklists import Item
-from bot.models import ItemStatus, Run
+from bot.models import ItemStatus, ProbeStatus, Run
 from bot.paging.render import contacts_said
 from bot.printable import visible
 from bot.reminders import Reminders
@@ -27,6 +27,7 @@ HELP = """Commands (the same as in Slack; items by their number in 'status'):
   status                          the run: numbered items, their commands and help, how it ended
   show N                          item N in full: command, help, probe, note
   tick N… | done N…               mark items done: 'tick 3', 'tick 3 4 5', 'tick 3-8', 'tick 3,4'
+  tick N… --anyway                tick items whose probe failed (recorded as an override)
   untick N… | undo N… | reopen N… mark items open again
   na N… "reason"                  mark items not applicable, e.g. 'na 10 12 "no S3 in staging"'
   note N "text"                   add a note to item N
@@ -244,7 +245,8 @@ class Shell:
     # --- items -----------------------------------------------------------------------------------
 
     def tick(self, args: list[str]) -> str:
-        return self._change_items("tick", args, ItemStatus.DONE)
+        anyway = "--anyway" in args
+        return self._change_items("tick", [a for a in args if a != "--anyway"], ItemStatus.DONE, anyway=anyway)
 
     def untick(self, args: list[str]) -> str:
         return self._change_items("untick", args, ItemStatus.OPEN)
@@ -258,7 +260,7 @@ class Shell:
             raise RunError('Say why: na N… "reason", e.g. na 10 "no S3 in staging". Nothing changed.')
         return self._change_items("na", numbers, ItemStatus.NA, " ".join(reason_words))
 
-    def _change_items(self, verb: str, args: list[str], to: str, reason: str = "") -> str:
+    def _change_items(self, verb: str, args: list[str], to: str, reason: str = "", *, anyway: bool = False) -> str:
         """Apply one verb to several items in one transaction: all of them, or (refused) none."""
         run_id = self._current()
         with self.services.read() as session:
@@ -266,7 +268,18 @@ class Shell:
             template_items = run.template.items
             numbers = picks.parse(args, len(template_items), verb)
             status = {s.item_id: s.status for s in run.items}
+            probe_failed = {s.item_id: s.probe_reason for s in run.items if s.probe_status == ProbeStatus.FAILED}
         chosen = [(n, template_items[n - 1]) for n in numbers]
+        over_probe = [(n, i) for n, i in chosen if to == ItemStatus.DONE and i.id in probe_failed]
+        if over_probe and not anyway:
+            # Slack offers only "Done anyway (override)" on an item whose probe failed: so does the shell.
+            failed = "\n".join(f"  {item_text(n, i)}: {visible(probe_failed[i.id] or 'no reason given')}"
+                               for n, i in over_probe)  # fmt: skip
+            picked = " ".join(str(n) for n, _ in over_probe)
+            raise RunError(
+                f"The probe of {len(over_probe)} of these failed:\n{failed}\n"
+                f"Tick it over the probe with: tick {picked} --anyway (recorded as an override). Nothing changed."
+            )
         same = [(n, i) for n, i in chosen if status[i.id] == to and to != ItemStatus.NA]
         todo = [(n, i) for n, i in chosen if (n, i) not in same]
         # Optional items first: resolving the last required item completes the run, and a finished run takes nothing.
@@ -282,7 +295,10 @@ class Shell:
                     else:
                         items.mark_na(session, run_id, item.id, reason, actor)
         todo.sort()
-        lines = [f"{_ITEM_VERBS[verb]}: {item_text(n, i)}" for n, i in todo]
+        lines = [
+            f"{_ITEM_VERBS[verb]}{' anyway, over its failed probe' if (n, i) in over_probe else ''}: {item_text(n, i)}"
+            for n, i in todo
+        ]
         already = "done" if to == ItemStatus.DONE else "open"
         lines += [f"already {already}, unchanged: {item_text(n, i)}" for n, i in same]
         lines.append(self._progress(run_id))
