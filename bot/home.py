@@ -14,7 +14,7 @@ from bot import limits, paging
 from bot.blocks import Block, bar, duration, kind_title, quote, section, when
 from bot.contacts import Team
 from bot.models import ItemState, ItemStatus, Page, Run, RunStatus
-from bot.mrkdwn import escape, mention
+from bot.mrkdwn import escape, is_slack_channel, mention
 from bot.paging.render import team_name
 from bot.reminders import Reminders, next_slot
 
@@ -98,15 +98,24 @@ def _active_line(run: Run, counts: dict[str, int]) -> str:
     resolved, total = counts["done"] + counts["na"], counts["total"]
     return (
         f"*#{run.id}* {kind_title(run.kind)} {escape(run.version)} → {escape(run.environment)} "
-        f"in <#{run.channel_id}>\n{bar(resolved, total)} {resolved}/{total} · "
+        f"in {_channel(run.channel_id)}\n{bar(resolved, total)} {resolved}/{total} · "
         f"{counts['open_required']} required open · started by {mention(run.started_by)} {when(run.started_at)}"
     )
 
 
+def _channel(channel_id: str) -> str:
+    """A channel Slack can link to; a run started in the terminal says so instead."""
+    return f"<#{channel_id}>" if is_slack_channel(channel_id) else f"the terminal ({escape(channel_id)})"
+
+
 def _finished_line(run: Run) -> str:
     took = duration(run.started_at, run.finished_at) if run.finished_at else "?"
+    ending = _ENDINGS.get(run.status, run.status)
+    if run.status == RunStatus.COMPLETE and run.overridden_items:
+        ending = f":warning: completed anyway ({len(run.overridden_items)} required open)"
+    label = "" if run.kind == "deploy" else f"{kind_title(run.kind)} "  # a rollback never reads as a release
     return (
-        f"*#{run.id}* {escape(run.version)} → {escape(run.environment)} · {_ENDINGS.get(run.status, run.status)} · "
+        f"*#{run.id}* {label}{escape(run.version)} → {escape(run.environment)} · {ending} · "
         f"{took} · {mention(run.finished_by)} {when(run.finished_at) if run.finished_at else ''}"
     )
 
