@@ -24,6 +24,7 @@ from bot import checklists, db, logs, problems
 from bot.ci import cli as ci_cli
 from bot.config import ConfigError, Settings, deploy_config, load_deploy_config
 from bot.runs import RunError
+from bot.say import terminal
 from bot.yamlfile import YamlError
 
 log = logging.getLogger("bot")
@@ -110,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"database at {settings.database_url_masked} is up to date")
             return 0
         return _run(settings)
-    except (ConfigError, YamlError, RunError) as exc:
+    except RunError as exc:
+        print(terminal(exc.message), file=sys.stderr)  # a terminal: no Slack markup
+        return 2
+    except (ConfigError, YamlError) as exc:
         print(exc, file=sys.stderr)
         return 2
     except OperationalError as exc:

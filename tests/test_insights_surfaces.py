@@ -114,6 +114,10 @@ def test_the_terminal_shows_the_figures_as_json_named_and_as_a_table(database_ur
         (["--period", "30x"], "The period '30x' is not one deploybot reads"),
         (["--period", "0d"], "from 1d to 3660d"),
         (["--environment", "nowhere"], "No deployment ever ran in environment 'nowhere'. Environments with"),
+        (
+            ["--environment", "<!channel>&"],
+            "environment '<!channel>&'. Environments",
+        ),  # as typed, not as Slack shows it
     ],
 )
 def test_the_terminal_refuses_bad_input_in_one_line(tmp_path: Path, args: list[str], says: str) -> None:

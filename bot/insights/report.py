@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from bot.insights.delivery import Figures, environments, figures
 from bot.insights.health import Health, health
-from bot.mrkdwn import clip, escape
+from bot.mrkdwn import clip
 from bot.runs import RunError
+from bot.say import Typed, join, say
 
 DEFAULT_PERIOD = "30d"
 MAX_DAYS = 3660  # ten years: a longer period is a typo
@@ -43,8 +44,11 @@ def parse_period(text: str) -> timedelta:
     days = int(match.group(1)) * (7 if match.group(2) == "w" else 1) if match else 0
     if not match or not 1 <= days <= MAX_DAYS:
         raise RunError(
-            f"The period {escape(repr(clip(text, 20)))} is not one deploybot reads: "
-            f"give days or weeks, from 1d to {MAX_DAYS}d, e.g. 30d or 12w."
+            say(
+                "The period ",
+                Typed(repr(clip(text, 20))),
+                f" is not one deploybot reads: give days or weeks, from 1d to {MAX_DAYS}d, e.g. 30d or 12w.",
+            )
         )
     return timedelta(days=days)
 
@@ -55,9 +59,11 @@ def build(session: Session, *, environment: str | None, period: str, now: dateti
     if environment is not None:
         known = environments(session)
         if environment not in known:
-            listed = ", ".join(escape(name) for name in known) if known else "none yet"
-            asked = escape(repr(clip(environment, 40)))  # repr: a control character shows as \x1b, inert
-            raise RunError(f"No deployment ever ran in environment {asked}. Environments with deployments: {listed}.")
+            listed = join([Typed(name) for name in known], ", ") if known else say("none yet")
+            asked = Typed(repr(clip(environment, 40)))  # repr: a control character shows as \x1b, inert
+            raise RunError(
+                say("No deployment ever ran in environment ", asked, ". Environments with deployments: ", listed, ".")
+            )
     start = now - span
     found = health(session, environment=environment, start=start, end=now)
     return Report(
