@@ -15,6 +15,9 @@ SUITES = [
     ("Burst on one run (30 clicks in a second, then 50 clicks/s for 10 s)", "bench.burst"),
     ("Probe timing beside blackbox_exporter (overhead; a 2 ms endpoint alone and in a 40-probe suite)", "bench.probes"),
     ("History scale (10,000 finished runs)", "bench.history"),
+    ("Insights at scale (10,000 finished deployments, ~900,000 item states)", "bench.insights"),
+    ("Pipeline gates (answer after the last tick through another replica; 200 waiting gates)", "bench.gates"),
+    ("Pipeline gates through `deploybot ci` (two replicas on PostgreSQL; 200 waiting pipelines)", "bench.ci_gates"),
 ]
 
 

@@ -95,7 +95,9 @@ def measure(database_url: str, interval: float, spread: float, sustained: int = 
             converged = time.monotonic() - last_ack
             with bot.app.sessions() as session:
                 changes = session.scalar(
-                    select(func.count()).select_from(Event).where(Event.kind.in_(("item.done", "item.reopened")))
+                    select(func.count())
+                    .select_from(Event)
+                    .where(Event.kind.in_(("item.done", "item.override", "item.reopened")))
                 )
             return {
                 "lost": len(clicks) - (changes or 0),

@@ -1,4 +1,4 @@
-"""Command line: deploybot run | check | probe | import | export | diff | shell | db upgrade."""
+"""Command line: deploybot run | check | probe | import | export | diff | stats | shell | token | ci | db upgrade."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bot import checklists, db, logs, problems
+from bot.ci import cli as ci_cli
 from bot.config import ConfigError, Settings, deploy_config, load_deploy_config
 from bot.runs import RunError
+from bot.say import terminal
 from bot.yamlfile import YamlError
 
 log = logging.getLogger("bot")
@@ -51,18 +53,28 @@ def main(argv: list[str] | None = None) -> int:
     probe.add_argument("--json", action="store_true", help="print JSON instead of a table")
     probe.add_argument("-v", "--verbose", action="store_true", help="log each request to standard error")
     export = sub.add_parser("export", help="the full record of a run: items, who, when, notes, probes, audit")
-    export.add_argument("run", type=int)
+    export.add_argument("run", type=_run_id)
     export.add_argument("--format", choices=["md", "csv", "json"], default="md")
     export.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
     diff = sub.add_parser("diff", help="items N/A, failed or overridden in a run but not in the last release")
-    diff.add_argument("run", type=int)
+    diff.add_argument("run", type=_run_id)
     diff.add_argument(
-        "other", type=int, nargs="?", help="default: the previous completed run, same checklist and environment"
+        "other", type=_run_id, nargs="?", help="default: the previous completed run, same checklist and environment"
     )
+    stats = sub.add_parser("stats", help="delivery figures and checklist health, as a table or JSON")
+    stats.add_argument("--environment", help="one environment (default: every environment together)")
+    stats.add_argument("--period", default="30d", help="how far back from now: days or weeks, e.g. 30d, 12w")
+    stats.add_argument("--json", action="store_true", help="print JSON whose keys name each figure")
     sub.add_parser("shell", help="use deploybot from this terminal, without Slack")
+    from bot import token_command
+
+    token_command.add_parser(sub)
     database = sub.add_parser("db", help="database maintenance")
     database.add_argument("action", choices=["upgrade"])
+    ci_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "ci":  # runs in a pipeline: none of deploybot's own settings apply there
+        return ci_cli.run(args, os.environ)
 
     settings: Settings | None = None
     try:
@@ -82,17 +94,27 @@ def main(argv: list[str] | None = None) -> int:
             return _export(settings, args.run, args.format, args.output)
         if args.command == "diff":
             return _diff(settings, args.run, args.other)
+        if args.command == "stats":
+            return _stats(settings, args.environment, args.period, args.json)
         if args.command == "shell":
             from bot.shell import run_shell
 
             logs.quiet()  # a terminal conversation: warnings only on standard error
             return run_shell(settings, sys.stdin, sys.stdout)
+        if args.command == "token":
+            from bot import token_command
+            from bot.services import utcnow
+
+            return token_command.run(settings, args, utcnow, print)
         if args.command == "db":
             db.upgrade(db.make_engine(settings.database_url))
             print(f"database at {settings.database_url_masked} is up to date")
             return 0
         return _run(settings)
-    except (ConfigError, YamlError, RunError) as exc:
+    except RunError as exc:
+        print(terminal(exc.message), file=sys.stderr)  # a terminal: no Slack markup
+        return 2
+    except (ConfigError, YamlError) as exc:
         print(exc, file=sys.stderr)
         return 2
     except OperationalError as exc:
@@ -112,7 +134,10 @@ def _check(settings: Settings, folder: Path) -> int:
     if folder.is_file():  # one file: what the rest of the folder starts is not known here
         return 0
     # deploybot.yml's channel defaults must name deploy checklists of this folder.
-    deploy_config(settings).check_checklists(templates)
+    config = deploy_config(settings)
+    config.check_checklists(templates)
+    source = settings.config_path if settings.config_path.exists() else f"no {settings.config_path.name}"
+    print(f"ok  {source}: {config.review.describe(config.timezone)}")
     for warning in checklists.unstartable(templates):
         print(f"warn  {warning}")
     return 0
@@ -149,9 +174,11 @@ def _probe(settings: Settings, environment: str, checklist: str, as_json: bool) 
 def _export(settings: Settings, run_id: int, fmt: str, output: Path | None) -> int:
     from bot import export
 
+    # Only the Markdown shows times in the team's zone: JSON and CSV are UTC, so a bad zone cannot block them.
+    zone = deploy_config(settings).zone if fmt == "md" else None
     with _reading(settings) as session:
         document = export.record(session, run_id)
-    _emit(export.render(document, fmt), output)
+    _emit(export.render(document, fmt, zone), output)
     return 0
 
 
@@ -166,6 +193,17 @@ def _diff(settings: Settings, run_id: int, other_id: int | None) -> int:
         for kind, ids in changes.items():
             for item_id in ids:
                 print(f"  newly {kind}: {item_id}")
+    return 0
+
+
+def _stats(settings: Settings, environment: str | None, period: str, as_json: bool) -> int:
+    from bot.insights import report, text
+    from bot.services import utcnow
+
+    report.parse_period(period)  # a typo is answered before the database is opened
+    with _reading(settings) as session:
+        found = report.build(session, environment=environment, period=period, now=utcnow())
+    sys.stdout.write(text.json_text(found) if as_json else text.as_table(found))
     return 0
 
 
@@ -198,6 +236,17 @@ def _import(markdown: Path, output: Path | None, kind: str, sections: list[str],
     return 0
 
 
+def _run_id(text: str) -> int:
+    """A run id as argparse reads it: a whole number a database column can hold."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run id: give the run's number, e.g. 12") from None
+    if not 0 < value < 2**63:
+        raise argparse.ArgumentTypeError(f"run #{value} does not exist: run ids are positive numbers")
+    return value
+
+
 @contextmanager
 def _reading(settings: Settings) -> Iterator[Session]:
     """A read-only session on the configured database, for one command."""
@@ -212,7 +261,12 @@ def _reading(settings: Settings) -> Iterator[Session]:
 def _emit(text: str, output: Path | None) -> None:
     """Write to `output` if given, else to standard output."""
     if output:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise RunError(
+                f"Cannot write {output}: {exc.strerror or exc}. Give a path in a folder that exists."
+            ) from None
         print(f"wrote {output}")
     else:
         sys.stdout.write(text)
@@ -225,7 +279,9 @@ def _run(settings: Settings) -> int:
     settings.require_slack()
     deploybot = create_app(settings)
     try:  # before anything else starts: a taken port is a one-line answer, not a half-started bot
-        server = GracefulServer(deploybot.web, settings.host, settings.port, settings.threads)
+        server = GracefulServer(
+            deploybot.web, settings.host, settings.port, settings.server_threads, settings.connection_limit
+        )
     except (OSError, ValueError) as exc:  # waitress says ValueError for a HOST it cannot parse
         raise problems.port(settings.host, settings.port, exc) from None
     db.upgrade(deploybot.engine)
@@ -251,6 +307,8 @@ def _run(settings: Settings) -> int:
         connecting.set()
         if socket_mode is not None:
             socket_mode.close()  # type: ignore[no-untyped-call]
+        if deploybot.api is not None:
+            deploybot.api.gates.stop()  # waiting gates answer now, within the drain's few seconds
         server.drain()
 
     signal.signal(signal.SIGTERM, _stop)

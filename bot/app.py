@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -22,9 +22,16 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import checklists, db, logs
+from bot.api import PipelineApi
+from bot.api.auth import Auth
+from bot.api.gates import GateWatcher
 from bot.config import DeployConfig, Settings, deploy_config, what_is_off
+from bot.heartbeat import Beating
 from bot.home import home_view
 from bot.identity import BotIdentity
+from bot.insights.cache import Briefly
+from bot.insights.gauges import delivery_gauges
+from bot.insights.slack import home_section
 from bot.listeners import ObservedApp, register_listeners
 from bot.metrics import InstrumentedWebClient, Metrics, database_gauges
 from bot.paging.senders import Senders
@@ -34,11 +41,15 @@ from bot.posting import Poster
 from bot.probes.runner import ProbeRunner
 from bot.publisher import Publisher
 from bot.reminders import Reminders
+from bot.review.schedule import Reviews
 from bot.services import Services, utcnow
 from bot.slack_fit import check_template_limits
 from bot.web import WebApp
 
 log = logging.getLogger(__name__)
+
+# How long the Home tab's insights and the delivery gauges are reused before being read again.
+INSIGHTS_TTL = timedelta(seconds=30)
 
 
 @dataclass
@@ -57,6 +68,12 @@ class Deploybot:
     socket_connected: Callable[[], bool] | None = None
     # What deploybot.yml leaves off (open permissions, no contacts, no probes), said wherever people look.
     notices: list[str] = field(default_factory=list)
+    reviews: Reviews | None = None  # the weekly review in each deployment channel
+    # The delivery figures as gauges, recomputed at most every few seconds (see bot/insights/gauges.py).
+    delivery_gauges: Callable[[Session], dict[str, float]] | None = None
+    # This replica's heartbeat in the database, while its workers run (the shell reads it).
+    heartbeat: Beating | None = None
+    api: PipelineApi | None = None  # /api/v1/ for pipelines
 
     @cached_property
     def web(self) -> WebApp:
@@ -67,6 +84,7 @@ class Deploybot:
             gauges=self.gauges,
             metrics=self.metrics,
             liveness=self.liveness,
+            api=self.api,
         )
 
     @cached_property
@@ -76,6 +94,8 @@ class Deploybot:
     def gauges(self) -> dict[str, float]:
         with self._reader() as session:
             gauges = {"render_backlog": float(self.publisher.pending()), **database_gauges(session)}
+            if self.delivery_gauges is not None:
+                gauges.update(self.delivery_gauges(session))
         if self.socket_connected is not None:
             gauges["socket_mode_connected"] = float(self.socket_connected())
         return gauges
@@ -93,12 +113,22 @@ class Deploybot:
         self.publisher.start()
         self.probes.start()
         self.pager.start()
+        self.heartbeat = Beating(self.sessions, utcnow)
+        self.heartbeat.start()
         if reminders:
             self.reminders.start()
+            if self.reviews is not None:
+                self.reviews.start()
 
     def stop_workers(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self.api is not None:
+            self.api.gates.stop()
         self.identity.stop()
         self.reminders.stop()
+        if self.reviews is not None:
+            self.reviews.stop()
         self.pager.stop()
         self.probes.stop()
         self.publisher.stop()
@@ -159,8 +189,12 @@ def create_app(
     worker_client = slack_client(settings, metrics, retrying=False)
     identity = BotIdentity(worker_client, token)
 
+    # Figures over 30 days move slowly; the Home tab and /metrics ask for them every second or scrape.
+    home_insights = Briefly(INSIGHTS_TTL, home_section)
+    delivery = Briefly(INSIGHTS_TTL, delivery_gauges)
+
     def render_home(session: Session, now: datetime) -> dict[str, Any]:
-        return home_view(session, now, reminders, config.contacts, notices)
+        return home_view(session, now, reminders, config.contacts, notices, home_insights.get(session, now))
 
     publisher = Publisher(
         sessions,
@@ -215,9 +249,25 @@ def create_app(
         gate=gate,
     )
     register_listeners(bolt, services)
-    return Deploybot(
-        settings, engine, sessions, bolt, publisher, probes, reminders, pager, identity, metrics, notices=notices
+    auth = Auth(sessions, clock, per_minute=settings.api_per_minute)
+    api = PipelineApi(services, auth, GateWatcher(engine, settings.gate_waiters))
+    deploybot = Deploybot(
+        settings,
+        engine,
+        sessions,
+        bolt,
+        publisher,
+        probes,
+        reminders,
+        pager,
+        identity,
+        metrics,
+        notices=notices,
+        reviews=Reviews(sessions, config, clock, publisher.wake),
+        api=api,
     )
+    deploybot.delivery_gauges = lambda session: delivery.get(session, clock())
+    return deploybot
 
 
 def slack_client(settings: Settings, metrics: Metrics, *, retrying: bool) -> WebClient:

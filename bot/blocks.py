@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from bot import ids, limits, phases
 from bot.checklists import Group, Item, Template
-from bot.models import ItemState, ItemStatus, ProbeStatus, Run, RunStatus
+from bot.models import ItemState, ItemStatus, ProbeStatus, Run, RunStatus, is_pipeline
 from bot.mrkdwn import escape, mention
 
 Block = dict[str, Any]
@@ -21,6 +22,8 @@ BAR_WIDTH = 20
 # Escaping can quintuple a reason or note ("&" becomes "&amp;"); clip what is shown.
 USER_TEXT = 700
 PROBE_TEXT = 300
+REPORT_TEXT = 300
+REPORT_LINK = 600
 _ICONS = {ItemStatus.OPEN: "⬜", ItemStatus.DONE: "✅", ItemStatus.NA: "➖"}
 _KIND_TITLES = {"deploy": "Deployment", "maintenance": "Maintenance", "rollback": "Rollback"}
 
@@ -150,9 +153,10 @@ def status_line(run: Run) -> str:
     return f"{label} {run.version} → {run.environment}: {run.status}, {done}/{total} done{na_text}"
 
 
-def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
+def parent_blocks(run: Run, comparison: str | None = None, names: Mapping[str, str] | None = None) -> list[Block]:
     """The run's summary message: who, what, where, how far, how it ended, and (when given) how it
-    compares with the last release."""
+    compares with the last release. `names` names who Slack cannot mention (a pipeline, a terminal user)."""
+    names = names or {}
     done, na, total = progress(run)
     label = kind_title(run.kind)
     status = {
@@ -175,7 +179,7 @@ def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
             "fields": [
                 _mrkdwn(f"*Version*\n{escape(run.version)}{_rollback_target(run)}"),
                 _mrkdwn(f"*Environment*\n{escape(run.environment)}"),
-                _mrkdwn(f"*Started by*\n{mention(run.started_by)} {when(run.started_at)}"),
+                _mrkdwn(f"*Started by*\n{mention(run.started_by, names.get(run.started_by))} {when(run.started_at)}"),
                 _mrkdwn(f"*Status*\n{status}"),
             ],
         },
@@ -186,7 +190,7 @@ def parent_blocks(run: Run, comparison: str | None = None) -> list[Block]:
             + _probe_summary(run)
         ),
     ]
-    blocks += _outcome_blocks(run, label)
+    blocks += _outcome_blocks(run, label, names)
     if comparison:
         blocks.append(context(f":scales: {comparison}"[: limits.CONTEXT_TEXT]))
     if not run.is_active:
@@ -266,37 +270,35 @@ def _open_required_text(run: Run) -> str:
     return f"\n{open_required} required item{'s' if open_required != 1 else ''} still open"
 
 
-def _outcome_blocks(run: Run, label: str) -> list[Block]:
+def _outcome_blocks(run: Run, label: str, names: Mapping[str, str]) -> list[Block]:
     if run.is_active or run.finished_at is None:
         return []
+    finisher = mention(run.finished_by, names.get(run.finished_by or ""))
     took = duration(run.started_at, run.finished_at)
     reason = quote(run.finish_reason or "")
     if run.status == RunStatus.ABORTED:
-        text = f":octagonal_sign: *Aborted* by {mention(run.finished_by)} after {took}: _{reason}_"
+        text = f":octagonal_sign: *Aborted* by {finisher} after {took}: _{reason}_"
     elif run.status == RunStatus.FAILED:
         text = (
-            f":x: *Deployment failed*, declared by {mention(run.finished_by)} after {took}: _{reason}_\n"
+            f":x: *Deployment failed*, declared by {finisher} after {took}: _{reason}_\n"
             "The rollback checklist is posted in this channel."
         )
     elif run.status == RunStatus.ROLLED_BACK:
-        text = (
-            f":leftwards_arrow_with_hook: *Rolled back.* Declared failed by {mention(run.finished_by)} "
-            f"after {took}: _{reason}_"
-        )
+        text = f":leftwards_arrow_with_hook: *Rolled back.* Declared failed by {finisher} after {took}: _{reason}_"
     elif run.overridden_items:
         texts = {i.id: i.text for i in run.template.items}
         shown = [texts.get(i, i) for i in run.overridden_items[:10]]
         more = len(run.overridden_items) - len(shown)
         listing = "\n".join(f"• {t}" for t in shown) + (f"\n• …and {more} more" if more > 0 else "")
         text = (
-            f":warning: *{label} completed anyway* by {mention(run.finished_by)} in {took}, with "
+            f":warning: *{label} completed anyway* by {finisher} in {took}, with "
             f"{len(run.overridden_items)} required item(s) open:\n{listing}"
         )
     else:
         text = f":tada: *{label} complete* in {took}."
+    deployer = mention(run.started_by, names.get(run.started_by))
     footer = (
-        f"*Last Updated*: {when(run.finished_at)}  ·  *Deployed By*: {mention(run.started_by)}  ·  "
-        f"*Version*: {escape(run.version)}"
+        f"*Last Updated*: {when(run.finished_at)}  ·  *Deployed By*: {deployer}  ·  *Version*: {escape(run.version)}"
     )
     return [section(text[: limits.SECTION_TEXT]), context(footer)]
 
@@ -332,10 +334,14 @@ def _item_block(run: Run, item: Item, state: ItemState) -> Block:
     lines = [_item_line(run, item, state)]
     if item.command:
         lines.append(f"`{item.command}`")
-    if item.help and state.status == ItemStatus.OPEN:
+    if item.help and state.status == ItemStatus.OPEN and state.report_status is None:
         lines.append(f"_{item.help}_")
     if state.overrode_probe:
         lines.append(f":warning: done although its probe failed: {quote(state.probe_reason or '', PROBE_TEXT)}")
+    elif state.overrode_pipeline:
+        lines.append(f":warning: ticked by a person, not reported done by {_pipeline_name(state)} (override)")
+    if state.report_status is not None and (evidence := _evidence(state)):
+        lines.append(evidence)
     elif state.status == ItemStatus.DONE and state.probe_status == ProbeStatus.PASSED:
         lines.append(f":mag: {quote(state.probe_reason or '', PROBE_TEXT)}{_checked(run, state)}")
     if state.note and state.note_by and state.note_at:
@@ -368,9 +374,28 @@ def _checked(run: Run, state: ItemState) -> str:
     return f"  ·  checked {when(state.probe_at)}, {title} open"
 
 
+def _pipeline_name(state: ItemState) -> str:
+    """Who reports an item: "CI" for any pipeline of the channel, else the named pipeline."""
+    return "CI" if state.reported_by in (None, "ci") else f"*{escape(state.reported_by)}*"
+
+
+def _evidence(state: ItemState) -> str:
+    """The pipeline's evidence link and one-line summary; a link only to http(s), never a mention."""
+    said = f"_{quote(state.report_summary, REPORT_TEXT)}_" if state.report_summary else ""
+    url = escape(state.report_url or "")
+    # A link cannot be clipped like text: one too long once escaped is named, not shown.
+    link = (f"<{url}|evidence>" if len(url) <= REPORT_LINK else "evidence: a link too long to show") if url else ""
+    return ":link: " + "  ·  ".join(part for part in (link, said) if part) if link or said else ""
+
+
 def _item_line(run: Run, item: Item, state: ItemState) -> str:
     icon = _ICONS[state.status]
     optional = "" if item.required else " _(optional)_"
+    if state.status == ItemStatus.OPEN and state.report_status == "failed" and state.report_at:
+        by = quote(state.report_by or "CI", 100)
+        return f":x: {item.text}{optional}  ·  *{by}* reported it failed {when(state.report_at)}"
+    if state.status == ItemStatus.OPEN and state.reported_by is not None and state.probe_status is None:
+        return f"{icon} {item.text}{optional}  ·  _waiting for {_pipeline_name(state)}_"
     if state.status == ItemStatus.OPEN:
         if state.probe_status == ProbeStatus.PENDING:
             return f":hourglass_flowing_sand: {item.text}{optional}  ·  _checking…_"
@@ -385,7 +410,8 @@ def _item_line(run: Run, item: Item, state: ItemState) -> str:
         return f"{icon} {item.text}{optional}"
     if state.verified_by_probe:
         return f"{icon} {item.text}{optional}  ·  verified by deploybot {when(state.changed_at)}"
-    who = f"{mention(state.changed_by)} {when(state.changed_at)}"
+    by = f"*{quote(state.report_by or 'CI', 100)}*" if is_pipeline(state.changed_by) else mention(state.changed_by)
+    who = f"{by} {when(state.changed_at)}"
     if state.status == ItemStatus.NA:
         return f"{icon} ~{item.text}~{optional}  ·  N/A by {who}: _{quote(state.na_reason or '')}_"
     return f"{icon} {item.text}{optional}  ·  {who}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -12,6 +13,8 @@ from bot.probes.specs import ProbeSpec
 from bot.yamlfile import YamlError, line_of, load_model, trail
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+# A token's name, and what an item's `reported_by` names: "ci" or e.g. "github-actions prod".
+PIPELINE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?")
 
 # Keep every rendered line far below Slack's 3000-character section limit.
 MAX_ITEM_TEXT = 300
@@ -29,6 +32,24 @@ class Item(_Strict):
     help: Annotated[str, Field(max_length=MAX_HELP_TEXT)] | None = None
     command: Annotated[str, Field(max_length=MAX_HELP_TEXT)] | None = None
     probe: ProbeSpec | None = None
+    # A pipeline reports this item through the API: `ci` (any token of the run's channel) or one token's name.
+    reported_by: str | None = None
+
+    @field_validator("reported_by")
+    @classmethod
+    def _names_a_pipeline(cls, value: str | None) -> str | None:
+        if value is not None and not PIPELINE_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} names no pipeline: write `ci` (any token of the run's channel) or a token's name "
+                "such as 'github-actions prod' (letters, digits, spaces, '.', '_', '-'; up to 64)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_checker(self) -> Item:
+        if self.probe is not None and self.reported_by is not None:
+            raise ValueError("an item is checked by a probe or reported by a pipeline, not both: drop one of them")
+        return self
 
 
 class Group(_Strict):

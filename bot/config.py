@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 
 from bot.contacts import Team, UserOrGroupId, check_contacts
 from bot.probes import VARIABLE
+from bot.review.settings import ReviewSettings
 from bot.yamlfile import YamlError, line_of, load_model
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ class Settings:
     log_format: str
     render_interval: float
     threads: int  # HTTP worker threads: few, since clicks are CPU-bound under one GIL
+    # Pipeline gates that may long-poll at once; each gets a thread of its own beside `threads`.
+    gate_waiters: int = 16
+    api_per_minute: float = 120.0  # requests each pipeline token may make, shared by every replica
     # The whole environment, for probes' ${env:NAME}; kept out of repr because it holds secrets.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
     # DEPLOYBOT_CONFIG was set: the file it names must exist (the default ./deploybot.yml is optional).
@@ -83,6 +87,16 @@ class Settings:
             raise ConfigError(f"DEPLOYBOT_RENDER_INTERVAL must be seconds, at least 0, not {render_interval:g}")
         if threads < 1:
             raise ConfigError(f"DEPLOYBOT_THREADS must be a count of threads, at least 1, not {threads}")
+        gate_waiters = _number(env, "DEPLOYBOT_GATE_WAITERS", "16", int, "a count of waiting gates, from 0 to 1000")
+        if not 0 <= gate_waiters <= 1000:
+            raise ConfigError(
+                f"DEPLOYBOT_GATE_WAITERS must be a count of waiting gates, from 0 to 1000, not {gate_waiters}"
+            )
+        api_per_minute = _number(env, "DEPLOYBOT_API_PER_MINUTE", "120", float, "requests a minute, more than 0")
+        if not 0 < api_per_minute < float("inf"):
+            raise ConfigError(
+                f"DEPLOYBOT_API_PER_MINUTE must be requests a minute, more than 0, not {api_per_minute:g}"
+            )
         if not 0 <= port <= 65535:
             raise ConfigError(f"PORT must be a TCP port from 0 to 65535, not {port}")
         config = env.get("DEPLOYBOT_CONFIG", "")
@@ -99,6 +113,8 @@ class Settings:
             log_format=env.get("LOG_FORMAT", "text"),
             render_interval=render_interval,
             threads=max(1, threads),
+            gate_waiters=gate_waiters,
+            api_per_minute=api_per_minute,
             environ=dict(env),
             config_named=bool(config),
         )
@@ -123,6 +139,16 @@ class Settings:
                 "Optional: SLACK_APP_TOKEN (xapp-…, Basic Information › App-Level Tokens, scope "
                 "connections:write) switches to Socket Mode."
             )
+
+    @property
+    def server_threads(self) -> int:
+        """The HTTP server's pool: Slack's threads plus one per gate allowed to wait."""
+        return self.threads + self.gate_waiters
+
+    @property
+    def connection_limit(self) -> int:
+        """Open connections the server keeps: waitress's 100, plus room for every waiting gate and its re-poll."""
+        return 100 + 2 * self.gate_waiters
 
     def secret_values(self) -> list[str]:
         """Every secret this process was given, for the log scrubber."""
@@ -232,6 +258,7 @@ class DeployConfig(BaseModel):
     contacts: dict[Name, Team] = {}
     permissions: Permissions = Permissions()
     channels: dict[Annotated[str, Field(pattern=r"^[CG][A-Z0-9]{4,}$")], ChannelSettings] = {}
+    review: ReviewSettings = ReviewSettings()  # the weekly review in each deployment channel
     _source: Path | None = PrivateAttr(default=None)  # the file it was read from, for file:line errors
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""The App Home tab: active runs, the last ten finished, upcoming reminders, open pages — one view for everyone."""
+"""The App Home tab: active runs, the last ten finished, delivery figures, upcoming reminders, open pages."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bot import limits, paging
 from bot.blocks import Block, bar, duration, kind_title, quote, section, when
 from bot.contacts import Team
 from bot.models import ItemState, ItemStatus, Page, Run, RunStatus
-from bot.mrkdwn import escape, mention
+from bot.mrkdwn import escape, is_slack_channel, mention
 from bot.paging.render import team_name
 from bot.reminders import Reminders, next_slot
 
@@ -35,6 +35,7 @@ def home_view(
     reminders: Reminders | None,
     contacts: dict[str, Team],
     notices: Sequence[str] = (),
+    insights: Sequence[Block] = (),
 ) -> dict[str, Any]:
     """The Home tab's view; it never shows the current time, so an unchanged state renders identically."""
     active = list(
@@ -61,6 +62,7 @@ def home_view(
     blocks.append(section("*Last finished*" if finished else "*Last finished*\nNothing yet."))
     if finished:
         blocks.append(section("\n".join(_finished_line(run) for run in finished)))
+    blocks += insights  # the delivery figures and what is worth a look (bot/insights/slack.py)
     blocks.append({"type": "divider"})
     blocks.append(section("*Upcoming reminders*\n" + _reminders(reminders, now)))
     pages = paging.open_pages(session)[:MAX_PAGES]
@@ -96,15 +98,24 @@ def _active_line(run: Run, counts: dict[str, int]) -> str:
     resolved, total = counts["done"] + counts["na"], counts["total"]
     return (
         f"*#{run.id}* {kind_title(run.kind)} {escape(run.version)} → {escape(run.environment)} "
-        f"in <#{run.channel_id}>\n{bar(resolved, total)} {resolved}/{total} · "
+        f"in {_channel(run.channel_id)}\n{bar(resolved, total)} {resolved}/{total} · "
         f"{counts['open_required']} required open · started by {mention(run.started_by)} {when(run.started_at)}"
     )
 
 
+def _channel(channel_id: str) -> str:
+    """A channel Slack can link to; a run started in the terminal says so instead."""
+    return f"<#{channel_id}>" if is_slack_channel(channel_id) else f"the terminal ({escape(channel_id)})"
+
+
 def _finished_line(run: Run) -> str:
     took = duration(run.started_at, run.finished_at) if run.finished_at else "?"
+    ending = _ENDINGS.get(run.status, run.status)
+    if run.status == RunStatus.COMPLETE and run.overridden_items:
+        ending = f":warning: completed anyway ({len(run.overridden_items)} required open)"
+    label = "" if run.kind == "deploy" else f"{kind_title(run.kind)} "  # a rollback never reads as a release
     return (
-        f"*#{run.id}* {escape(run.version)} → {escape(run.environment)} · {_ENDINGS.get(run.status, run.status)} · "
+        f"*#{run.id}* {label}{escape(run.version)} → {escape(run.environment)} · {ending} · "
         f"{took} · {mention(run.finished_by)} {when(run.finished_at) if run.finished_at else ''}"
     )
 

@@ -7,13 +7,14 @@ than the writes themselves (`python -m bench.ack` measures it). Run-wide changes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from bot import runs
+from bot import people, runs
 from bot.models import (
     PROBE_ACTOR,
     Event,
@@ -23,11 +24,12 @@ from bot.models import (
     ProbeStatus,
     Run,
     RunStatus,
+    is_pipeline,
     verified_by_probe,
 )
-from bot.mrkdwn import mention
 from bot.probes import Verdict
 from bot.runs import MAX_NOTE, MAX_REASON, Actor, RunError, TextRefused, storable
+from bot.say import Cmd, Who, say
 
 _this_item = (ItemState.run_id == bindparam("run"), ItemState.item_id == bindparam("item"))
 
@@ -78,6 +80,17 @@ _SET_NOTE = (
         note=bindparam("text"), note_by=bindparam("by"), note_at=bindparam("at"), note_count=ItemState.note_count + 1
     )
 )
+_SET_REPORT = (
+    update(ItemState)
+    .where(*_this_item)
+    .values(
+        report_status=bindparam("outcome"),
+        report_by=bindparam("reporter"),
+        report_at=bindparam("at"),
+        report_url=bindparam("url"),
+        report_summary=bindparam("summary"),
+    )
+)
 _ADD_EVENT = insert(Event)
 _ADD_PROBE_RESULT = insert(ProbeResult)
 _RESOLVED_NOTHING = -1  # a change that resolved no item opens no phase and completes nothing
@@ -88,12 +101,16 @@ def mark_done(session: Session, run_id: int, item_id: str, actor: Actor) -> None
     conn, run, state = _lock_item(session, run_id, item_id, actor)
     if state["status"] == ItemStatus.DONE:
         by_probe = verified_by_probe(state["status"], state["changed_by"])
-        who = "verified by deploybot" if by_probe else "done by " + mention(state["changed_by"])
-        raise RunError(f"Already {who}; nothing changed.")
+        who = say("verified by deploybot") if by_probe else say("done by ", Who(state["changed_by"]))
+        raise RunError(say("Already ", who, "; nothing changed."))
     first_open = _set_status(conn, state, ItemStatus.DONE, actor)
     if state["probe_status"] == ProbeStatus.FAILED:
         # Ticking over a failed probe is an override: keep who did it and what the probe said.
         data = {"probe_reason": state["probe_reason"]}
+        _changed(session, run, actor, "item.override", state, data, first_open=first_open)
+    elif _pipeline_overridden(state, actor):
+        # So is ticking what a pipeline reports before it reported it done: keep what it had said.
+        data = {"reported_by": state["reported_by"], "reason": _pipeline_said(state)}
         _changed(session, run, actor, "item.override", state, data, first_open=first_open)
     else:
         _changed(session, run, actor, "item.done", state, first_open=first_open)
@@ -130,6 +147,65 @@ def add_note(session: Session, run_id: int, item_id: str, text: str, actor: Acto
     conn, run, state = _lock_item(session, run_id, item_id, actor)
     conn.execute(_SET_NOTE, {"run": run_id, "item": item_id, "text": text, "by": actor.user_id, "at": actor.at})
     _changed(session, run, actor, "item.note", state, {"text": text})
+
+
+REPORT_STATUSES = (ItemStatus.DONE, "failed", ItemStatus.NA)
+
+
+class NotThisPipeline(RunError):
+    """The item names another pipeline as its reporter."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a pipeline says about one item (already checked by bot.pipeline)."""
+
+    status: str  # done | failed | na
+    pipeline: str  # the token's name
+    reason: str | None = None  # required for na
+    evidence_url: str | None = None
+    summary: str | None = None
+
+
+def report(session: Session, run_id: int, item_id: str, said: Report, actor: Actor) -> None:
+    """Record a pipeline's report: done and N/A resolve the item, failed reopens it; the evidence is kept either way."""
+    conn, run, state = _lock_item(session, run_id, item_id, actor)
+    named = state["reported_by"]
+    if named not in (None, "ci") and named != said.pipeline:
+        raise NotThisPipeline(
+            f"Item '{item_id}' is reported by the pipeline '{named}', not by '{said.pipeline}': "
+            "use that pipeline's token, or change `reported_by` in the checklist."
+        )
+    values = {"outcome": said.status, "reporter": actor.name, "at": actor.at}
+    conn.execute(_SET_REPORT, {"run": run_id, "item": item_id, **values, "url": said.evidence_url,
+                               "summary": said.summary})  # fmt: skip
+    target = ItemStatus.OPEN if said.status == "failed" else said.status
+    first_open: int | None = _RESOLVED_NOTHING
+    # A repeated report (a retried CI job) keeps the item as it is and only refreshes the evidence.
+    if state["status"] != target:
+        resolved = _set_status(conn, state, target, actor, said.reason if target == ItemStatus.NA else None)
+        first_open = resolved if target != ItemStatus.OPEN else _RESOLVED_NOTHING
+    data = {"pipeline": said.pipeline, "status": said.status, "reason": said.reason,
+            "evidence_url": said.evidence_url, "summary": said.summary, "was": state["status"]}  # fmt: skip
+    kind = {ItemStatus.DONE: "item.done", ItemStatus.NA: "item.na"}.get(said.status, "item.failed")
+    _changed(session, run, actor, kind, state, data, first_open=first_open)
+
+
+def _pipeline_overridden(state: RowMapping, actor: Actor) -> bool:
+    return (
+        state["reported_by"] is not None
+        and state["report_status"] != ItemStatus.DONE
+        and not is_pipeline(actor.user_id)
+    )
+
+
+def _pipeline_said(state: RowMapping) -> str:
+    """Why a person's tick of a pipeline's item is an override: what the pipeline said, or that it said nothing."""
+    if state["report_status"] == "failed":
+        return f"{state['report_by']} reported it failed: {state['report_summary'] or 'no summary'}"
+    if state["report_status"] == ItemStatus.NA:
+        return f"{state['report_by']} reported it not applicable"
+    return "ticked before the pipeline reported it"
 
 
 def record_probe(session: Session, run_id: int, item_id: str, verdict: Verdict, kind: str, at: datetime) -> None:
@@ -182,8 +258,11 @@ def _lock_item(session: Session, run_id: int, item_id: str, actor: Actor) -> tup
     state = conn.execute(_ITEM, {"run": run_id, "item": item_id}).mappings().one_or_none()
     if state is None:
         raise RunError(
-            f"Run #{run_id} has no item '{item_id}'. The message may be out of date: "
-            "`/deploy status` shows the current checklist."
+            say(
+                f"Run #{run_id} has no item '{item_id}'. The message may be out of date: ",
+                Cmd("status"),
+                " shows the current checklist.",
+            )
         )
     return conn, run, state
 
@@ -223,6 +302,7 @@ def _changed(
     resolved this one: every phase up to it is open now, and None means the run is complete.
     """
     conn = session.connection()
+    people.remember(conn, actor)
     conn.execute(_ADD_EVENT, runs.event_values(actor, kind, data, run_id=run["id"], item_id=state["item_id"]))
     runs.want_render(conn, run["id"], run["rev"])
     if first_open is None:

@@ -91,6 +91,11 @@ def _labels(labels: Labels) -> str:
     return "{" + ",".join(escaped) + "}"
 
 
+def label_value(value: str) -> str:
+    """A label value escaped for the exposition format."""
+    return _escape(value)
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 

@@ -58,8 +58,19 @@ class ProbeStatus:
     FAILED = "failed"
 
 
+MAX_NAME = 80  # characters of a person's name kept (Slack's display names stop at 80)
+
 # Who an item's change is attributed to when a probe, not a person, made it.
 PROBE_ACTOR = "deploybot"
+
+
+# Pipelines act as "ci:<token id>" (bot.tokens): no Slack user id looks like it.
+PIPELINE_PREFIX = "ci:"
+
+
+def is_pipeline(user_id: str | None) -> bool:
+    """Whether a change was made by a pipeline through the API."""
+    return user_id is not None and user_id.startswith(PIPELINE_PREFIX)
 
 
 def verified_by_probe(status: str, changed_by: str | None) -> bool:
@@ -71,7 +82,16 @@ class Run(Base):
     """One execution of a checklist template, with a frozen snapshot of that template."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_channel_started", "channel_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_runs_channel_started", "channel_id", "started_at"),
+        # The insights read these columns of every run in a period: from the index alone, SQLite never
+        # walks the snapshot stored before them in the row (tens of KiB per run).
+        Index("ix_runs_period", "started_at", "kind", "environment", "status", "template_id", "finished_at"),
+        Index("ix_runs_kind_environment", "kind", "environment"),  # the environments with deployments
+        # A pipeline's retried start finds its run again; two replicas starting it at once make one.
+        # A unique index, not a constraint: SQLite adds it without rebuilding the table.
+        Index("uq_runs_channel_pipeline_key", "channel_id", "pipeline_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     template_id: Mapped[str] = mapped_column(String(64))
@@ -95,11 +115,13 @@ class Run(Base):
     # Bumped by every change; renders record the revision they showed.
     rev: Mapped[int] = mapped_column(Integer, default=1)
     # For a rollback run: the deployment it rolls back, and the version it goes back to, if known.
-    rollback_of: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    rollback_of: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), index=True)
     rollback_to: Mapped[str | None] = mapped_column(String(64))
     # The last phase (index into the snapshot's phases) whose probes may run. It only moves forward:
     # when every required item before a phase is resolved, or when the deployment is reported.
     open_phase: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The key a pipeline started this run with (its CI run id); NULL for runs started by people.
+    pipeline_key: Mapped[str | None] = mapped_column(String(128))
 
     # Loaded when a renderer asks for them; a click reads only the item it changes.
     items: Mapped[list[ItemState]] = relationship(back_populates="run", order_by="ItemState.position")
@@ -125,6 +147,8 @@ class ItemState(Base):
     """The current state of one item of one run; its history lives in `events`."""
 
     __tablename__ = "item_states"
+    # Phase times and checklist health read a run's items from this index alone (bot/insights).
+    __table_args__ = (Index("ix_item_states_run_phase", "run_id", "required", "phase", "changed_at", "status"),)
 
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     item_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -146,6 +170,13 @@ class ItemState(Base):
     probe_lease_until: Mapped[datetime | None]
     # The run's open_phase when the latest verdict was taken: what it was checked against.
     probe_phase: Mapped[int | None] = mapped_column(Integer)
+    # Items a pipeline reports (the checklist's `reported_by`), and its latest report with the evidence.
+    reported_by: Mapped[str | None] = mapped_column(String(64))
+    report_status: Mapped[str | None] = mapped_column(String(8))  # done | failed | na
+    report_by: Mapped[str | None] = mapped_column(String(80))  # "CI: <token name>"
+    report_at: Mapped[datetime | None]
+    report_url: Mapped[str | None] = mapped_column(Text)
+    report_summary: Mapped[str | None] = mapped_column(Text)
 
     run: Mapped[Run] = relationship(back_populates="items")
 
@@ -162,6 +193,16 @@ class ItemState(Base):
             and self.probe_status == ProbeStatus.FAILED
         )
 
+    @property
+    def overrode_pipeline(self) -> bool:
+        """A person marked done an item a pipeline reports, which the pipeline had not reported done."""
+        return (
+            self.status == ItemStatus.DONE
+            and self.reported_by is not None
+            and not is_pipeline(self.changed_by)
+            and self.report_status != ItemStatus.DONE
+        )
+
 
 class Event(Base):
     """Append-only audit log: who did what to which run, item or page, when, and from which message."""
@@ -174,10 +215,22 @@ class Event(Base):
     item_id: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(32))
     user_id: Mapped[str] = mapped_column(String(32))
+    # The name the actor had when they acted: a later change of name does not rewrite the audit trail.
+    user_name: Mapped[str | None] = mapped_column(String(MAX_NAME))
     at: Mapped[datetime]
     channel_id: Mapped[str | None] = mapped_column(String(32))
     message_ts: Mapped[str | None] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Person(Base):
+    """The name Slack (or the terminal, or a pipeline token) last gave a user id, so records show who that is."""
+
+    __tablename__ = "people"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME))
+    updated_at: Mapped[datetime]
 
 
 class ProbeResult(Base):
@@ -237,6 +290,10 @@ class Outbox(Base):
     expires_at: Mapped[datetime | None]
     user_id: Mapped[str | None] = mapped_column(String(32))
     thread_ts: Mapped[str | None] = mapped_column(String(32))
+    # A message with Block Kit (the weekly review), frozen when it was composed: retries send the same.
+    blocks: Mapped[list[Any] | None]
+    # Post in the thread of another outbox message (the review's Discuss thread) once that one is posted.
+    reply_to: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"))
 
 
 class Message(Base):
@@ -362,3 +419,47 @@ class SlackBudget(Base):
     method: Mapped[str] = mapped_column(String(64), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     at: Mapped[datetime]
+
+
+class ReviewSlot(Base):
+    """One weekly review of one channel; the unique key makes it happen once across replicas."""
+
+    __tablename__ = "review_slots"
+    __table_args__ = (UniqueConstraint("channel_id", "local_time"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    local_time: Mapped[str] = mapped_column(String(32))  # wall-clock time in the team's zone, ISO
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(8))  # posted | late | missed
+    claimed_at: Mapped[datetime]
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))
+
+
+class Heartbeat(Base):
+    """A running `deploybot run` replica says it is alive here every few seconds; the shell reads it."""
+
+    __tablename__ = "heartbeats"
+
+    replica: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid
+    started_at: Mapped[datetime] = mapped_column(primary_key=True)  # tells a reused pid apart
+    beat_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ApiToken(Base):
+    """A pipeline's bearer token for /api/v1/: only a hash of the secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    environment: Mapped[str | None] = mapped_column(String(64))  # NULL: every environment of the channel
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 hex of the whole token
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None

@@ -37,11 +37,11 @@ def is_slack_user(user_id: str) -> bool:
     return re.match(r"^[UW][A-Z0-9]+$", user_id) is not None
 
 
-def mention(user_id: str | None) -> str:
-    """A Slack mention for a Slack user id; anyone else (a terminal user of `deploybot shell`) by name."""
+def mention(user_id: str | None, name: str | None = None) -> str:
+    """A Slack mention for a Slack user id; anyone else (a pipeline, a terminal user) by name when known."""
     if user_id and is_slack_user(user_id):
         return f"<@{user_id}>"
-    return f"*{escape(user_id or 'someone')}*"
+    return f"*{escape(name or user_id or 'someone')}*"
 
 
 def is_slack_channel(channel_id: str) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from bot.config import Permissions
 from bot.mrkdwn import is_slack_user
 from bot.runs import RunError
+from bot.say import Group, Said, Who, join, say
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,12 @@ class Gatekeeper:
     def require(self, role: str, user_id: str, doing: str | None = None) -> None:
         """Raise a refusal that says who may, unless `user_id` may take `role`."""
         if not self.allowed(role, user_id):
-            who = ", ".join(
-                f"<!subteam^{g}>" if g.startswith("S") else f"<@{g}>" for g in self._permissions.granted(role)
-            )
+            who = join((Group(g) if g.startswith("S") else Who(g) for g in self._permissions.granted(role)), ", ")
             where = role.replace("group:", "groups › ")
             doing = doing or ROLE_NAMES.get(role, role)
-            raise Refused(role, f"Only {who} may {doing} (deploybot.yml › permissions › {where}); nothing changed.")
+            raise Refused(
+                role, say("Only ", who, f" may {doing} (deploybot.yml › permissions › {where}); nothing changed.")
+            )
 
     @property
     def guards_groups(self) -> bool:
@@ -75,6 +76,6 @@ class Gatekeeper:
 class Refused(RunError):
     """A permission refusal; the listener records it in the audit log."""
 
-    def __init__(self, role: str, text: str):
+    def __init__(self, role: str, text: Said):
         super().__init__(text)
         self.role = role

@@ -15,12 +15,13 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import answers, db, export, paging, runs
+from bot import answers, db, export, paging, people, runs
 from bot import blocks as render
 from bot.contacts import Team
-from bot.models import HomeTab, Message, Outbox, Run, RunStatus
+from bot.models import HomeTab, Message, Outbox, Run, RunStatus, SlackPost
 from bot.pacing import Budget
 from bot.paging import render as page_render
 from bot.posting import Failure, Posted, Poster, attempt
@@ -120,7 +121,7 @@ class Publisher:
                 log.exception("publisher pass failed; retrying")
                 delay = self._poll_interval
             if self._stopping.is_set():
-                if time.monotonic() >= self._deadline or self.pending() == 0:
+                if time.monotonic() >= self._deadline or self._nothing_left():
                     return
                 delay = min(delay, PASS_GAP)
             self._wakeup.wait(delay)
@@ -128,6 +129,14 @@ class Publisher:
             # publisher's queries from competing with the clicks themselves.
             self._stopping.wait(PASS_GAP)
             self._wakeup.clear()
+
+    def _nothing_left(self) -> bool:
+        """Whether a stop may end now: nothing behind, or no database to render from."""
+        try:
+            return self.pending() == 0
+        except SQLAlchemyError:
+            log.warning("stopping with renders left: the database does not answer")
+            return True
 
     def publish_due(self) -> float:
         """Render every message that is behind and allowed to go now; return seconds until the next look."""
@@ -261,7 +270,8 @@ class Publisher:
             run = session.get(Run, message.run_id)
             assert run is not None
             if message.part == 0:
-                blocks, text = render.parent_blocks(run, _comparison(session, run)), render.message_text(run)
+                names = people.names_of(session, [run.started_by, run.finished_by])
+                blocks, text = render.parent_blocks(run, _comparison(session, run), names), render.message_text(run)
             else:
                 earlier = session.scalars(
                     select(Message).where(Message.run_id == run.id, Message.part < message.part)
@@ -354,7 +364,7 @@ class Publisher:
                 return False
             row = session.get(Outbox, outbox_id)
             assert row is not None
-            channel, text = row.channel_id, row.text
+            channel, text, blocks = row.channel_id, row.text, row.blocks
             answer = answers.Answer.of(row) if row.kind == answers.KIND else None
             thread_ts = None
             if row.run_id is not None:
@@ -362,12 +372,18 @@ class Publisher:
                 if thread_ts is None:  # its run is not posted yet: wait for it
                     row.lease_until = None
                     return False
+            elif row.reply_to is not None:
+                thread_ts = session.scalar(select(SlackPost.ts).where(SlackPost.key == f"outbox:{row.reply_to}"))
+                if thread_ts is None:  # the message it answers is not posted yet: wait for it
+                    row.lease_until = None
+                    return False
         if answer is not None:
             # Answers are ephemeral: a copy can only ever reach the one person, so no lookup is needed.
             refused = answers.send(self._client, answer, now)
             posted = Posted(failure=Failure(*refused) if refused else None)
         else:
-            posted = self._poster.post(f"outbox:{outbox_id}", channel, thread_ts, text=text)
+            extra: dict[str, Any] = {"blocks": blocks, "unfurl_links": False, "unfurl_media": False} if blocks else {}
+            posted = self._poster.post(f"outbox:{outbox_id}", channel, thread_ts, text=text, **extra)
         with self._sessions.begin() as session:
             row = session.get(Outbox, outbox_id)
             assert row is not None

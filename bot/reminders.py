@@ -18,6 +18,7 @@ from bot.checklists import Schedule, Template
 from bot.config import DeployConfig
 from bot.models import ItemStatus, Outbox, ReminderSlot, Run
 from bot.runs import Actor, RunError
+from bot.say import Channel, Code, Said, Strong, say
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +167,8 @@ class Reminders:
             return 1
         return 0
 
-    def remind_now(self, cadence_id: str, user_id: str) -> int:
-        """Post a cadence now, on request; returns the run id."""
+    def remind_now(self, cadence_id: str, user_id: str, name: str | None = None) -> int:
+        """Post a cadence now, on request of `user_id` (called `name`); returns the run id."""
         cadence = self.cadences.get(cadence_id)
         if cadence is None:
             known = ", ".join(self.cadences) or "none (add schedules to checklists/maintenance.yml)"
@@ -176,7 +177,7 @@ class Reminders:
             raise RunError(_no_channel(cadence))
         now = self._clock()
         local = now.astimezone(self.zone).replace(tzinfo=None, microsecond=0)
-        run_id = self._claim(cadence, local, now, "manual", now, user_id)
+        run_id = self._claim(cadence, local, now, "manual", now, user_id, name)
         if run_id is None:
             raise RunError("That cadence was posted this very second; see the channel.")
         return run_id
@@ -189,6 +190,7 @@ class Reminders:
         status: str,
         now: datetime | None,
         user_id: str = REMINDER_ACTOR,
+        name: str | None = None,
     ) -> int | None:
         """Insert the slot's unique row; whoever inserts it posts it (if it is to be posted)."""
         with self._sessions.begin() as session:
@@ -206,7 +208,7 @@ class Reminders:
                 environment=cadence.schedule.environment,
                 channel_id=cadence.channel or "",
                 parts=len(blocks.layout(template)),
-                actor=Actor(user_id, now, cadence.channel),
+                actor=Actor(user_id, now, cadence.channel, name=name),
                 probes=cadence.schedule.environment in self._config.environments,
             )
             session.execute(
@@ -286,7 +288,7 @@ class Reminders:
             f"({open_items} required item(s) open). {owners}".rstrip()
         )
 
-    def status_lines(self) -> list[str]:
+    def status_lines(self) -> list[Said]:
         """For /deploy reminders: each cadence's next slot and its last run."""
         now = self._clock()
         lines = []
@@ -299,15 +301,23 @@ class Reminders:
                     .order_by(ReminderSlot.due_at.desc())
                     .limit(1)
                 ).first()
-                where = f"<#{cadence.channel}>" if cadence.channel else _no_channel(cadence)
+                where = say(Channel(cadence.channel)) if cadence.channel else say(_no_channel(cadence))
                 previous = "never posted"
                 if last is not None and last.run_id is not None:
                     run = runs.get_run(session, last.run_id)
                     done, na, total = blocks.progress(run)
                     previous = f"last: run #{run.id} {run.version}, {run.status} ({done + na}/{total})"
                 lines.append(
-                    f"• *{cadence.template.phases[0].title}* — next {upcoming:%a %d %b %H:%M} "
-                    f"{self.zone.key} (`{cadence.schedule.cron}`) in {where} · {previous}"
+                    say(
+                        "• ",
+                        Strong(cadence.template.phases[0].title),
+                        f" — next {upcoming:%a %d %b %H:%M} ",
+                        f"{self.zone.key} (",
+                        Code(cadence.schedule.cron),
+                        ") in ",
+                        where,
+                        f" · {previous}",
+                    )
                 )
         return lines
 

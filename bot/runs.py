@@ -11,7 +11,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot import db, phases
+from bot import db, people, phases
 from bot.checklists import Template
 from bot.models import (
     Event,
@@ -22,7 +22,8 @@ from bot.models import (
     Run,
     RunStatus,
 )
-from bot.mrkdwn import is_slack_channel, mention
+from bot.mrkdwn import is_slack_channel
+from bot.say import Channel, Cmd, Said, Typed, Who, say
 
 MAX_REASON = 500
 # A channel runs one of these at a time: a deployment, or the rollback of one. Maintenance
@@ -33,7 +34,16 @@ _BATCH = 50  # runs read at a time while looking back for a release
 
 
 class RunError(Exception):
-    """A request the rules refuse; the text is safe and meant for the person who asked."""
+    """A request the rules refuse; the text is safe and meant for the person who asked.
+
+    Given a `Said`, each surface renders it its own way; `str()` is the Slack rendering.
+    """
+
+    @property
+    def message(self) -> Said | str:
+        """What was said, as written: a `Said`, or plain text."""
+        said = self.args[0] if self.args else ""
+        return said if isinstance(said, Said) else str(said)
 
 
 class TextRefused(RunError):
@@ -49,6 +59,7 @@ class Actor:
     channel_id: str | None = None
     message_ts: str | None = None
     thread_ts: str | None = None
+    name: str | None = None
 
 
 def start(
@@ -63,12 +74,14 @@ def start(
     probes: bool = False,
     rollback_of: Run | None = None,
     rollback_to: str | None = None,
+    key: str | None = None,
 ) -> Run:
     """Start a run of `template` in a channel, rendered as a parent message plus `parts` replies
     (None: a run kept outside Slack, such as one started from the terminal shell).
 
     With `probes`, every item that has a probe is queued for the probe runner, or waits for its
-    phase to open if that phase comes after the first one with a required item.
+    phase to open if that phase comes after the first one with a required item. `key` is the id a
+    pipeline started the run with (see bot.pipeline.start).
     """
     open_phase = phases.open_at_start(template)
     phase_of = phases.of_items(template)
@@ -88,19 +101,27 @@ def start(
         rollback_of=rollback_of.id if rollback_of else None,
         rollback_to=rollback_to,
         open_phase=open_phase,
+        pipeline_key=key,
     )
     current = active_run(session, channel_id) if run.active_slot else None
     if current is not None:
         what = f"the rollback of {current.version}" if current.kind == "rollback" else current.version
         raise RunError(
-            f"Run #{current.id} ({what} → {current.environment}) is still active in this channel. "
-            "Finish it, or stop it with `/deploy abort <reason>`, before starting another."
+            say(
+                f"Run #{current.id} (",
+                Typed(what),
+                f" → {current.environment}) is still active in this channel. Finish it, or stop it with ",
+                Cmd("abort <reason>"),
+                ", before starting another.",
+            )
         )
     try:
         with session.begin_nested():  # the unique active_slot settles two simultaneous starts
             session.add(run)
     except IntegrityError:
-        raise RunError("Another run was started in this channel at the same moment; see `/deploy status`.") from None
+        raise RunError(
+            say("Another run was started in this channel at the same moment; see ", Cmd("status"), ".")
+        ) from None
     session.add_all(
         ItemState(
             run_id=run.id,
@@ -110,6 +131,7 @@ def start(
             required=item.required,
             status=ItemStatus.OPEN,
             probe_status=_first_probe_status(probes and item.probe is not None, phase_of[item.id], open_phase),
+            reported_by=item.reported_by,
         )
         for n, item in enumerate(template.items)
     )
@@ -120,7 +142,8 @@ def start(
         run,
         actor,
         "run.started",
-        {"version": version, "environment": environment, "checklist": template.id, "probes": probes},
+        {"version": version, "environment": environment, "checklist": template.id, "probes": probes}
+        | ({"key": key} if key else {}),
     )
     return run
 
@@ -129,7 +152,7 @@ def get_run(session: Session, run_id: int, *, lock: bool = False) -> Run:
     """Load a run or explain that it does not exist."""
     run: Run | None = db.load(session, Run, run_id, lock=lock)
     if run is None:
-        raise RunError(f"Run #{run_id} does not exist. `/deploy list` shows the recent runs.")
+        raise RunError(say(f"Run #{run_id} does not exist. ", Cmd("list"), " shows the recent runs."))
     return run
 
 
@@ -233,7 +256,18 @@ def rerun_probes(session: Session, run_id: int, item_id: str | None, actor: Acto
 DEPLOYMENT_OUTCOMES = ("succeeded", "failed")
 
 
-def deployment_reported(session: Session, run_id: int, outcome: str, actor: Actor) -> str:
+def deployment_started(session: Session, run_id: int, actor: Actor, evidence: dict[str, Any] | None = None) -> None:
+    """Record that the deployment itself began (a pipeline says so, with its evidence)."""
+    run = _lock_active(session, run_id)
+    same_channel(run.id, run.channel_id, actor)
+    if run.kind != "deploy":
+        raise RunError(f"Run #{run.id} is a {run.kind} run; only a deployment is deployed. Nothing changed.")
+    _changed(session, run, actor, "deployment.started", {**(evidence or {})})
+
+
+def deployment_reported(
+    session: Session, run_id: int, outcome: str, actor: Actor, evidence: dict[str, Any] | None = None
+) -> Said:
     """Record that the deployment itself happened; a successful one opens every phase's probes."""
     if outcome not in DEPLOYMENT_OUTCOMES:
         raise RunError(f"Say how the deployment went: {' or '.join(DEPLOYMENT_OUTCOMES)}. Nothing changed.")
@@ -247,10 +281,18 @@ def deployment_reported(session: Session, run_id: int, outcome: str, actor: Acto
         # The deployment happened: whatever is left unticked before it, what follows it can be checked.
         queued = open_waiting(session.connection(), run.id, last)
         run.open_phase = last
-    _changed(session, run, actor, "deployment.reported", {"outcome": outcome, "probes": queued})
+    _changed(session, run, actor, "deployment.reported", {"outcome": outcome, "probes": queued, **(evidence or {})})
     if outcome == "failed":
-        return f"Noted: the deployment of {run.version} failed. `fail <reason>` declares run #{run.id} failed."
-    return f"Noted: {run.version} is deployed. {queued} probe(s) queued; every phase of run #{run.id} is open."
+        return say(
+            "Noted: the deployment of ",
+            Typed(run.version),
+            " failed. ",
+            Cmd("fail <reason>"),
+            f" declares run #{run.id} failed.",
+        )
+    return say(
+        "Noted: ", Typed(run.version), f" is deployed. {queued} probe(s) queued; every phase of run #{run.id} is open."
+    )
 
 
 def open_waiting(conn: Connection, run_id: int, through: int) -> int:
@@ -258,13 +300,19 @@ def open_waiting(conn: Connection, run_id: int, through: int) -> int:
     return conn.execute(_OPEN_WAITING, {"run": run_id, "through": through}).rowcount
 
 
-def complete_anyway(session: Session, run_id: int, actor: Actor) -> list[str]:
-    """Complete a run with required items open, recording who overrode which items."""
+def complete_anyway(session: Session, run_id: int, actor: Actor, reason: str | None = None) -> list[str]:
+    """Complete a run with required items open, recording who overrode which items (and why, when said)."""
+    if reason is not None:
+        reason = storable(reason.strip())
+        _check_reason(reason)
     run = _lock_active(session, run_id)
     open_items = _open_required(session, run)
     run.overridden_items = open_items
+    if reason:
+        run.finish_reason = reason
     _finish(session, run, RunStatus.COMPLETE, actor)
-    _changed(session, run, actor, "run.completed_anyway", {"open_items": open_items})
+    data: dict[str, Any] = {"open_items": open_items, **({"reason": reason} if reason else {})}
+    _changed(session, run, actor, "run.completed_anyway", data)
     return open_items
 
 
@@ -272,7 +320,9 @@ def fail(session: Session, run_id: int, reason: str, actor: Actor) -> Run:
     """Declare a deployment failed, with a reason; its rollback checklist is started next."""
     reason = storable(reason.strip())
     if not reason:
-        raise RunError("Say what went wrong: `/deploy fail <reason>`, e.g. `/deploy fail error rate 12% after deploy`.")
+        raise RunError(
+            say("Say what went wrong: ", Cmd("fail <reason>"), ", e.g. ", Cmd("fail error rate 12% after deploy"), ".")
+        )
     _check_reason(reason)
     run = _lock_active(session, run_id)
     if run.kind != "deploy":
@@ -292,7 +342,7 @@ def abort(session: Session, run_id: int, reason: str, actor: Actor) -> Run:
     """Stop a run for good, with a reason."""
     reason = storable(reason.strip())
     if not reason:
-        raise RunError("Say why: `/deploy abort <reason>`, e.g. `/deploy abort failed smoke tests`.")
+        raise RunError(say("Say why: ", Cmd("abort <reason>"), ", e.g. ", Cmd("abort failed smoke tests"), "."))
     _check_reason(reason)
     run = _lock_active(session, run_id)
     run.finish_reason = reason
@@ -335,20 +385,28 @@ def ensure_active(run: Run) -> Run:
 def same_channel(run_id: int, channel_id: str, actor: Actor) -> None:
     """A Slack click acts only on its own channel's run (the terminal shell picks runs by number)."""
     if actor.channel_id and is_slack_channel(actor.channel_id) and actor.channel_id != channel_id:
-        raise RunError(f"That button belongs to run #{run_id} in <#{channel_id}>; nothing changed.")
+        raise RunError(say(f"That button belongs to run #{run_id} in ", Channel(channel_id), "; nothing changed."))
 
 
-def finished_message(run: Run) -> str:
+def finished_message(run: Run) -> Said:
     """Why a finished run refuses changes: how it ended, by whom."""
-    who = f" by {mention(run.finished_by)}" if run.finished_by else ""
+    head = say(f"Run #{run.id} (", Typed(run.version), ")")
+    who = say(" by ", Who(run.finished_by)) if run.finished_by else say()
     if run.status == RunStatus.ABORTED:
-        return f"Run #{run.id} ({run.version}) was aborted{who}: {run.finish_reason}. Nothing changed."
+        return say(head, " was aborted", who, ": ", Typed(run.finish_reason or ""), ". Nothing changed.")
     if run.status in (RunStatus.FAILED, RunStatus.ROLLED_BACK):
-        return (
-            f"Run #{run.id} ({run.version}) was declared failed{who}: {run.finish_reason}. Nothing changed; "
-            "its rollback checklist is in this channel (`/deploy rollback` opens one)."
+        return say(
+            head,
+            " was declared failed",
+            who,
+            ": ",
+            Typed(run.finish_reason or ""),
+            ". Nothing changed; ",
+            "its rollback checklist is in this channel (",
+            Cmd("rollback"),
+            " opens one).",
         )
-    return f"Run #{run.id} ({run.version}) is already {run.status}{who}. Nothing changed."
+    return say(head, f" is already {run.status}", who, ". Nothing changed.")
 
 
 def want_render(conn: Connection, run_id: int, rev: int) -> None:
@@ -364,6 +422,7 @@ def event_values(actor: Actor, kind: str, data: dict[str, Any] | None = None, **
         "at": actor.at,
         "channel_id": actor.channel_id,
         "message_ts": actor.message_ts,
+        "user_name": people.clean(actor.name),
         "data": data or {},
         **about,
     }
@@ -372,6 +431,12 @@ def event_values(actor: Actor, kind: str, data: dict[str, Any] | None = None, **
 def event(actor: Actor, kind: str, data: dict[str, Any] | None = None, **about: Any) -> Event:
     """An audit event, as a row to add to the session."""
     return Event(**event_values(actor, kind, data, **about))
+
+
+def add_event(session: Session, actor: Actor, kind: str, data: dict[str, Any] | None = None, **about: Any) -> None:
+    """Record an audit event, and the actor's name with their id (records show both)."""
+    people.remember(session.connection(), actor)
+    session.add(event(actor, kind, data, **about))
 
 
 # --- internals -------------------------------------------------------------------------------------
@@ -441,4 +506,4 @@ def _record(
     data: dict[str, Any] | None = None,
     item_id: str | None = None,
 ) -> None:
-    session.add(event(actor, kind, data, run_id=run.id, item_id=item_id))
+    add_event(session, actor, kind, data, run_id=run.id, item_id=item_id)

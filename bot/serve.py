@@ -32,8 +32,8 @@ class _Channel(HTTPChannel):
 class GracefulServer:
     """Serves until `drain()`: then it stops accepting, answers every request already sent, and returns from `run()`."""
 
-    def __init__(self, app: Callable[..., Any], host: str, port: int, threads: int):
-        server: Any = create_server(app, host=host, port=port, threads=threads)
+    def __init__(self, app: Callable[..., Any], host: str, port: int, threads: int, connection_limit: int = 100):
+        server: Any = create_server(app, host=host, port=port, threads=threads, connection_limit=connection_limit)
         server.channel_class = _Channel
         self._server = server
         self.port: int = server.effective_port

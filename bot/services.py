@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,13 +16,14 @@ from bot.blocks import layout
 from bot.checklists import Template, iter_items
 from bot.config import DeployConfig
 from bot.models import Run, RunStatus
-from bot.mrkdwn import clip, escape, is_slack_channel
+from bot.mrkdwn import clip, is_slack_channel
 from bot.permissions import Gatekeeper, Refused
 from bot.reminders import Reminders
 from bot.runs import Actor, RunError
+from bot.say import Cmd, Code, Said, Typed, join, say
 
-_VERSION = re.compile(r"^[\w.+\-/]{1,64}$")
-_ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+VERSION = re.compile(r"^[\w.+\-/]{1,64}$")
+ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 def utcnow() -> datetime:
@@ -51,12 +52,38 @@ def parse_start(words: list[str]) -> StartRequest:
         elif word.startswith("--checklist="):
             checklist = word.partition("=")[2]
         elif word.startswith("--"):
-            raise RunError(f"`{escape(word)}` is not an option of start; it takes `--checklist <name>`.")
+            raise RunError(
+                say(Code(word, typed=True), " is not an option of start; it takes ", Code("--checklist <name>"), ".")
+            )
         else:
             rest.append(word)
     if pending or checklist == "":
-        raise RunError("Say which checklist: `--checklist <name>`; `/deploy help` lists them.")
+        raise RunError(say("Say which checklist: ", Code("--checklist <name>"), "; ", Cmd("help"), " lists them."))
     return StartRequest(rest[0] if rest else "", " ".join(rest[1:]) or "production", checklist)
+
+
+def check_start(version: str, environment: str, environments: Iterable[str]) -> None:
+    """Refuse a version or environment a run cannot have, saying what to type instead."""
+    usage = say(Cmd("start <version> [environment] [--checklist <name>]"), ", e.g. ", Cmd("start v1.4.2 production"))
+    if not version:
+        raise RunError(say("Say which version to deploy: ", usage, "."))
+    if not VERSION.match(version):
+        allowed = say(" is not a version: use letters, digits, ", Code("."), ", ", Code("-"), ", ", Code("+"))
+        raise RunError(say(Code(version, typed=True), allowed, " and ", Code("/"), " (up to 64): ", usage, "."))
+    if version.lower() in {"production", "staging", *environments}:
+        # Without this, `/deploy start staging` would open a production run of a version called "staging".
+        raise RunError(say(Code(version, typed=True), " is an environment, not a version: ", usage, "."))
+    if not ENVIRONMENT.match(environment):
+        raise RunError(
+            say(
+                Code(environment, typed=True),
+                " is not an environment name: use one lowercase word such as ",
+                Code("production"),
+                " or ",
+                Code("staging"),
+                ".",
+            )
+        )
 
 
 @dataclass
@@ -94,21 +121,7 @@ class Services:
 
         `checklist` names the deploy checklist; else the channel's default in deploybot.yml, else the default one.
         """
-        usage = "`/deploy start <version> [environment] [--checklist <name>]`, e.g. `/deploy start v1.4.2 production`"
-        if not version:
-            raise RunError(f"Say which version to deploy: {usage}.")
-        if not _VERSION.match(version):
-            raise RunError(
-                f"`{escape(version)}` is not a version: use letters, digits, `.`, `-`, `+` and `/` (up to 64): {usage}."
-            )
-        if version.lower() in {"production", "staging", *self.config.environments}:
-            # Without this, `/deploy start staging` would open a production run of a version called "staging".
-            raise RunError(f"`{escape(version)}` is an environment, not a version: {usage}.")
-        if not _ENVIRONMENT.match(environment):
-            raise RunError(
-                f"`{escape(environment)}` is not an environment name: use one lowercase word "
-                "such as `production` or `staging`."
-            )
+        check_start(version, environment, self.config.environments)
         self.require("start", actor, version=version, environment=environment)
         template = self.deploy_template(actor.channel_id, checklist)
         channel = actor.channel_id or ""
@@ -126,6 +139,19 @@ class Services:
             )
             return run.id
 
+    def probes_off(self, environment: str, template: Template) -> Said | None:
+        """Why the probes of a run in `environment` will not run, if it has probes: no such environment is set up."""
+        if environment in self.config.environments or not any(item.probe for item in template.items):
+            return None
+        known = ", ".join(self.config.environments) or "none"
+        return say(
+            "Probes are off for '",
+            Typed(environment),
+            f"' (known: {known}): add environment ",
+            Code(environment, typed=True),
+            " to deploybot.yml to turn them on.",
+        )
+
     def require(self, role: str, actor: Actor, doing: str | None = None, **detail: object) -> None:
         """Refuse (and record the refusal) unless the actor may take `role`."""
         if self.gate is None:
@@ -134,7 +160,7 @@ class Services:
             self.gate.require(role, actor.user_id, doing)
         except Refused:
             with self.sessions.begin() as session:
-                session.add(runs.event(actor, "permission.refused", {"role": role, **detail}))
+                runs.add_event(session, actor, "permission.refused", {"role": role, **detail})
             raise
 
     def require_item(self, run_id: int, item_id: str, actor: Actor) -> None:
@@ -178,7 +204,7 @@ class Services:
                 active = runs.active_run(session, actor.channel_id or "")
                 if active is None:
                     raise RunError(
-                        "No deployment is running in this channel. `/deploy rollback` rolls back the last one."
+                        say("No deployment is running in this channel. ", Cmd("rollback"), " rolls back the last one.")
                     )
                 run_id = active.id
             failed = runs.fail(session, run_id, reason, actor)
@@ -190,9 +216,11 @@ class Services:
         with self.change() as session:
             latest = runs.latest_deploy(session, actor.channel_id or "")
             if latest is None:
-                raise RunError("No deployment in this channel to roll back. `/deploy list` shows the runs here.")
+                raise RunError(
+                    say("No deployment in this channel to roll back. ", Cmd("list"), " shows the runs here.")
+                )
             if latest.status == RunStatus.ROLLED_BACK:
-                raise RunError(f"Run #{latest.id} ({escape(latest.version)}) is already rolled back.")
+                raise RunError(say(f"Run #{latest.id} (", Typed(latest.version), ") is already rolled back."))
             existing = runs.rollback_for(session, latest)
             if existing is not None and existing.is_active:
                 raise RunError(f"Run #{existing.id}, the rollback of run #{latest.id}, is in progress in this channel.")
@@ -201,24 +229,7 @@ class Services:
             return self._start_rollback(session, latest, actor).id
 
     def _start_rollback(self, session: Session, failed: Run, actor: Actor) -> Run:
-        rollbacks = [t for t in self.templates.values() if t.kind == "rollback"]
-        if not rollbacks:
-            raise RunError("No rollback checklist: add checklists/rollback.yml (kind: rollback).")
-        template = rollbacks[0]
-        previous = runs.previous_release(session, failed, fully=True)
-        if previous is not None:
-            template = template.with_previous_version(previous.version)
-        return runs.start(
-            session,
-            template,
-            version=failed.version,
-            environment=failed.environment,
-            channel_id=failed.channel_id,
-            parts=len(layout(template)) if is_slack_channel(failed.channel_id) else None,
-            actor=actor,
-            rollback_of=failed,
-            rollback_to=previous.version if previous else None,
-        )
+        return start_rollback(session, self.templates, failed, actor)
 
     def deploy_checklists(self) -> list[Template]:
         """Every checklist `/deploy start` can run, in id order."""
@@ -243,12 +254,43 @@ class Services:
                 "(`deploybot import checklist.md` makes one from a Markdown checklist)."
             )
         name = chosen.lower() if chosen else self.default_checklist(channel_id)
-        listed = ", ".join(f"`{t}`" for t in deploys)
+        listed = join((Code(t) for t in deploys), ", ")
         if name is None:
-            raise RunError(f"Say which checklist: `--checklist <name>`. Deploy checklists: {listed}.")
+            raise RunError(
+                say("Say which checklist: ", Code("--checklist <name>"), ". Deploy checklists: ", listed, ".")
+            )
         if name not in deploys:
             raise RunError(
-                f"No deploy checklist `{escape(name)}`. Deploy checklists: {listed} — "
-                "e.g. `/deploy start <version> [environment] --checklist <name>`."
+                say(
+                    "No deploy checklist ",
+                    Code(name, typed=True),
+                    ". Deploy checklists: ",
+                    listed,
+                    " — e.g. ",
+                    Cmd("start <version> [environment] --checklist <name>"),
+                    ".",
+                )
             )
         return deploys[name]
+
+
+def start_rollback(session: Session, templates: dict[str, Template], failed: Run, actor: Actor) -> Run:
+    """Start the rollback checklist of a failed deployment, back to its last fully complete release."""
+    rollbacks = [t for t in templates.values() if t.kind == "rollback"]
+    if not rollbacks:
+        raise RunError("No rollback checklist: add checklists/rollback.yml (kind: rollback).")
+    template = rollbacks[0]
+    previous = runs.previous_release(session, failed, fully=True)
+    if previous is not None:
+        template = template.with_previous_version(previous.version)
+    return runs.start(
+        session,
+        template,
+        version=failed.version,
+        environment=failed.environment,
+        channel_id=failed.channel_id,
+        parts=len(layout(template)) if is_slack_channel(failed.channel_id) else None,
+        actor=actor,
+        rollback_of=failed,
+        rollback_to=previous.version if previous else None,
+    )

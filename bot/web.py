@@ -1,4 +1,4 @@
-"""HTTP surface (WSGI): /slack/events, /healthz, /readyz, /metrics."""
+"""HTTP surface (WSGI): /slack/events, /api/v1/ (bot.api), /healthz, /readyz, /metrics."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ class WebApp:
         gauges: Callable[[], dict[str, float]],
         metrics: Metrics,
         liveness: Callable[[], str | None] = lambda: None,
+        api: Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]], str]] | None = None,
     ):
         self._bolt = bolt
         self._secret = signing_secret.reveal().encode()
@@ -42,12 +43,16 @@ class WebApp:
         self._liveness = liveness
         self._gauges = gauges
         self.metrics = metrics
+        self._api = api
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         route = (environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"))
         if route == ("POST", "/slack/events"):
             with logs.request_scope(environ.get("HTTP_X_REQUEST_ID")):
                 status, headers, body = self._slack(environ)
+        elif route[1].startswith("/api/") and self._api is not None:
+            with logs.request_scope(environ.get("HTTP_X_REQUEST_ID")):
+                status, headers, body = self._api(environ)
         elif route == ("GET", "/healthz"):
             problem = self._liveness()
             status, headers, body = (503, _text, problem + "\n") if problem else (200, _text, "ok\n")
@@ -117,9 +122,14 @@ _text = [("Content-Type", "text/plain; charset=utf-8")]
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    201: "Created",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
     413: "Payload Too Large",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }

@@ -176,7 +176,12 @@ class Server:
 
     def __init__(self, app: Deploybot):
         self._server: Any = create_server(
-            app.web, host="127.0.0.1", port=0, threads=app.settings.threads, channel_timeout=5
+            app.web,
+            host="127.0.0.1",
+            port=0,
+            threads=app.settings.server_threads,
+            channel_timeout=5,
+            connection_limit=app.settings.connection_limit,
         )
         self.url = f"http://127.0.0.1:{self._server.effective_port}"
         self._thread = threading.Thread(target=self._server.run, daemon=True)

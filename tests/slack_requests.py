@@ -52,8 +52,13 @@ class SlackUser:
             headers={"Content-Type": content_type, **sign(self.secret, body), **(headers or {})},
         )
 
-    def command(self, text: str, *, user: str = "U100", channel: str = "C100") -> httpx.Response:
+    def command(
+        self, text: str, *, user: str = "U100", channel: str = "C100", name: str | None = None
+    ) -> httpx.Response:
+        """`/deploy text` as `user`; `name` replaces the recorded sample's user_name."""
         form = {**SLASH_COMMAND, "command": "/deploy", "text": text, "user_id": user, "channel_id": channel}
+        if name is not None:
+            form["user_name"] = name
         form["response_url"] = self.response_urls(user, channel, None) if self.response_urls else ""
         return self.post(urlencode(form))
 
@@ -66,16 +71,28 @@ class SlackUser:
         channel: str = "C100",
         message_ts: str = "1700000000.000001",
         thread_ts: str | None = None,
+        name: str | None = None,
     ) -> httpx.Response:
-        return self.payload(
-            click_payload(action_id, value, user=user, channel=channel, message_ts=message_ts, thread_ts=thread_ts)
+        payload = click_payload(
+            action_id, value, user=user, channel=channel, message_ts=message_ts, thread_ts=thread_ts
         )
+        if name is not None:
+            payload["user"].update(name=name, username=name)
+        return self.payload(payload)
 
     def submit(
-        self, callback_id: str, private_metadata: str, values: dict[str, Any], *, user: str = "U100"
+        self,
+        callback_id: str,
+        private_metadata: str,
+        values: dict[str, Any],
+        *,
+        user: str = "U100",
+        name: str | None = None,
     ) -> httpx.Response:
         payload = copy.deepcopy(VIEW_SUBMISSION)
         payload["user"]["id"] = user
+        if name is not None:
+            payload["user"].update(name=name, username=name)
         # Slack sends the view's own blocks along: one input block per field of the state.
         inputs = [{"type": "input", "block_id": key, "label": {"type": "plain_text", "text": key}} for key in values]
         payload["view"].update(

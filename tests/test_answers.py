@@ -6,9 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from bot.models import Outbox
-from tests.conftest import Running, ShiftedClock, launched
+from tests.cable import Cable
+from tests.conftest import Running, ShiftedClock, launched, postgres_schema_url
 from tests.fake_slack import FakeSlack
 from tests.test_slack_flow import CHANNEL, click_item, start
 
@@ -83,3 +85,23 @@ def test_an_answer_slack_cannot_deliver_is_given_up_not_retried_forever(
     with running.app.sessions() as session:
         [row] = session.scalars(select(Outbox).where(Outbox.kind == "answer")).all()
         assert row.sent_at is not None
+
+
+# A worker thread that dies of the outage (the publisher's last look at stop) fails the test too.
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_click_while_the_database_is_down_is_still_answered(fake_slack: FakeSlack) -> None:
+    schemas = postgres_schema_url()
+    url = next(schemas)
+    cable = Cable(make_url(url).port or 5432)
+    try:
+        with launched(url.replace(f":{make_url(url).port}/", f":{cable.port}/"), fake_slack) as running:
+            messages = start(running)
+            cable.sever()  # the database stops answering: the click cannot be kept, nor its answer
+            response = click_item(running, messages, "all-tests-are-passing")
+            assert response.status_code == 200
+            said = running.wait_for(lambda: fake_slack.calls_of("response_url"), what="an answer to the click")
+            assert "Something went wrong on deploybot's side" in said[0].args["text"]
+            assert "nothing was changed" in said[0].args["text"]
+    finally:
+        cable.close()
+        schemas.close()

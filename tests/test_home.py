@@ -9,10 +9,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import ids
+from bot import ids, runs
+from bot.checklists import load_template
 from bot.limits import BLOCKS_PER_VIEW, check_view
 from bot.models import ItemState
-from tests.conftest import Running
+from bot.runs import Actor
+from bot.services import utcnow
+from tests.conftest import ROOT, Running
 from tests.test_concurrency import thirty_items
 from tests.test_slack_flow import CHANNEL, click_item, start
 
@@ -67,7 +70,7 @@ def test_home_tab_is_published_when_opened_and_follows_the_runs(running: Running
 
     button = messages[0]["blocks"][3]["elements"][0]
     running.slack.click(ids.COMPLETE_ANYWAY, button["value"], channel=CHANNEL)
-    shows(running, ":white_check_mark: complete")
+    shows(running, ":warning: completed anyway (")  # not shown as a complete release
     assert "*Active runs*\\nNone." in home_text(running)
     assert publishes(running, "U999") == 0  # never opened it: never published
 
@@ -80,3 +83,21 @@ def test_home_tab_stays_within_slacks_limits_with_many_runs(running: Running) ->
     view = running.fake.homes["U200"]
     assert check_view(view) == [] and len(view["blocks"]) <= BLOCKS_PER_VIEW
     assert "*#6*" in home_text(running, "U200") and "*#5* " not in home_text(running, "U200")  # the newest 20
+
+
+def test_home_tab_names_terminal_runs_and_rollbacks_for_what_they_are(running: Running) -> None:
+    with running.app.sessions.begin() as session:
+        deploy = load_template(ROOT / "checklists" / "production-deploy.yml")
+        rollback = load_template(ROOT / "checklists" / "rollback.yml")
+        actor = Actor("alice", utcnow(), "shell")
+        failed = runs.start(session, deploy, version="v2", environment="production", channel_id="shell",
+                            parts=None, actor=actor)  # fmt: skip
+        runs.fail(session, failed.id, "smoke tests red", actor)
+        back = runs.start(session, rollback, version="v2", environment="production", channel_id="shell",
+                          parts=None, actor=actor, rollback_of=failed, rollback_to="v1")  # fmt: skip
+        runs.abort(session, back.id, "done by hand", actor)
+        runs.start(session, deploy, version="v3", environment="production", channel_id="shell", parts=None,
+                   actor=actor)  # fmt: skip
+    open_home(running)
+    shows(running, "Rollback v2 → production · ")
+    assert "v3 → production in the terminal (shell)" in home_text(running) and "<#shell>" not in home_text(running)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from bot import ids
 from bot.models import ItemState, Message, Page, Run, RunStatus
 from bot.mrkdwn import escape
+from bot.printable import visible
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import select_values
 from tests.test_home import open_home
@@ -244,7 +245,9 @@ class Flow:
         assert items[first]["na_reason"] == self.kept and items[second]["notes"][0]["text"] == self.kept
         assert document["run"]["finish_reason"] == self.kept
         rows = {row["item"]: row for row in csv.DictReader(io.StringIO(exported["csv"]))}
-        assert rows[first]["na_reason"] == self.kept and rows[second]["notes"] == f"U100: {self.kept}"
+        # A spreadsheet cell shows every character, those a screen would act on as their codes.
+        shown = "\r\n".join(visible(line) for line in self.kept.split("\r\n"))
+        assert rows[first]["na_reason"] == shown and rows[second]["notes"] == f"primary-owner (U100): {shown}"
         assert f"N/A: {markdown_text(self.kept)}" in exported["md"]
         assert f"Reason: {markdown_text(self.kept)}" in exported["md"]
 
@@ -359,7 +362,7 @@ def test_the_shell_keeps_hostile_text_as_typed_and_shows_it_inert(database_url: 
     script += ["start v9 '<!channel> & co'", "status"]
     out = shell(database_url, "\n".join(script) + "\n")
 
-    assert "! `<!channel> & co` is not an environment name" in out  # refusals show what was typed
+    assert "! '<!channel> & co' is not an environment name" in out  # refusals show what was typed
     status = out[out.rindex("Run #1 ·") :]
     # Nothing a terminal acts on reaches it raw: no escape sequences, carriage returns or bidi overrides.
     assert re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", status) is None
@@ -379,17 +382,19 @@ def test_the_markdown_export_shows_a_persons_markup_as_text() -> None:
     from bot import export
 
     typed = "lag > 5s & [docs](https://evil.example) *now*\n# not a heading\n- nor a list"
-    item = {"phase": "Deploy", "group": "DB", "id": "db", "text": "Migrations ran", "status": "na", "by": "U1"}
-    item |= {"at": "2026-12-01T10:00:00+00:00", "na_reason": typed, "probe": None, "override": None}
-    item["notes"] = [{"by": "U1", "at": "2026-12-01T10:01:00+00:00", "text": "<!channel> `x`"}]
+    someone = {"id": "U1", "name": None}
+    item = {"number": 1, "phase": "Deploy", "group": "DB", "id": "db", "text": "Migrations ran", "status": "na"}
+    item |= {"by": someone, "at": "2026-12-01T10:00:00+00:00", "na_reason": typed, "probe": None, "override": None}
+    item |= {"required": True, "command": None, "help": None}
+    item["notes"] = [{"by": someone, "at": "2026-12-01T10:01:00+00:00", "text": "<!channel> `x`"}]
     run = {"id": 1, "title": "Deploy", "version": "v1", "environment": "production", "status": "aborted"}
-    run |= {"started_by": "U1", "started_at": "2026-12-01T09:00:00+00:00", "finish_reason": "1. a_b"}
-    run |= {"completed_anyway_with_open": [], "finished_by": "U1"}
-    footer = {"last_updated": "2026-12-01T11:00:00+00:00", "deployed_by": "U1", "version": "v1"}
+    run |= {"started_by": someone, "started_at": "2026-12-01T09:00:00+00:00", "finish_reason": "1. a_b"}
+    run |= {"completed_anyway_with_open": [], "finished_by": someone, "finished_at": "2026-12-01T11:00:00+00:00"}
+    footer = {"last_updated": "2026-12-01T11:00:00+00:00", "deployed_by": someone, "version": "v1"}
     lines = export.render({"run": run, "footer": footer, "items": [item], "events": []}, "md").splitlines()
 
     assert "Reason: 1. a\\_b" in lines
     at = lines.index(next(line for line in lines if "N/A:" in line))
-    assert lines[at].endswith(" — N/A: lag \\> 5s \\& \\[docs\\](https://evil.example) \\*now\\*\\")
+    assert lines[at].endswith(" — N/A: lag \\> 5s \\& \\[docs\\](https\\://evil.example) \\*now\\*\\")
     assert lines[at + 1 : at + 3] == ["    \\# not a heading\\", "    \\- nor a list"]
     assert lines[at + 3].endswith(": \\<!channel\\> \\`x\\`")

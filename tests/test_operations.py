@@ -118,7 +118,7 @@ def test_a_click_lands_after_postgresql_closed_every_pooled_connection(fake_slac
                 ).scalar_one()
             admin.dispose()
             assert dropped >= 1
-            response = click_item(bot, messages, "code-is-reviewed-and-approved")
+            response = click_item(bot, messages, "error-handling-is-in-place")
             assert response.status_code == 200 and response.text == ""
             with bot.app.sessions() as session:
                 assert session.scalar(select(Event.user_id).where(Event.kind == "item.done")) == "U200"

@@ -59,10 +59,10 @@ def test_the_shell_speaks_the_deploy_commands(running: Running, database_url: st
         "tick 1\ntick 999\nfly away\nstatus\n",
     )
     assert out.startswith("deploybot shell — you are alice.")
-    assert "Run #1 · Deployment v1.2 → staging: active, 0/89 done" in out
-    assert "done: production-server-cloud-account-is-ready" in out
-    assert "Already done by *alice*; nothing changed." in out
-    assert "! Give an item number from 1 to 89 (see `status`)." in out
+    assert "Run #1 · Deployment v1.2 → staging: in progress, 0/89 done" in out
+    assert "done: 1. Production server/cloud account is ready" in out
+    assert "already done, unchanged: 1. Production server/cloud account is ready" in out
+    assert "! There is no item 999: items go from 1 to 89. Nothing changed." in out
     assert "! I don't know 'fly'." in out
     status = out[out.rindex("Run #1 ·") :]
     assert "1. [x] Production server/cloud account is ready — alice" in status
@@ -81,7 +81,7 @@ def test_the_shell_speaks_the_deploy_commands(running: Running, database_url: st
 def test_an_operator_records_a_step_in_a_slack_run_from_the_shell(running: Running, database_url: str) -> None:
     messages = start(running)
     out = shell(database_url, "use 1\ntick 28\n", user="U0OPS")
-    assert "done: logging-is-configured" in out
+    assert "done: 28. Logging is configured" in out
     running.settled()  # the bot's publisher polls the database and brings Slack up to date
     _, block = item_block(current(running, messages[0]["ts"]), "logging-is-configured")
     assert block["text"]["text"].startswith("✅ Logging is configured  ·  <@U0OPS>")
@@ -117,7 +117,11 @@ def test_exports_match_the_database_field_by_field(running: Running, database_ur
     as_json = deploybot(database_url, "export", "1", "--format", "json")
     assert as_json.returncode == 0, as_json.stderr
     document = json.loads(as_json.stdout)
-    assert document["schema"] == "deploybot.run-export/1"
+    assert document["schema"] == "deploybot.run-export/2"
+
+    def who(user_id: str | None) -> dict[str, str] | None:
+        return {"id": user_id, "name": "primary-owner"} if user_id else None  # the name the recorded payloads carry
+
     with running.app.sessions() as session:
         run = session.get(Run, 1)
         assert run is not None
@@ -126,24 +130,35 @@ def test_exports_match_the_database_field_by_field(running: Running, database_ur
         assert document["run"]["completed_anyway_with_open"] == run.overridden_items
         assert document["footer"] == {
             "last_updated": run.finished_at.isoformat() if run.finished_at else None,
-            "deployed_by": "U100",
+            "deployed_by": who("U100"),
             "version": "v1.0.0",
         }
         assert [i["id"] for i in document["items"]] == [i.id for i in run.template.items]
+        assert [i["number"] for i in document["items"]] == list(range(1, 90))
         for item in document["items"]:
             state = states[item["id"]]
-            assert (item["status"], item["by"], item["na_reason"]) == (state.status, state.changed_by, state.na_reason)
+            assert (item["status"], item["by"], item["na_reason"]) == (
+                state.status,
+                who(state.changed_by),
+                state.na_reason,
+            )
             assert item["at"] == (state.changed_at.isoformat() if state.changed_at else None)
         events = session.scalars(select(Event).where(Event.run_id == 1).order_by(Event.id)).all()
-        assert [(e["kind"], e["user"]) for e in document["events"]] == [(e.kind, e.user_id) for e in events]
+        assert [(e["kind"], e["user"]) for e in document["events"]] == [(e.kind, who(e.user_id)) for e in events]
     as_csv = list(csv.DictReader(io.StringIO(deploybot(database_url, "export", "1", "--format", "csv").stdout)))
     assert len(as_csv) == 89
     s3 = next(r for r in as_csv if r["item"] == "aws-s3-credentials-are-configured-if-using-s3")
-    assert (s3["status"], s3["by"], s3["na_reason"]) == ("na", "U0NA", "skipped in v1.0.0")
+    assert (s3["status"], s3["by"], s3["by_name"], s3["na_reason"]) == (
+        "na",
+        "U0NA",
+        "primary-owner",
+        "skipped in v1.0.0",
+    )
     markdown = deploybot(database_url, "export", "1", "--format", "md").stdout
     assert markdown.startswith("# Production Deployment Checklist: v1.0.0 → production")
-    assert "- [x] All tests are passing — U0TICK" in markdown and "**Deployed By**: U100" in markdown
-    assert "**Version**: v1.0.0" in markdown and "Completed anyway by U0BOSS" in markdown
+    assert "- [x] 23. All tests are passing — primary-owner (U0TICK), " in markdown
+    assert "**Deployed By**: primary-owner (U100)" in markdown
+    assert "**Version**: v1.0.0" in markdown and "Completed anyway by primary-owner (U0BOSS) on " in markdown
     missing = deploybot(database_url, "export", "42")
     assert missing.returncode == 2 and "Run #42 does not exist" in missing.stderr
 

@@ -76,9 +76,9 @@ def test_start_posts_parent_and_every_seed_item_in_its_phase_and_group(running: 
                 group = block["text"]["text"].strip("*")
                 shown[group] = []
             else:
-                shown[group].append(
-                    block["text"]["text"].split("\n")[0].removeprefix("⬜ ").removesuffix(" _(optional)_")
-                )
+                line = block["text"]["text"].split("\n")[0].removeprefix("⬜ ")
+                # The seed items a pipeline reports say so until it does.
+                shown[group].append(line.removesuffix("  ·  _waiting for CI_").removesuffix(" _(optional)_"))
         assert shown == seed[phase]
 
 
@@ -89,6 +89,8 @@ def test_tick_untick_na_and_note_are_shown_and_audited(running: Running) -> None
     running.settled()
     _, block = item_block(current(running, parent_ts), "database-migrations-are-run")
     assert block["text"]["text"].startswith("✅ Database migrations are run  ·  <@U201> <!date^")
+    # The pipeline reports this item: a person's tick is shown, and audited, as an override of it.
+    assert ":warning: ticked by a person, not reported done by CI (override)" in block["text"]["text"]
     assert block["accessory"]["action_id"] == ids.ITEM_REOPEN
     assert "*1 / 89* done" in all_text(current(running, parent_ts)[0])
 
@@ -162,7 +164,7 @@ def test_tick_untick_na_and_note_are_shown_and_audited(running: Running) -> None
         kinds = [(e.kind, e.item_id, e.user_id) for e in events]
         assert kinds == [
             ("run.started", None, "U100"),
-            ("item.done", "database-migrations-are-run", "U201"),
+            ("item.override", "database-migrations-are-run", "U201"),
             ("item.reopened", "database-migrations-are-run", "U202"),
             ("item.na", "redis-persistence-is-configured", "U203"),
             ("item.note", "database-backups-are-configured", "U204"),
@@ -170,6 +172,7 @@ def test_tick_untick_na_and_note_are_shown_and_audited(running: Running) -> None
         tick = events[1]
         assert tick.channel_id == CHANNEL and tick.message_ts == messages[2]["ts"]
         assert events[3].data == {"reason": "cache only, no persistence"}
+        assert events[1].data == {"reported_by": "ci", "reason": "ticked before the pipeline reported it"}
 
 
 def test_a_second_click_on_a_done_item_changes_nothing_and_says_who(running: Running) -> None:

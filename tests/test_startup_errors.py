@@ -113,7 +113,7 @@ def test_the_heroku_form_postgres_url_is_postgresql(tmp_path: Path, postgres_url
     assert result.returncode == 0, result.stderr
     assert "is up to date" in result.stdout
     shell = cli("shell", cwd=tmp_path, stdin="start v1.0 staging\nlist\n", DATABASE_URL=heroku)
-    assert "#1 v1.0 → staging · active" in shell.stdout, shell.stderr
+    assert "#1 Deployment v1.0 → staging · in progress" in shell.stdout, shell.stderr
 
 
 def test_a_port_in_use_is_one_line_naming_port(tmp_path: Path, fake_slack: FakeSlack) -> None:

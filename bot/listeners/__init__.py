@@ -10,10 +10,11 @@ import uuid
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
+from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import ids, logs
-from bot.listeners.actions import Actions, tell
+from bot.listeners.actions import Actions, tell, tell_now
 from bot.listeners.commands import Commands
 from bot.listeners.events import Events
 from bot.listeners.views import Views
@@ -107,7 +108,7 @@ def _user(body: dict[str, Any]) -> str:
 
 
 def _make_error_handler(services: Services) -> Any:
-    def handle_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
+    def handle_error(error: Exception, body: dict[str, Any], client: WebClient) -> BoltResponse:
         """Turn a refusal into a plain answer for the person; log anything else under an id they can quote."""
         if isinstance(error, RunError):
             text = str(error)
@@ -125,8 +126,9 @@ def _make_error_handler(services: Services) -> Any:
         if body.get("type") == "block_actions" and isinstance((body.get("user") or {}).get("id"), str):
             try:
                 tell(services, body, text)
-            except SQLAlchemyError as exc:  # the database is what failed: nothing can be kept
-                log.error("could not keep the answer to a %s: %s", _kind(body), type(exc).__name__)
+            except SQLAlchemyError as exc:  # the database is what failed: nothing can be kept, so say it now
+                log.error("could not keep the answer to a %s: %s; answering once", _kind(body), type(exc).__name__)
+                tell_now(client, body, text)
         return BoltResponse(status=200, body="")
 
     return handle_error

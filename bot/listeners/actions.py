@@ -13,9 +13,9 @@ from typing import Any
 from slack_bolt import Ack
 from slack_sdk import WebClient
 
-from bot import answers, blocks, export, ids, items, modals, paging, runs, uploads
+from bot import answers, blocks, export, ids, items, modals, paging, people, runs, uploads
 from bot.runs import Actor, RunError
-from bot.services import Services
+from bot.services import Services, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class Actions:
         fmt = click.field("format", str)
         with self.services.read() as session:
             document = export.record(session, click.field("run", int))
-            content = export.render(document, fmt)
+            content = export.render(document, fmt, self.services.config.zone)
         ack()
         # Uploading takes several calls to Slack: they go beside the request, which Slack wants answered in 3 s.
         _background(
@@ -139,14 +139,14 @@ class Actions:
         click = self._click(body)
         with self.services.change() as session:
             note = paging.acknowledge(session, click.field("page", int), click.actor)
-            answers.queue(session, click.actor, note, click.response_url)
+            answers.queue(session, click.actor, str(note), click.response_url)
         ack()
 
     def page_resolve(self, ack: Ack, body: dict[str, Any]) -> None:
         click = self._click(body)
         with self.services.change() as session:
             note = paging.resolve(session, click.field("page", int), click.actor)
-            answers.queue(session, click.actor, note, click.response_url)
+            answers.queue(session, click.actor, str(note), click.response_url)
         ack()
 
     def page_oncall(self, ack: Ack, body: dict[str, Any]) -> None:
@@ -206,7 +206,12 @@ def clicker(body: dict[str, Any], at: datetime) -> Actor:
     channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
     # Shape samples carry "" for absent fields; treat them as absent.
     return Actor(
-        body["user"]["id"], at, channel or None, container.get("message_ts") or None, container.get("thread_ts") or None
+        body["user"]["id"],
+        at,
+        channel or None,
+        container.get("message_ts") or None,
+        container.get("thread_ts") or None,
+        name=people.from_slack_user(body["user"]),
     )
 
 
@@ -214,6 +219,20 @@ def tell(services: Services, body: dict[str, Any], text: str) -> None:
     """Keep an answer for whoever clicked; the publisher delivers it through the click's response_url."""
     with services.change() as session:
         answers.queue(session, clicker(body, services.clock()), text, answers.response_url(body))
+
+
+def tell_now(client: WebClient, body: dict[str, Any], text: str) -> None:
+    """Answer whoever clicked once, from memory, when the database cannot keep the answer (it is down)."""
+    actor = clicker(body, utcnow())
+    url = answers.response_url(body)
+    expires = actor.at + answers.LIFETIME if url else None
+    answer = answers.Answer(0, text, url, expires, actor.channel_id or actor.user_id, actor.user_id, actor.thread_ts)
+
+    def send() -> None:
+        if answers.send(client, answer, actor.at) is not None:
+            log.error("could not answer a click while the database was down: Slack did not take the answer either")
+
+    _background(send)
 
 
 # Work that takes several Slack calls runs beside the request, not in it: Slack waits for the

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Ack
 
-from bot import blocks, runs
+from bot import blocks, people, runs
+from bot.insights import report as insights_report
+from bot.insights import slack as insights_slack
 from bot.models import ItemStatus, Run
 from bot.mrkdwn import escape, mention, unescape
 from bot.paging import render
@@ -23,16 +26,37 @@ HELP = """*deploybot* — your deployment checklist, live in this channel.
 • `/deploy rollback` — the rollback checklist for the latest deployment in this channel
 • `/deploy page <team> <message>` — page a team; it escalates until someone acknowledges
 • `/deploy contacts` — the emergency contacts, and where a page escalates
+• `/deploy stats [environment] [period]` — delivery figures and checklist health (period `30d`, `12w`…; default 30d)
 • `/deploy reminders` — when each maintenance checklist is next posted, and how the last one went
 • `/deploy remind <daily|weekly|monthly|quarterly>` — post a maintenance checklist now
 • `/deploy help` — this message
 Tick items with *Done*; *Mark N/A…* and *Add note…* are under each part of the checklist."""
 
 
+@dataclass(frozen=True)
+class Reply:
+    """An answer with blocks, and the text Slack shows where blocks are not shown (notifications)."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+def parse_stats_args(words: list[str]) -> tuple[str | None, str]:
+    """`[environment] [period]`, in either order: (environment or None for all, period)."""
+    periods = [w for w in words if insights_report.is_period(w)]
+    names = [w for w in words if not insights_report.is_period(w)]
+    if len(periods) > 1 or len(names) > 1:
+        raise RunError(
+            "Say at most one environment and one period: `/deploy stats [environment] [period]`, "
+            "e.g. `/deploy stats production 12w`."
+        )
+    return (names[0] if names else None), (periods[0] if periods else insights_report.DEFAULT_PERIOD)
+
+
 class Commands:
     def __init__(self, services: Services):
         self.services = services
-        self.subcommands: dict[str, Callable[[dict[str, Any], str], str]] = {
+        self.subcommands: dict[str, Callable[[dict[str, Any], str], str | Reply]] = {
             "start": self.start,
             "status": self.status,
             "list": self.list,
@@ -42,6 +66,7 @@ class Commands:
             "page": self.page,
             "contacts": lambda _command, _args: render.contacts_text(self.services.config.contacts),
             "reminders": self.reminders,
+            "stats": self.stats,
             "remind": self.remind,
             "help": lambda command, _args: self.help(command),
         }
@@ -55,10 +80,19 @@ class Commands:
             prefix = f"I don't know `/deploy {escape(name)}`.\n\n" if name else ""
             ack(response_type="ephemeral", text=prefix + self.help(command))
             return
-        ack(response_type="ephemeral", text=handler(command, args.strip()))
+        reply = handler(command, args.strip())
+        if isinstance(reply, Reply):
+            ack(response_type="ephemeral", text=reply.text, blocks=reply.blocks)
+        else:
+            ack(response_type="ephemeral", text=reply)
 
     def _actor(self, command: dict[str, Any]) -> Actor:
-        return Actor(user_id=command["user_id"], at=self.services.clock(), channel_id=command["channel_id"])
+        return Actor(
+            user_id=command["user_id"],
+            at=self.services.clock(),
+            channel_id=command["channel_id"],
+            name=people.clean(command.get("user_name")),
+        )
 
     def help(self, command: dict[str, Any]) -> str:
         """The commands, and the deploy checklists `start` can run here (the channel's default marked)."""
@@ -74,10 +108,11 @@ class Commands:
     def start(self, command: dict[str, Any], args: str) -> str:
         asked = parse_start(args.split())
         run_id = self.services.start_deploy(asked.version, asked.environment, self._actor(command), asked.checklist)
-        title = self.services.deploy_template(command["channel_id"], asked.checklist).title
+        template = self.services.deploy_template(command["channel_id"], asked.checklist)
+        off = self.services.probes_off(asked.environment, template)
         return (
-            f"Run #{run_id} started: {escape(asked.version)} → {escape(asked.environment)} ({escape(title)}). "
-            "The checklist is on its way to this channel."
+            f"Run #{run_id} started: {escape(asked.version)} → {escape(asked.environment)} ({escape(template.title)}). "
+            "The checklist is on its way to this channel." + (f"\n{off}" if off else "")
         )
 
     def status(self, command: dict[str, Any], _args: str) -> str:
@@ -108,11 +143,17 @@ class Commands:
             )
         return "*Recent runs in this channel*\n" + "\n".join(lines)
 
+    def stats(self, command: dict[str, Any], args: str) -> Reply:
+        environment, period = parse_stats_args(args.split())
+        with self.services.read() as session:
+            report = insights_report.build(session, environment=environment, period=period, now=self.services.clock())
+        return Reply(insights_slack.stats_text(report), insights_slack.stats_blocks(report))
+
     def reminders(self, command: dict[str, Any], _args: str) -> str:
         reminders = self.services.reminders
         if reminders is None or not reminders.cadences:
             return "No maintenance schedules: add `schedule:` to the phases of checklists/maintenance.yml."
-        return "*Maintenance checklists*\n" + "\n".join(reminders.status_lines())
+        return "*Maintenance checklists*\n" + "\n".join(map(str, reminders.status_lines()))
 
     def remind(self, command: dict[str, Any], args: str) -> str:
         if self.services.reminders is None:
@@ -123,7 +164,7 @@ class Commands:
         if cadence not in self.services.reminders.cadences:
             known = ", ".join(self.services.reminders.cadences) or "none"
             raise RunError(f"There is no cadence '{escape(cadence)}'. Cadences: {known}.")
-        run_id = self.services.reminders.remind_now(cadence, command["user_id"])
+        run_id = self.services.reminders.remind_now(cadence, command["user_id"], people.clean(command.get("user_name")))
         return f"Posted the {cadence} maintenance checklist as run #{run_id}."
 
     def fail(self, command: dict[str, Any], args: str) -> str:

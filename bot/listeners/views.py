@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt import Ack
 
-from bot import ids, items
+from bot import ids, items, people
 from bot.runs import Actor, RunError
 from bot.services import Services
 
@@ -48,7 +48,13 @@ class Views:
         if not reason.strip():
             ack(response_action="errors", errors={ids.REASON_FIELD: "Say what went wrong."})
             return
-        actor = Actor(body["user"]["id"], self.services.clock(), origin.get("channel"), origin.get("message"))
+        actor = Actor(
+            body["user"]["id"],
+            self.services.clock(),
+            origin.get("channel"),
+            origin.get("message"),
+            name=people.from_slack_user(body["user"]),
+        )
         self.services.fail_deploy(run_id, reason, actor)
         ack()
 
@@ -64,7 +70,13 @@ class Views:
             raise RunError("This form is malformed or out of date; nothing changed. Open it again.") from None
         if not isinstance(run_id, int) or not isinstance(item_id, str):
             raise RunError("This form is malformed or out of date; nothing changed. Open it again.")
-        actor = Actor(body["user"]["id"], self.services.clock(), origin.get("channel"), origin.get("message"))
+        actor = Actor(
+            body["user"]["id"],
+            self.services.clock(),
+            origin.get("channel"),
+            origin.get("message"),
+            name=people.from_slack_user(body["user"]),
+        )
         return run_id, item_id, text, actor
 
     def unknown(self, ack: Ack, body: dict[str, Any]) -> None:

@@ -17,8 +17,9 @@ from bot import db
 from bot.config import DeployConfig
 from bot.contacts import escalation_chain, seconds
 from bot.models import Message, Page, PageDelivery, PageStatus
-from bot.mrkdwn import escape, is_slack_channel, mention
-from bot.runs import Actor, RunError, event, storable
+from bot.mrkdwn import is_slack_channel
+from bot.runs import Actor, RunError, add_event, storable
+from bot.say import Cmd, Code, Said, Who, say
 
 BOT = "deploybot"  # who escalations are attributed to
 MAX_TEXT = 500
@@ -31,14 +32,24 @@ def raise_page(
 ) -> Page:
     """Page a team: an alert in the actor's channel, then its people and pagers, escalating until acknowledged."""
     if not config.contacts:
-        raise RunError("No emergency contacts are set up: add `contacts:` to deploybot.yml (README › On call).")
+        raise RunError(
+            say("No emergency contacts are set up: add ", Code("contacts:"), " to deploybot.yml (README › On call).")
+        )
     if team not in config.contacts:
         teams = ", ".join(config.contacts)
-        raise RunError(f"There is no team `{escape(team)}`. Teams: {teams} (see `/deploy contacts`).")
+        raise RunError(
+            say("There is no team ", Code(team, typed=True), f". Teams: {teams} (see ", Cmd("contacts"), ").")
+        )
     text = storable(text.strip())
     if not text:
         raise RunError(
-            f"Say what is wrong: `/deploy page {team} <message>`, e.g. `/deploy page {team} migration stuck`."
+            say(
+                "Say what is wrong: ",
+                Cmd(f"page {team} <message>"),
+                ", e.g. ",
+                Cmd(f"page {team} migration stuck"),
+                ".",
+            )
         )
     if len(text) > MAX_TEXT:
         raise RunError(f"Keep the message under {MAX_TEXT} characters (it has {len(text)}).")
@@ -67,7 +78,7 @@ def raise_page(
     return page
 
 
-def acknowledge(session: Session, page_id: int, actor: Actor) -> str:
+def acknowledge(session: Session, page_id: int, actor: Actor) -> Said:
     """Stop the escalation; the first acknowledgement wins and the answer says who had it."""
     page = get_page(session, page_id, lock=True)
     if page.status != PageStatus.OPEN:
@@ -80,10 +91,10 @@ def acknowledge(session: Session, page_id: int, actor: Actor) -> str:
     )
     _tell_pagers(session, page, "acknowledge", actor.at)
     _changed(session, page, actor, "page.acknowledged", {"level": page.level})
-    return f"You acknowledged page #{page.id} ({page.team}): escalation stopped. Resolve it when it is over."
+    return say(f"You acknowledged page #{page.id} ({page.team}): escalation stopped. Resolve it when it is over.")
 
 
-def resolve(session: Session, page_id: int, actor: Actor) -> str:
+def resolve(session: Session, page_id: int, actor: Actor) -> Said:
     """Close a page (acknowledged or not) and tell the external pagers."""
     page = get_page(session, page_id, lock=True)
     if page.status == PageStatus.RESOLVED:
@@ -98,7 +109,7 @@ def resolve(session: Session, page_id: int, actor: Actor) -> str:
     )
     _tell_pagers(session, page, "resolve", actor.at)
     _changed(session, page, actor, "page.resolved", {"level": page.level})
-    return f"You resolved page #{page.id} ({page.team})."
+    return say(f"You resolved page #{page.id} ({page.team}).")
 
 
 def escalate(session: Session, config: DeployConfig, page_id: int, now: datetime) -> bool:
@@ -144,7 +155,7 @@ def pages_of_run(session: Session, run_id: int) -> list[Page]:
 
 
 def record(session: Session, page: Page, actor: Actor, kind: str, data: dict[str, Any] | None = None) -> None:
-    session.add(event(actor, kind, data, run_id=page.run_id, page_id=page.id))
+    add_event(session, actor, kind, data, run_id=page.run_id, page_id=page.id)
 
 
 # --- internals -------------------------------------------------------------------------------------
@@ -201,7 +212,7 @@ def _changed(session: Session, page: Page, actor: Actor, kind: str, data: dict[s
     session.execute(update(Message).where(Message.page_id == page.id).values(wanted_rev=page.rev))
 
 
-def _already(page: Page) -> str:
+def _already(page: Page) -> Said:
     if page.status == PageStatus.RESOLVED:
-        return f"Page #{page.id} was already resolved by {mention(page.resolved_by)}; nothing changed."
-    return f"{mention(page.acked_by)} already acknowledged page #{page.id} ({page.team}); nothing changed."
+        return say(f"Page #{page.id} was already resolved by ", Who(page.resolved_by), "; nothing changed.")
+    return say(Who(page.acked_by), f" already acknowledged page #{page.id} ({page.team}); nothing changed.")

@@ -9,6 +9,7 @@ from bot.blocks import Block, button, context, quote, section, when
 from bot.contacts import Team
 from bot.models import Page, PageStatus
 from bot.mrkdwn import defuse, escape, mention
+from bot.say import Cmd, Code, Group, Icon, Said, Strong, Typed, Who, join, say, slack
 
 Contacts = dict[str, Team]
 
@@ -105,28 +106,39 @@ def failures(page: Page, contacts: Contacts) -> list[str]:
 
 
 def contacts_text(contacts: Contacts) -> str:
-    """`/deploy contacts`: every team, its people, how to reach them, and where a page escalates."""
+    """`/deploy contacts` for Slack."""
+    return slack(contacts_said(contacts))
+
+
+def contacts_said(contacts: Contacts) -> Said:
+    """Every team, its people, how to reach them, and where a page escalates."""
     if not contacts:
-        return "No emergency contacts are set up: add `contacts:` to deploybot.yml (README › On call)."
-    lines = ["*Emergency contacts*"]
+        return say("No emergency contacts are set up: add ", Code("contacts:"), " to deploybot.yml (README › On call).")
+    lines = [say(Strong("Emergency contacts"))]
     for key, team in contacts.items():
-        people = " ".join(mention(u) for u in team.users)
-        if team.usergroup:
-            people += f" <!subteam^{team.usergroup}>"
+        people = join([*(Who(u) for u in team.users), *([Group(team.usergroup)] if team.usergroup else [])], " ")
         pagers = [p for p, on in (("PagerDuty", team.pagerduty), ("webhook", team.webhook)) if on]
         escalation = f"acknowledge within {team.ack_timeout}"
         if team.next:
             escalation += f", then {team_name(contacts, team.next)}"
         if team.repeat:
             escalation += f", repeated {team.repeat}×"
+        reach = _reach(team)
         lines.append(
-            f"• *{escape(team.name or key)}* (`{key}`): {people.strip() or 'no Slack users'}"
-            + (f" · {' + '.join(pagers)}" if pagers else "")
-            + f" · {escalation}"
-            + (f"\n   {_how_to_reach(team)}" if _how_to_reach(team) else "")
+            say(
+                "• ",
+                Strong(team.name or key, typed=True),
+                " (",
+                Code(key),
+                "): ",
+                people if people.parts else "no Slack users",
+                f" · {' + '.join(pagers)}" if pagers else "",
+                f" · {escalation}",
+                say("\n   ", reach) if reach.parts else "",
+            )
         )
-    lines.append("Page one with `/deploy page <team> <message>`.")
-    return "\n".join(lines)
+    lines.append(say("Page one with ", Cmd("page <team> <message>"), "."))
+    return join(lines, "\n")
 
 
 def _reached(page: Page, contacts: Contacts) -> str:
@@ -144,13 +156,15 @@ def _reached(page: Page, contacts: Contacts) -> str:
 
 
 def _how_to_reach(team: Team | None) -> str:
-    if team is None:
-        return ""
+    return "" if team is None else slack(_reach(team))
+
+
+def _reach(team: Team) -> Said:
     ways = [
-        f":telephone_receiver: {escape(team.phone)}" if team.phone else "",
-        f":email: {escape(team.email)}" if team.email else "",
+        say(Icon("telephone_receiver"), " ", Typed(team.phone)) if team.phone else None,
+        say(Icon("email"), " ", Typed(team.email)) if team.email else None,
     ]
-    return "  ".join(w for w in ways if w)
+    return join([w for w in ways if w is not None], "  ")
 
 
 PAGERS = {"pagerduty": "PagerDuty", "webhook": "Webhook"}
