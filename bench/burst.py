@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import blocks, ids
 from bot.models import Event, Message, Run
+from bot.slack import blocks, ids
 from tests.conftest import launched, postgres_schema_url
 from tests.fake_slack import FakeSlack
 from tests.test_concurrency import stale_clicks, thirty_items

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert, text
 
 from bench.burst import database
-from bot.home import home_view
 from bot.models import Run
+from bot.slack.home import home_view
 from tests.conftest import launched
 from tests.fake_slack import FakeSlack
 

@@ -32,9 +32,9 @@ from bot.checklists import load_folder
 from bot.config import DeployConfig
 from bot.insights import report
 from bot.insights.slack import home_section, stats_blocks, stats_text
-from bot.limits import BLOCKS_PER_MESSAGE, check_blocks
 from bot.review.schedule import Reviews
 from bot.review.settings import ReviewSettings
+from bot.slack.limits import BLOCKS_PER_MESSAGE, check_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOYS = 10_000

@@ -27,23 +27,23 @@ from bot.api.auth import Auth
 from bot.api.gates import GateWatcher
 from bot.config import DeployConfig, Settings, deploy_config, what_is_off
 from bot.heartbeat import Beating
-from bot.home import home_view
-from bot.identity import BotIdentity
 from bot.insights.cache import Briefly
 from bot.insights.gauges import delivery_gauges
 from bot.insights.slack import home_section
-from bot.listeners import ObservedApp, register_listeners
 from bot.metrics import InstrumentedWebClient, Metrics, database_gauges
 from bot.paging.senders import Senders
 from bot.paging.worker import PageWorker
 from bot.permissions import Gatekeeper
-from bot.posting import Poster
 from bot.probes.runner import ProbeRunner
-from bot.publisher import Publisher
 from bot.reminders import Reminders
 from bot.review.schedule import Reviews
 from bot.services import Services, utcnow
-from bot.slack_fit import check_template_limits
+from bot.slack.fit import check_template_limits
+from bot.slack.home import home_view
+from bot.slack.identity import BotIdentity
+from bot.slack.listeners import ObservedApp, register_listeners
+from bot.slack.posting import Poster
+from bot.slack.publisher import Publisher
 from bot.web import WebApp
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any, Protocol
 
-from bot.limits import SECTION_TEXT
+from bot.slack.limits import SECTION_TEXT
 
 # A phone shows about 40 characters of a code block before it wraps: a line stays within this.
 LINE_WIDTH = 34

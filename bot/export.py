@@ -14,7 +14,7 @@ from bot import export_csv, export_markdown, paging, people, phases, runs
 from bot.checklists import iter_items
 from bot.export_markdown import markdown_text
 from bot.models import Event, ItemStatus, ProbeResult, ProbeStatus, Run
-from bot.mrkdwn import escape
+from bot.slack.mrkdwn import escape
 
 __all__ = ["FORMATS", "SCHEMA", "compare", "describe_changes", "filename", "markdown_text", "record", "render"]
 

@@ -284,7 +284,7 @@ class Outbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     # An answer to one person (kind "answer"): through the request's response_url while it is
-    # valid, else privately in the channel; see bot/answers.py. NULL kind: a message to the channel.
+    # valid, else privately in the channel; see bot/slack/answers.py. NULL kind: a message to the channel.
     kind: Mapped[str | None] = mapped_column(String(16))
     response_url: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime | None]

@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 
 from bot.config import Permissions
-from bot.mrkdwn import is_slack_user
 from bot.runs import RunError
 from bot.say import Group, Said, Who, join, say
+from bot.slack.mrkdwn import is_slack_user
 
 log = logging.getLogger(__name__)
 

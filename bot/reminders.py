@@ -13,12 +13,13 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import blocks, db, paging, runs
+from bot import db, paging, runs
 from bot.checklists import Schedule, Template
 from bot.config import DeployConfig
 from bot.models import ItemStatus, Outbox, ReminderSlot, Run
 from bot.runs import Actor, RunError
 from bot.say import Channel, Code, Said, Strong, say
+from bot.slack import blocks
 
 log = logging.getLogger(__name__)
 

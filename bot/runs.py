@@ -22,8 +22,8 @@ from bot.models import (
     Run,
     RunStatus,
 )
-from bot.mrkdwn import is_slack_channel
 from bot.say import Channel, Cmd, Said, Typed, Who, say
+from bot.slack.mrkdwn import is_slack_channel
 
 MAX_REASON = 500
 # A channel runs one of these at a time: a deployment, or the rollback of one. Maintenance

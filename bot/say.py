@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from bot.mrkdwn import escape, mention
 from bot.printable import visible
+from bot.slack.mrkdwn import escape, mention
 
 # Emoji that carry meaning in a terminal line keep it as a word; the others are decoration.
 _ICON_WORDS = {"telephone_receiver": "phone:", "email": "email:", "warning": "warning:"}

@@ -12,15 +12,15 @@ from functools import cached_property
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import db, paging, runs
-from bot.blocks import layout
 from bot.checklists import Template, iter_items
 from bot.config import DeployConfig
 from bot.models import Run, RunStatus
-from bot.mrkdwn import clip, is_slack_channel
 from bot.permissions import Gatekeeper, Refused
 from bot.reminders import Reminders
 from bot.runs import Actor, RunError
 from bot.say import Cmd, Code, Said, Typed, join, say
+from bot.slack.blocks import layout
+from bot.slack.mrkdwn import clip, is_slack_channel
 
 VERSION = re.compile(r"^[\w.+\-/]{1,64}$")
 ENVIRONMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from bot.checklists import PIPELINE_NAME
 from bot.models import PIPELINE_PREFIX, ApiToken
-from bot.mrkdwn import is_slack_channel
 from bot.runs import Actor, RunError
+from bot.slack.mrkdwn import is_slack_channel
 
 PREFIX = "dbt_"  # says what a leaked string is, so secret scanners can find it
 # last_used_at is written at most this often per token: a gate's re-polls are not each a write.

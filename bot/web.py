@@ -15,7 +15,7 @@ from slack_bolt import App, BoltRequest
 from bot import logs
 from bot.config import Secret
 from bot.metrics import Metrics
-from bot.payloads import Malformed, is_ssl_check, parse_body
+from bot.slack.payloads import Malformed, is_ssl_check, parse_body
 
 log = logging.getLogger(__name__)
 

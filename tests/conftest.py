@@ -21,9 +21,9 @@ from waitress import create_server
 from bot import db
 from bot.app import Deploybot, create_app
 from bot.config import Settings
-from bot.listeners.actions import wait_for_notices
 from bot.models import Outbox
 from bot.services import utcnow
+from bot.slack.listeners.actions import wait_for_notices
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackUser
 

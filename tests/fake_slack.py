@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
-from bot.limits import MESSAGE_TEXT, check_blocks, check_view
+from bot.slack.limits import MESSAGE_TEXT, check_blocks, check_view
 
 
 @dataclass

@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import func, select, text
 
-from bot import ids
 from bot.models import Event, ItemState, Run
+from bot.slack import ids
 from tests.conftest import Running
 from tests.slack_requests import SLASH_COMMAND, click_payload, sign
 from tests.test_slack_flow import CHANNEL, click_item, item_block, start

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import blocks, ids, modals, slack_fit
 from bot.checklists import Template, load_template
-from bot.limits import check_blocks
 from bot.models import ItemState, ItemStatus, Run, RunStatus
+from bot.slack import blocks, fit, ids, modals
+from bot.slack.limits import check_blocks
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = load_template(ROOT / "checklists" / "production-deploy.yml")
@@ -231,5 +231,5 @@ def test_limits_checker_reports_each_breach() -> None:
 
 
 def test_template_limit_check_passes_for_shipped_and_flags_impossible_ones() -> None:
-    assert slack_fit.check_template_limits(SEED) == []
-    assert slack_fit.check_template_limits(synthetic(300)) == []
+    assert fit.check_template_limits(SEED) == []
+    assert fit.check_template_limits(synthetic(300)) == []

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import blocks
 from bot.models import Event, ItemState, Message, Run
+from bot.slack import blocks
 from tests.conftest import Running, launched
 from tests.slack_requests import SlackUser
 from tests.test_slack_flow import CHANNEL, click_item, current, item_block, start

@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, select
 
 from bot import db
 from bot.models import Message, PageDelivery
-from bot.posting import PAGE_SIZE, Poster, metadata
 from bot.services import utcnow
+from bot.slack.posting import PAGE_SIZE, Poster, metadata
 from tests.conftest import SIGNING_SECRET, Running, postgres_schema_url, wait_for
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackUser

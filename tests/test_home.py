@@ -9,12 +9,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import ids, runs
+from bot import runs
 from bot.checklists import load_template
-from bot.limits import BLOCKS_PER_VIEW, check_view
 from bot.models import ItemState
 from bot.runs import Actor
 from bot.services import utcnow
+from bot.slack import ids
+from bot.slack.limits import BLOCKS_PER_VIEW, check_view
 from tests.conftest import ROOT, Running
 from tests.test_concurrency import thirty_items
 from tests.test_slack_flow import CHANNEL, click_item, start

@@ -15,10 +15,10 @@ import httpx
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from bot import ids
 from bot.models import ItemState, Message, Page, Run, RunStatus
-from bot.mrkdwn import escape
 from bot.printable import visible
+from bot.slack import ids
+from bot.slack.mrkdwn import escape
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import select_values
 from tests.test_home import open_home

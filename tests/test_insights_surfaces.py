@@ -26,8 +26,8 @@ from bot.insights.health import CadenceHealth, FlakyProbe, Health, ItemCount, Pa
 from bot.insights.report import Report
 from bot.insights.slack import stats_blocks
 from bot.insights.text import as_table
-from bot.limits import BLOCKS_PER_VIEW, check_blocks, check_view
 from bot.services import utcnow
+from bot.slack.limits import BLOCKS_PER_VIEW, check_blocks, check_view
 from tests.conftest import Running, ShiftedClock, launched, settings_for
 from tests.fake_slack import FakeSlack
 from tests.insight_history import END, START, History, build

@@ -19,8 +19,9 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, make_url, select, text
 
-from bot import ids, logs
+from bot import logs
 from bot.models import Event
+from bot.slack import ids
 from tests.conftest import POSTGRES_URL, ROOT, SIGNING_SECRET, Running, launched, postgres_schema_url, wait_for
 from tests.fake_slack import FakeSlack
 from tests.fake_socket_mode import socket_mode_server
@@ -327,7 +328,7 @@ def test_a_full_run_logs_json_lines_with_request_ids_and_no_secret(tmp_path: Pat
         user.http.close()
     lines = [json.loads(line) for line in output.splitlines() if line.strip()]  # every line is one JSON object
     assert lines and all({"time", "level", "logger", "request_id", "message"} <= set(line) for line in lines)
-    handled = [line for line in lines if line["logger"] == "bot.listeners" and " answered " in line["message"]]
+    handled = [line for line in lines if line["logger"] == "bot.slack.listeners" and " answered " in line["message"]]
     assert len(handled) >= 4 and all(re.fullmatch(r"[0-9a-f]{12}", line["request_id"]) for line in handled), [
         (h["request_id"], h["message"]) for h in handled
     ]

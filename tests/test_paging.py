@@ -17,9 +17,9 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from bot import ids
 from bot.contacts import Team, escalation_chain
 from bot.models import Event, Page, PageDelivery
+from bot.slack import ids
 from tests.conftest import Running, ShiftedClock, launched
 from tests.fake_slack import FakeSlack
 from tests.pager_servers import Receiver, receiver

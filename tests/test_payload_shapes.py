@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from urllib.parse import urlencode
 
-from bot import ids
 from bot.models import ItemState
+from bot.slack import ids
 from tests.conftest import Running
 from tests.slack_requests import select_values
 from tests.test_slack_flow import CHANNEL, item_block, start

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from bot import ids
 from bot.models import Event, ItemState, Run
+from bot.slack import ids
 from tests.conftest import Running, launched
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import select_values

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from bot import ids
 from bot.models import Event, ItemState, ProbeResult
+from bot.slack import ids
 from tests.conftest import ROOT, Running, launched
 from tests.fake_slack import FakeSlack
 from tests.probe_servers import http_server

@@ -12,10 +12,11 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from bot import db, export, ids, items, runs
+from bot import db, export, items, runs
 from bot.checklists import load_folder
 from bot.models import Event, ItemState, ProbeResult
 from bot.probes import Verdict
+from bot.slack import ids
 from tests.conftest import ROOT, Running, launched
 from tests.fake_slack import FakeSlack
 from tests.probe_servers import http_server

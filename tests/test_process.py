@@ -20,8 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, select
 
-from bot import ids
 from bot.models import ItemState
+from bot.slack import ids
 from tests.conftest import ROOT, SIGNING_SECRET
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SLASH_COMMAND, SlackUser, sign

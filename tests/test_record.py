@@ -21,13 +21,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import blocks, db, export, items, people, runs
+from bot import db, export, items, people, runs
 from bot.checklists import Template, load_folder
 from bot.export_csv import COLUMNS
 from bot.models import Person
 from bot.printable import visible
 from bot.runs import Actor
 from bot.services import Services
+from bot.slack import blocks
 from tests.conftest import ROOT, Running
 from tests.slack_requests import BLOCK_ACTIONS, FIXTURES, SLASH_COMMAND, VIEW_SUBMISSION
 from tests.test_shell_export import shell

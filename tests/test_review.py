@@ -20,9 +20,9 @@ import yaml
 from sqlalchemy import func, select
 
 from bot import db
-from bot.limits import check_blocks
 from bot.models import ItemState, Outbox, ReviewSlot, Run
 from bot.review.settings import DAYS
+from bot.slack.limits import check_blocks
 from tests.conftest import ROOT, Running, launched, postgres_schema_url, wait_for
 from tests.fake_slack import FakeSlack
 from tests.test_process import bot_env, deploybot, free_port

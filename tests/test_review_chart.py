@@ -12,8 +12,8 @@ import pytest
 
 from bot import chart
 from bot.insights import Figures, Week
-from bot.limits import BLOCKS_PER_MESSAGE, MESSAGE_TEXT, SECTION_TEXT, check_blocks
 from bot.review.message import Slot, review_blocks, span
+from bot.slack.limits import BLOCKS_PER_MESSAGE, MESSAGE_TEXT, SECTION_TEXT, check_blocks
 
 HOSTILE: list[str] = json.loads((Path(__file__).parent / "fixtures" / "hostile-text.json").read_text())
 MONDAY = date(2026, 11, 30)

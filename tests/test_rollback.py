@@ -8,12 +8,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot import ids, items, runs
+from bot import items, runs
 from bot.checklists import load_template
 from bot.models import Event, Page, Run
 from bot.paging import MAX_TEXT
 from bot.runs import MAX_REASON, Actor
 from bot.services import utcnow
+from bot.slack import ids
 from tests.conftest import ROOT, Running
 from tests.fake_slack import FakeSlack
 from tests.test_paging import CHANNEL, Paging, paging_bot

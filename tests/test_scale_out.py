@@ -15,8 +15,8 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, select
 
-from bot import ids
 from bot.models import Event, ItemState, Message, Page, PageDelivery, ReminderSlot, Run
+from bot.slack import ids
 from tests.conftest import ROOT, SIGNING_SECRET, postgres_schema_url, wait_for
 from tests.fake_slack import FakeSlack
 from tests.slack_requests import SlackUser

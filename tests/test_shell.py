@@ -11,11 +11,12 @@ import pytest
 import yaml
 from sqlalchemy import make_url, select
 
-from bot import blocks, heartbeat, runs
+from bot import heartbeat, runs
 from bot.config import Settings
 from bot.models import Event, Heartbeat, ItemState, ItemStatus, Page, ProbeStatus, Run
 from bot.services import utcnow
 from bot.shell import Shell, open_shell
+from bot.slack import blocks
 from tests.cable import Cable
 from tests.conftest import ROOT, Running, postgres_schema_url
 from tests.probe_servers import http_server

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import select
 
 from bot import export
-from bot.listeners.actions import wait_for_notices
 from bot.models import Event, ItemState, Message, Run
+from bot.slack.listeners.actions import wait_for_notices
 from tests.conftest import ROOT, Running
 from tests.test_slack_flow import CHANNEL, click_item, current, item_block, start
 

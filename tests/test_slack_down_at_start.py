@@ -12,8 +12,8 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, select
 
-from bot import ids
 from bot.models import Page, PageDelivery
+from bot.slack import ids
 from tests.conftest import SIGNING_SECRET, launched, postgres_schema_url, wait_for
 from tests.fake_slack import FakeSlack
 from tests.pager_servers import receiver

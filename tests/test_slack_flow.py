@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import ids
 from bot.models import Event, ItemState, Run
+from bot.slack import ids
 from tests.conftest import Running
 from tests.slack_requests import select_values
 from tests.test_checklists import seed_sections

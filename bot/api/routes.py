@@ -16,14 +16,14 @@ from bot import db, logs, pipeline, tokens
 from bot.api import render
 from bot.api.auth import Auth, Refusal
 from bot.api.gates import GateWatcher, SharedAnswers
-from bot.blocks import layout
 from bot.items import NotThisPipeline
 from bot.models import Run
-from bot.mrkdwn import is_slack_channel
 from bot.pipeline import Forbidden, Invalid, NotFound
 from bot.runs import RunError, TextRefused
 from bot.say import terminal
 from bot.services import Services
+from bot.slack.blocks import layout
+from bot.slack.mrkdwn import is_slack_channel
 from bot.tokens import Caller
 
 log = logging.getLogger(__name__)

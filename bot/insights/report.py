@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from bot.insights.delivery import Figures, environments, figures
 from bot.insights.health import Health, health
-from bot.mrkdwn import clip
 from bot.runs import RunError
 from bot.say import Typed, join, say
+from bot.slack.mrkdwn import clip
 
 DEFAULT_PERIOD = "30d"
 MAX_DAYS = 3660  # ten years: a longer period is a typo

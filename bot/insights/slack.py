@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.blocks import Block, context, quote, section
 from bot.insights.delivery import Figures, figures_by_environment
 from bot.insights.health import ItemCount, health
 from bot.insights.report import Report
 from bot.insights.words import plural, rate, runs_read, span
-from bot.limits import SECTION_TEXT
-from bot.mrkdwn import escape
+from bot.slack.blocks import Block, context, quote, section
+from bot.slack.limits import SECTION_TEXT
+from bot.slack.mrkdwn import escape
 
 HOME_PERIOD = timedelta(days=30)
 HOME_ENVIRONMENTS = 6  # lines on the Home tab; the rest are counted

@@ -9,8 +9,8 @@ from typing import Any
 from bot.insights.health import ItemCount
 from bot.insights.report import Report
 from bot.insights.words import plural, rate, runs_read, span
-from bot.mrkdwn import clip
 from bot.printable import visible
+from bot.slack.mrkdwn import clip
 
 REASON_TEXT = 60
 _TERMINAL_ACTS_ON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")

@@ -17,9 +17,9 @@ from bot import db
 from bot.config import DeployConfig
 from bot.contacts import escalation_chain, seconds
 from bot.models import Message, Page, PageDelivery, PageStatus
-from bot.mrkdwn import is_slack_channel
 from bot.runs import Actor, RunError, add_event, storable
 from bot.say import Cmd, Code, Said, Who, say
+from bot.slack.mrkdwn import is_slack_channel
 
 BOT = "deploybot"  # who escalations are attributed to
 MAX_TEXT = 500

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import ids, limits
-from bot.blocks import Block, button, context, quote, section, when
 from bot.contacts import Team
 from bot.models import Page, PageStatus
-from bot.mrkdwn import defuse, escape, mention
 from bot.say import Cmd, Code, Group, Icon, Said, Strong, Typed, Who, join, say, slack
+from bot.slack import ids, limits
+from bot.slack.blocks import Block, button, context, quote, section, when
+from bot.slack.mrkdwn import defuse, escape, mention
 
 Contacts = dict[str, Team]
 

@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot.config import DeployConfig
 from bot.models import Page
 from bot.paging import render
-from bot.posting import Failure, Poster
+from bot.slack.posting import Failure, Poster
 
 SEVERITY = "critical"
 WEBHOOK_EVENTS = {"trigger": "page.triggered", "acknowledge": "page.acknowledged", "resolve": "page.resolved"}

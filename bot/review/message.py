@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot import chart
-from bot.limits import FIELD_TEXT, HEADER_TEXT, SECTION_TEXT
-from bot.mrkdwn import clip, escape
+from bot.slack.limits import FIELD_TEXT, HEADER_TEXT, SECTION_TEXT
+from bot.slack.mrkdwn import clip, escape
 
 # One finding is a sentence or two; a long item text is cut so three always fit one section.
 FINDING_TEXT = 600

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.blocks import duration, kind_title, progress
 from bot.checklists import Item, iter_items
 from bot.models import ItemState, ItemStatus, ProbeStatus, Run, RunStatus
 from bot.printable import visible
+from bot.slack.blocks import duration, kind_title, progress
 
 INDENT = "             "
 _MARK = {ItemStatus.DONE: "[x]", ItemStatus.NA: "[n/a]", ItemStatus.OPEN: "[ ]"}

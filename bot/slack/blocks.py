@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot import ids, limits, phases
+from bot import phases
 from bot.checklists import Group, Item, Template
 from bot.models import ItemState, ItemStatus, ProbeStatus, Run, RunStatus, is_pipeline
-from bot.mrkdwn import escape, mention
+from bot.slack import ids, limits
+from bot.slack.mrkdwn import escape, mention
 
 Block = dict[str, Any]
 

@@ -8,14 +8,15 @@ from typing import Any
 
 from slack_bolt import Ack
 
-from bot import blocks, people, runs
+from bot import people, runs
 from bot.insights import report as insights_report
 from bot.insights import slack as insights_slack
 from bot.models import ItemStatus, Run
-from bot.mrkdwn import escape, mention, unescape
 from bot.paging import render
 from bot.runs import Actor, RunError
 from bot.services import Services, parse_start
+from bot.slack import blocks
+from bot.slack.mrkdwn import escape, mention, unescape
 
 HELP = """*deploybot* — your deployment checklist, live in this channel.
 • `/deploy start <version> [environment] [--checklist <name>]` — post a new run (environment: `production` unless given)

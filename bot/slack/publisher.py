@@ -18,13 +18,14 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import answers, db, export, paging, people, runs
-from bot import blocks as render
+from bot import db, export, paging, people, runs
 from bot.contacts import Team
 from bot.models import HomeTab, Message, Outbox, Run, RunStatus, SlackPost
 from bot.pacing import Budget
 from bot.paging import render as page_render
-from bot.posting import Failure, Posted, Poster, attempt
+from bot.slack import answers
+from bot.slack import blocks as render
+from bot.slack.posting import Failure, Posted, Poster, attempt
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from bot.metrics import InstrumentedWebClient
 from bot.models import Outbox
-from bot.posting import attempt
 from bot.runs import Actor
+from bot.slack.posting import attempt
 
 log = logging.getLogger(__name__)
 

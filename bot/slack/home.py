@@ -10,13 +10,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot import limits, paging
-from bot.blocks import Block, bar, duration, kind_title, quote, section, when
+from bot import paging
 from bot.contacts import Team
 from bot.models import ItemState, ItemStatus, Page, Run, RunStatus
-from bot.mrkdwn import escape, is_slack_channel, mention
 from bot.paging.render import team_name
 from bot.reminders import Reminders, next_slot
+from bot.slack import limits
+from bot.slack.blocks import Block, bar, duration, kind_title, quote, section, when
+from bot.slack.mrkdwn import escape, is_slack_channel, mention
 
 MAX_ACTIVE = 20
 MAX_FINISHED = 10

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from bot import ids, limits
-from bot.blocks import Block, Part, context, section
 from bot.models import ItemStatus, Run
-from bot.mrkdwn import clip, escape
 from bot.runs import MAX_REASON
+from bot.slack import ids, limits
+from bot.slack.blocks import Block, Part, context, section
+from bot.slack.mrkdwn import clip, escape
 
 
 def item_modal(

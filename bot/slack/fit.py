@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot import limits
-from bot.blocks import layout, parent_blocks, part_blocks
 from bot.checklists import Template
-from bot.modals import item_modal
 from bot.models import ItemState, ItemStatus, ProbeStatus, Run, RunStatus
 from bot.pipeline import MAX_SUMMARY, MAX_URL
 from bot.runs import MAX_NOTE, MAX_REASON
+from bot.slack import limits
+from bot.slack.blocks import layout, parent_blocks, part_blocks
+from bot.slack.modals import item_modal
 
 
 def check_template_limits(template: Template) -> list[str]:

@@ -13,9 +13,10 @@ from typing import Any
 from slack_bolt import Ack
 from slack_sdk import WebClient
 
-from bot import answers, blocks, export, ids, items, modals, paging, people, runs, uploads
+from bot import export, items, paging, people, runs
 from bot.runs import Actor, RunError
 from bot.services import Services, utcnow
+from bot.slack import answers, blocks, ids, modals, uploads
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,16 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import ids, logs
-from bot.listeners.actions import Actions, tell, tell_now
-from bot.listeners.commands import Commands
-from bot.listeners.events import Events
-from bot.listeners.views import Views
+from bot import logs
 from bot.metrics import Metrics
-from bot.mrkdwn import plain
 from bot.runs import RunError, TextRefused
 from bot.services import Services
+from bot.slack import ids
+from bot.slack.listeners.actions import Actions, tell, tell_now
+from bot.slack.listeners.commands import Commands
+from bot.slack.listeners.events import Events
+from bot.slack.listeners.views import Views
+from bot.slack.mrkdwn import plain
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from slack_bolt import Ack
 
-from bot import ids, items, people
+from bot import items, people
 from bot.runs import Actor, RunError
 from bot.services import Services
+from bot.slack import ids
 
 
 class Views:
