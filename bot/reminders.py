@@ -90,6 +90,14 @@ def next_slot(cron: str, zone: ZoneInfo, now: datetime) -> datetime:
     return fire.replace(tzinfo=None)  # type: ignore[no-any-return]
 
 
+def ticking(job: Callable[[], None], now: datetime, interval: float) -> BackgroundScheduler:
+    """Run `job` now and every `interval` seconds, one at a time, skipping ticks it overran."""
+    scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler.add_job(job, "interval", seconds=interval, next_run_time=now, max_instances=1, coalesce=True)
+    scheduler.start()
+    return scheduler
+
+
 class Reminders:
     """Posts each cadence on time, once, whatever the number of processes; nudges and escalates."""
 
@@ -116,16 +124,7 @@ class Reminders:
     def start(self) -> None:
         """Tick now and every `interval` seconds. The APScheduler job lives in memory only: the
         schedule's truth is the reminder_slots table, so nothing is lost when a process stops."""
-        self._scheduler = BackgroundScheduler(timezone=UTC)
-        self._scheduler.add_job(
-            self.tick_now,
-            "interval",
-            seconds=self._interval,
-            next_run_time=self._clock(),
-            max_instances=1,
-            coalesce=True,
-        )
-        self._scheduler.start()
+        self._scheduler = ticking(self.tick_now, self._clock(), self._interval)
 
     def stop(self) -> None:
         if self._scheduler is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select, update
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import db, insights
 from bot.config import DeployConfig
 from bot.models import Outbox, ReviewSlot, Run
-from bot.reminders import instant, slots
+from bot.reminders import instant, slots, ticking
 from bot.review.message import Slot, discuss_text, review_blocks
 from bot.review.settings import Schedule
 
@@ -50,16 +50,7 @@ class Reviews:
 
     def start(self) -> None:
         """Tick now and every `interval` seconds; the slots table, not this job, is the schedule's truth."""
-        self._scheduler = BackgroundScheduler(timezone=UTC)
-        self._scheduler.add_job(
-            self.tick_now,
-            "interval",
-            seconds=self._interval,
-            next_run_time=self._clock(),
-            max_instances=1,
-            coalesce=True,
-        )
-        self._scheduler.start()
+        self._scheduler = ticking(self.tick_now, self._clock(), self._interval)
 
     def stop(self) -> None:
         if self._scheduler is not None:
